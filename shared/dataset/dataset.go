@@ -1,0 +1,217 @@
+// Package dataset stores a stream of rows as numbered chunks of bounded size,
+// so no single Redis value, and no reader or writer, ever holds a whole
+// dataset. Rows are CSV-encoded inside a chunk: it is compact, handles any
+// byte in a field and is fast to decode.
+package dataset
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultChunkBytes bounds one chunk. 256 KiB keeps Redis values small and
+// round trips few (a million 60-byte rows make about 230 chunks).
+const DefaultChunkBytes = 256 << 10
+
+// Store keeps the chunks of named datasets.
+type Store interface {
+	// PutChunk stores chunk i of dataset name.
+	PutChunk(ctx context.Context, name string, i int64, data []byte) error
+	// GetChunk returns chunk i of dataset name.
+	GetChunk(ctx context.Context, name string, i int64) ([]byte, error)
+	// Meta returns the chunk and row counts recorded when name was finished.
+	Meta(ctx context.Context, name string) (chunks, rows int64, err error)
+}
+
+// WriteStore can also record a finished dataset's counts.
+type WriteStore interface {
+	Store
+	// Finish records the chunk and row counts of name, making it readable.
+	Finish(ctx context.Context, name string, chunks, rows int64) error
+}
+
+// ErrMissing reports a dataset (or chunk) that is not in the store.
+var ErrMissing = errors.New("dataset missing")
+
+// ChunkField is the hash field of chunk i: "plt_fund.vs_withdraw.user_id#3".
+func ChunkField(name string, i int64) string { return fmt.Sprintf("%s#%d", name, i) }
+
+// ChunksField holds the number of chunks of name.
+func ChunksField(name string) string { return name + "#chunks" }
+
+// RowsField holds the number of rows of name.
+func RowsField(name string) string { return name + "#rows" }
+
+// Writer splits rows into chunks and puts each one as soon as it is full.
+type Writer struct {
+	ctx    context.Context
+	store  Store
+	name   string
+	limit  int
+	buf    bytes.Buffer
+	enc    *csv.Writer
+	chunks int64
+	rows   int64
+}
+
+// NewWriter writes dataset name into store in chunks of about limit bytes.
+func NewWriter(ctx context.Context, store Store, name string, limit int) *Writer {
+	if limit <= 0 {
+		limit = DefaultChunkBytes
+	}
+	w := &Writer{ctx: ctx, store: store, name: name, limit: limit}
+	w.enc = csv.NewWriter(&w.buf)
+	return w
+}
+
+// Write appends one row.
+func (w *Writer) Write(row []string) error {
+	if err := w.enc.Write(row); err != nil {
+		return fmt.Errorf("dataset %s: encode row: %w", w.name, err)
+	}
+	w.rows++
+	// csv.Writer buffers 4 KiB itself; flushing per row keeps the size check exact.
+	w.enc.Flush()
+	if w.buf.Len() >= w.limit {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *Writer) flush() error {
+	if w.buf.Len() == 0 {
+		return nil
+	}
+	if err := w.store.PutChunk(w.ctx, w.name, w.chunks, w.buf.Bytes()); err != nil {
+		return err
+	}
+	w.chunks++
+	w.buf.Reset()
+	return nil
+}
+
+// Close puts the last chunk and returns the counts to record with the dataset.
+func (w *Writer) Close() (chunks, rows int64, err error) {
+	w.enc.Flush()
+	if err := w.flush(); err != nil {
+		return 0, 0, err
+	}
+	return w.chunks, w.rows, nil
+}
+
+// Reader streams the rows of a finished dataset, one chunk in memory at a time.
+type Reader struct {
+	ctx    context.Context
+	store  Store
+	name   string
+	width  int
+	chunks int64
+	rows   int64
+	next   int64
+	seen   int64
+	dec    *csv.Reader
+}
+
+// Open starts reading dataset name; every row must have width fields.
+func Open(ctx context.Context, store Store, name string, width int) (*Reader, error) {
+	chunks, rows, err := store.Meta(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{ctx: ctx, store: store, name: name, width: width, chunks: chunks, rows: rows}, nil
+}
+
+// Rows is the row count recorded when the dataset was finished.
+func (r *Reader) Rows() int64 { return r.rows }
+
+// Next returns the next row, or io.EOF after the last one. The slice is
+// reused by the following call.
+func (r *Reader) Next() ([]string, error) {
+	for {
+		if r.dec != nil {
+			row, err := r.dec.Read()
+			if err == nil {
+				r.seen++
+				return row, nil
+			}
+			if !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("dataset %s chunk %d: %w", r.name, r.next-1, err)
+			}
+			r.dec = nil
+		}
+		if r.next >= r.chunks {
+			if r.seen != r.rows {
+				return nil, fmt.Errorf("dataset %s: read %d rows, %d recorded", r.name, r.seen, r.rows)
+			}
+			return nil, io.EOF
+		}
+		data, err := r.store.GetChunk(r.ctx, r.name, r.next)
+		if err != nil {
+			return nil, err
+		}
+		r.next++
+		r.dec = csv.NewReader(bytes.NewReader(data))
+		r.dec.FieldsPerRecord = r.width
+		r.dec.ReuseRecord = true
+	}
+}
+
+// MemStore is an in-memory Store for unit tests and benchmarks of the joins.
+type MemStore struct {
+	chunks map[string][]byte
+	meta   map[string][2]int64
+}
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{chunks: map[string][]byte{}, meta: map[string][2]int64{}}
+}
+
+// PutChunk implements Store.
+func (m *MemStore) PutChunk(_ context.Context, name string, i int64, data []byte) error {
+	m.chunks[ChunkField(name, i)] = bytes.Clone(data)
+	return nil
+}
+
+// GetChunk implements Store.
+func (m *MemStore) GetChunk(_ context.Context, name string, i int64) ([]byte, error) {
+	d, ok := m.chunks[ChunkField(name, i)]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrMissing, ChunkField(name, i))
+	}
+	return d, nil
+}
+
+// Meta implements Store.
+func (m *MemStore) Meta(_ context.Context, name string) (int64, int64, error) {
+	v, ok := m.meta[name]
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: %s", ErrMissing, name)
+	}
+	return v[0], v[1], nil
+}
+
+// Finish implements WriteStore.
+func (m *MemStore) Finish(_ context.Context, name string, chunks, rows int64) error {
+	m.meta[name] = [2]int64{chunks, rows}
+	return nil
+}
+
+// Put writes rows as dataset name with the given chunk limit and finishes it.
+func (m *MemStore) Put(ctx context.Context, name string, limit int, rows [][]string) error {
+	w := NewWriter(ctx, m, name, limit)
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			return err
+		}
+	}
+	c, n, err := w.Close()
+	if err != nil {
+		return err
+	}
+	return m.Finish(ctx, name, c, n)
+}

@@ -1,0 +1,158 @@
+// Package report holds the report definitions: which source tables each
+// report type reads in which stage, how the stages hand over, and how the
+// rows are joined into CSV rows. Everything here is declarative or pure;
+// the functions in functions/ do the I/O.
+package report
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+// Report is one report type.
+type Report struct {
+	Type   string
+	Header []string
+	// Stages lists the sources of each stage; stage n is Stages[n-1].
+	Stages [][]Source
+	// Between runs when stage n < len(Stages) is complete: it writes the
+	// next stage's input datasets into st and says whether the next stage
+	// has anything to do (false skips straight to Join).
+	Between func(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int) (next bool, err error)
+	// Join streams the CSV rows, in order, from the finished datasets.
+	Join func(ctx context.Context, st dataset.Store, emit func(row []string) error) error
+}
+
+// DoneAfter is queryDoneCount once every listener up to stage n is done:
+// the count is cumulative across stages.
+func (r Report) DoneAfter(n int) int64 {
+	var c int64
+	for i := 0; i < n && i < len(r.Stages); i++ {
+		c += int64(len(r.Stages[i]))
+	}
+	return c
+}
+
+// SourceNames lists the names of stage n's sources.
+func (r Report) SourceNames(n int) []string {
+	if n < 1 || n > len(r.Stages) {
+		return nil
+	}
+	var names []string
+	for _, s := range r.Stages[n-1] {
+		names = append(names, s.Name())
+	}
+	return names
+}
+
+// Reports are all report types, keyed by Type.
+var Reports = map[string]Report{}
+
+func addReport(r Report) {
+	for n, stage := range r.Stages {
+		for _, s := range stage {
+			if s.Stage != n+1 {
+				panic(fmt.Sprintf("report %s: source %s listens on stage %d, used in stage %d", r.Type, s.Name(), s.Stage, n+1))
+			}
+		}
+	}
+	if len(r.Stages) > 1 && r.Between == nil {
+		panic(fmt.Sprintf("report %s: several stages need Between", r.Type))
+	}
+	Reports[r.Type] = r
+}
+
+// Lookup returns the report of type t.
+func Lookup(t string) (Report, bool) {
+	r, ok := Reports[t]
+	return r, ok
+}
+
+// Types lists the report types, sorted, for error messages.
+func Types() []string {
+	var ts []string
+	for t := range Reports {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}
+
+// MaxStages is the number of stage topics the deployment needs.
+func MaxStages() int {
+	m := 0
+	for _, r := range Reports {
+		m = max(m, len(r.Stages))
+	}
+	return m
+}
+
+// Functions lists every deployed function, listeners included.
+func Functions() []topology.Function {
+	var ls []topology.Listener
+	for _, s := range Sources {
+		ls = append(ls, topology.Listener{EntryPoint: s.EntryPoint, Subscription: s.Subscription, Stage: s.Stage, Source: s.Name()})
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].EntryPoint < ls[j].EntryPoint })
+	return topology.NewFunctions(ls)
+}
+
+// SourceByEntryPoint finds the source a listener entry point serves.
+func SourceByEntryPoint(ep string) (Source, bool) {
+	for _, s := range Sources {
+		if s.EntryPoint == ep {
+			return s, true
+		}
+	}
+	return Source{}, false
+}
+
+// SourcesIn lists the sources of one database, for schema creation.
+func SourcesIn(database string) []Source {
+	var out []Source
+	for _, s := range Sources {
+		if s.Database == database {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Table < out[j].Table })
+	return out
+}
+
+// Databases lists the source databases, sorted.
+func Databases() []string {
+	seen := map[string]bool{}
+	var dbs []string
+	for _, s := range Sources {
+		if !seen[s.Database] {
+			seen[s.Database] = true
+			dbs = append(dbs, s.Database)
+		}
+	}
+	sort.Strings(dbs)
+	return dbs
+}
+
+var withdrawHeader = []string{"withdraw_id", "user_id", "tag_ids", "amount", "currency", "status", "created_at"}
+
+func init() {
+	addReport(Report{
+		Type:   "withdraw_by_tag",
+		Header: withdrawHeader,
+		Stages: [][]Source{{userTagRelation, withdraw}},
+		Join: func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
+			return joinWithdrawals(ctx, st, func(w withdrawRow) error { return emit(w.out) })
+		},
+	})
+	addReport(Report{
+		Type:    "withdraw_by_tag_with_payments",
+		Header:  append(append([]string(nil), withdrawHeader...), "payment_count", "payment_total"),
+		Stages:  [][]Source{{userTagRelation, withdraw}, {payment}},
+		Between: writeStage1Pairs,
+		Join:    joinWithPayments,
+	})
+}

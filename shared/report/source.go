@@ -1,0 +1,181 @@
+package report
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ColumnKind says how a listener scans and formats a result column.
+type ColumnKind int
+
+// Column kinds. Decimals are Text: the driver returns them as exact strings
+// and they never pass through a float.
+const (
+	Int ColumnKind = iota
+	Text
+	Time // DATETIME stored as UTC, formatted RFC 3339 with Z, whole seconds
+)
+
+// Column is one column of a source's result rows.
+type Column struct {
+	Name string
+	Kind ColumnKind
+}
+
+// Query is one parameterised statement.
+type Query struct {
+	SQL  string
+	Args []any
+}
+
+// Source is one table a listener reads. Table and column names come only
+// from these definitions; values only from bound parameters.
+type Source struct {
+	Database string // "plt_fund": selects the DSN (DSN_PLT_FUND)
+	Table    string // named without its database in SQL
+	Key      string // join key, first column, rows come ordered by it
+	Columns  []Column
+	Stage    int // the stage topic its subscription reads
+
+	EntryPoint   string // its function's entry point
+	Subscription string // its push subscription
+
+	// Input names a dataset in the hash the query is driven by (stage 2
+	// reads stage 1's result); "" for none. Its rows are fed to Build in
+	// batches of BatchSize.
+	Input        string
+	InputColumns int
+	BatchSize    int
+
+	// Build returns the statement for the params and, with Input, one batch.
+	Build func(p Params, batch [][]string) (Query, error)
+
+	// DDL creates the table and the indexes its query needs.
+	DDL string
+}
+
+// Name is "{database}.{table}", the source's name in messages, logs and the hash.
+func (s Source) Name() string { return s.Database + "." + s.Table }
+
+// Dataset is the hash field prefix of its rows: "{database}.{table}.{key}".
+func (s Source) Dataset() string { return s.Name() + "." + s.Key }
+
+// DSNEnv is the environment variable holding the source database's DSN.
+func DSNEnv(database string) string { return "DSN_" + strings.ToUpper(database) }
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// Sources are all source tables, keyed by Name().
+var Sources = map[string]Source{}
+
+func addSource(s Source) Source {
+	if _, dup := Sources[s.Name()]; dup {
+		panic(fmt.Sprintf("report: source %s defined twice", s.Name()))
+	}
+	Sources[s.Name()] = s
+	return s
+}
+
+var userTagRelation = addSource(Source{
+	Database: "plt_user", Table: "vs_user_tag_relation", Key: "user_id",
+	Columns:    []Column{{"user_id", Int}, {"tag_id", Int}},
+	Stage:      1,
+	EntryPoint: "ListenUserTagRelation", Subscription: "listen-user-tag-relation",
+	Build: func(p Params, _ [][]string) (Query, error) {
+		args := make([]any, len(p.TagIDs))
+		for i, t := range p.TagIDs {
+			args[i] = t
+		}
+		// DISTINCT: the same (user, tag) may be stored twice.
+		return Query{
+			SQL: "SELECT DISTINCT user_id, tag_id FROM vs_user_tag_relation WHERE tag_id IN (" +
+				placeholders(len(args)) + ") ORDER BY user_id, tag_id",
+			Args: args,
+		}, nil
+	},
+	DDL: `CREATE TABLE IF NOT EXISTS vs_user_tag_relation (
+  id BIGINT NOT NULL PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  tag_id BIGINT NOT NULL,
+  created_at DATETIME NOT NULL,
+  KEY idx_tag_user (tag_id, user_id)
+)`,
+})
+
+var withdraw = addSource(Source{
+	Database: "plt_fund", Table: "vs_withdraw", Key: "user_id",
+	Columns: []Column{
+		{"user_id", Int}, {"id", Int}, {"amount", Text}, {"currency", Text},
+		{"status", Text}, {"created_at", Time},
+	},
+	Stage:      1,
+	EntryPoint: "ListenWithdraw", Subscription: "listen-withdraw",
+	Build: func(p Params, _ [][]string) (Query, error) {
+		return Query{
+			SQL: "SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw " +
+				"WHERE created_at >= ? AND created_at < ? ORDER BY user_id, id",
+			Args: []any{p.From, p.To},
+		}, nil
+	},
+	DDL: `CREATE TABLE IF NOT EXISTS vs_withdraw (
+  id BIGINT NOT NULL PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  amount DECIMAL(18,2) NOT NULL,
+  currency CHAR(3) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  created_at DATETIME NOT NULL,
+  KEY idx_created (created_at),
+  KEY idx_user (user_id, id)
+)`,
+})
+
+// paymentBatch pairs per statement: one indexed lookup each, 6 params each.
+const paymentBatch = 200
+
+var payment = addSource(Source{
+	Database: "plt_fund", Table: "vs_payment", Key: "user_id",
+	Columns: []Column{
+		{"user_id", Int}, {"currency", Text}, {"payment_count", Int}, {"payment_total", Text},
+	},
+	Stage:      2,
+	EntryPoint: "ListenPayment", Subscription: "listen-payment",
+	Input:      stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
+	// One aggregate per (user, currency) pair, each comparing bound values
+	// with the columns, so the database's collation decides equality; an
+	// aggregate without GROUP BY always yields a row, so a user without
+	// payments gets 0 and 0.00. The pair's own user and currency are
+	// selected back so rows keep the input's exact bytes and order.
+	Build: func(p Params, batch [][]string) (Query, error) {
+		var sql strings.Builder
+		args := make([]any, 0, len(batch)*6)
+		for i, pair := range batch {
+			if i > 0 {
+				sql.WriteString(" UNION ALL ")
+			}
+			sql.WriteString("SELECT ? AS i, ? AS user_id, ? AS currency, COUNT(*) AS payment_count, " +
+				"COALESCE(SUM(amount), 0.00) AS payment_total FROM vs_payment " +
+				"WHERE user_id = ? AND currency = ? AND status = 'SUCCESS' AND created_at >= ? AND created_at < ?")
+			// Bind the user as an integer: a string compared with BIGINT
+			// would be compared as a double.
+			user, err := strconv.ParseInt(pair[0], 10, 64)
+			if err != nil {
+				return Query{}, fmt.Errorf("input %s: bad user_id %q", stage1Pairs, pair[0])
+			}
+			args = append(args, i, user, pair[1], user, pair[1], p.From, p.To)
+		}
+		return Query{SQL: "SELECT user_id, currency, payment_count, payment_total FROM (" +
+			sql.String() + ") pairs ORDER BY i", Args: args}, nil
+	},
+	DDL: `CREATE TABLE IF NOT EXISTS vs_payment (
+  id BIGINT NOT NULL PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  amount DECIMAL(18,2) NOT NULL,
+  currency CHAR(3) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  created_at DATETIME NOT NULL,
+  KEY idx_user_currency (user_id, currency, status, created_at)
+)`,
+})

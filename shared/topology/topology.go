@@ -1,0 +1,116 @@
+// Package topology names every function, Pub/Sub topic and subscription of
+// the system in one place. The root registration file, the local stack and
+// the Terraform checks all read these names, so they cannot drift apart.
+package topology
+
+import "fmt"
+
+// Entry points of the functions that are not listeners. Listener entry points
+// come from the source definitions in package report.
+const (
+	EntryDrainTriggers = "DrainTriggers"
+	EntryAggregate     = "Aggregate"
+	EntryDeadLetter    = "DeadLetter"
+)
+
+// Topic names (before the optional PUBSUB_NAME_PREFIX).
+const (
+	TopicAggregate  = "report-aggregate"
+	TopicDeadLetter = "report-dead-letter"
+	// TopicParked receives messages nobody can act on (undecodable bodies,
+	// dead letters the DLQ function cannot attribute), so nothing is dropped.
+	TopicParked = "report-parked"
+)
+
+// Subscription names (before the optional PUBSUB_NAME_PREFIX).
+const (
+	SubAggregate  = "aggregate"
+	SubDeadLetter = "dead-letter"
+	SubParked     = "report-parked-hold"
+)
+
+// Delivery policy of every push subscription except the DLQ one.
+const (
+	MaxDeliveryAttempts = 6
+	BackoffSeconds      = 60
+)
+
+// StageTopic is the fanout topic of stage n (1-based): MQ2 is stage 1, MQ4 stage 2.
+func StageTopic(n int) string { return fmt.Sprintf("report-stage-%d", n) }
+
+// Kind says how a function is triggered.
+type Kind string
+
+const (
+	// KindPush functions are HTTP functions behind a Pub/Sub push subscription.
+	KindPush Kind = "push"
+	// KindScheduled functions are HTTP functions fired by Cloud Scheduler.
+	KindScheduled Kind = "scheduled"
+)
+
+// Function is one deployed Cloud Function.
+type Function struct {
+	EntryPoint   string
+	Kind         Kind
+	Topic        string // push: the topic its subscription reads
+	Subscription string // push: its own subscription
+	// DeadLetterTopic is where its subscription sends a message after
+	// MaxDeliveryAttempts failed deliveries.
+	DeadLetterTopic     string
+	MaxDeliveryAttempts int
+	Source              string // listeners: the source table, "plt_fund.vs_withdraw"
+}
+
+// Listener describes a listener for NewFunctions; package report supplies them.
+type Listener struct {
+	EntryPoint   string
+	Subscription string
+	Stage        int
+	Source       string
+}
+
+// NewFunctions lists every function: the shim, one per listener, the
+// aggregator and the DLQ function.
+func NewFunctions(listeners []Listener) []Function {
+	fns := []Function{{EntryPoint: EntryDrainTriggers, Kind: KindScheduled}}
+	for _, l := range listeners {
+		fns = append(fns, Function{
+			EntryPoint: l.EntryPoint, Kind: KindPush,
+			Topic: StageTopic(l.Stage), Subscription: l.Subscription,
+			DeadLetterTopic: TopicDeadLetter, MaxDeliveryAttempts: MaxDeliveryAttempts,
+			Source: l.Source,
+		})
+	}
+	return append(fns,
+		Function{
+			EntryPoint: EntryAggregate, Kind: KindPush,
+			Topic: TopicAggregate, Subscription: SubAggregate,
+			DeadLetterTopic: TopicDeadLetter, MaxDeliveryAttempts: MaxDeliveryAttempts,
+		},
+		// The DLQ subscription is the one exception to 6 × 60 s: it retries
+		// with backoff and parks what it cannot handle, so nothing is lost.
+		Function{
+			EntryPoint: EntryDeadLetter, Kind: KindPush,
+			Topic: TopicDeadLetter, Subscription: SubDeadLetter,
+			DeadLetterTopic: TopicParked, MaxDeliveryAttempts: 20,
+		},
+	)
+}
+
+// Topics lists every topic for the given number of stages.
+func Topics(stages int) []string {
+	var ts []string
+	for i := 1; i <= stages; i++ {
+		ts = append(ts, StageTopic(i))
+	}
+	return append(ts, TopicAggregate, TopicDeadLetter, TopicParked)
+}
+
+// Names applies a deployment's prefix to topic and subscription names.
+type Names struct{ Prefix string }
+
+// Topic returns the prefixed topic name.
+func (n Names) Topic(t string) string { return n.Prefix + t }
+
+// Sub returns the prefixed subscription name.
+func (n Names) Sub(s string) string { return n.Prefix + s }
