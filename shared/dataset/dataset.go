@@ -37,6 +37,10 @@ type WriteStore interface {
 // ErrMissing reports a dataset (or chunk) that is not in the store.
 var ErrMissing = errors.New("dataset missing")
 
+// ErrCorrupt reports a dataset whose content breaks its contract (bad
+// encoding, wrong counts, rows out of key order). Retrying cannot fix it.
+var ErrCorrupt = errors.New("dataset corrupt")
+
 // ChunkField is the hash field of chunk i: "plt_fund.vs_withdraw.user_id#3".
 func ChunkField(name string, i int64) string { return fmt.Sprintf("%s#%d", name, i) }
 
@@ -139,13 +143,13 @@ func (r *Reader) Next() ([]string, error) {
 				return row, nil
 			}
 			if !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("dataset %s chunk %d: %w", r.name, r.next-1, err)
+				return nil, fmt.Errorf("%w: %s chunk %d: %v", ErrCorrupt, r.name, r.next-1, err)
 			}
 			r.dec = nil
 		}
 		if r.next >= r.chunks {
 			if r.seen != r.rows {
-				return nil, fmt.Errorf("dataset %s: read %d rows, %d recorded", r.name, r.seen, r.rows)
+				return nil, fmt.Errorf("%w: %s: read %d rows, %d recorded", ErrCorrupt, r.name, r.seen, r.rows)
 			}
 			return nil, io.EOF
 		}

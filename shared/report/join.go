@@ -48,10 +48,10 @@ func (k *keyReader) advance() error {
 	}
 	key, err := strconv.ParseInt(row[0], 10, 64)
 	if err != nil {
-		return fmt.Errorf("dataset %s row %d: key %q is not an integer", k.name, k.n, row[0])
+		return fmt.Errorf("%w: %s row %d: key %q is not an integer", dataset.ErrCorrupt, k.name, k.n, row[0])
 	}
 	if k.n > 0 && key < k.prev {
-		return fmt.Errorf("dataset %s row %d: key %d after %d, not in key order", k.name, k.n, key, k.prev)
+		return fmt.Errorf("%w: %s row %d: key %d after %d, not in key order", dataset.ErrCorrupt, k.name, k.n, key, k.prev)
 	}
 	k.row, k.key, k.prev = row, key, key
 	k.n++
@@ -216,7 +216,7 @@ func joinWithPayments(ctx context.Context, st dataset.Store, emit func([]string)
 		}
 		s, ok := sums[r.currency]
 		if !ok {
-			return fmt.Errorf("stage 2 (%s) has no row for user %d currency %q", payment.Name(), r.user, r.currency)
+			return fmt.Errorf("%w: stage 2 (%s) has no row for user %d currency %q", dataset.ErrCorrupt, payment.Name(), r.user, r.currency)
 		}
 		copy(out, r.out)
 		out[7], out[8] = s[0], s[1]

@@ -15,9 +15,9 @@ const MaxTagIDs = 1000
 
 // Params are a report's filters, validated and normalised.
 type Params struct {
-	TagIDs []int64    // distinct, ascending
-	From   time.Time  // UTC, inclusive
-	To     time.Time  // UTC, exclusive
+	TagIDs []int64   // distinct, ascending
+	From   time.Time // UTC, inclusive
+	To     time.Time // UTC, exclusive
 }
 
 // ErrInvalidParams marks params a person must fix; the record ends FAILED.

@@ -142,7 +142,7 @@ var payment = addSource(Source{
 	},
 	Stage:      2,
 	EntryPoint: "ListenPayment", Subscription: "listen-payment",
-	Input:      stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
+	Input: stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
 	// One aggregate per (user, currency) pair, each comparing bound values
 	// with the columns, so the database's collation decides equality; an
 	// aggregate without GROUP BY always yields a row, so a user without

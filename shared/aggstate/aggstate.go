@@ -1,0 +1,341 @@
+// Package aggstate is the report's state in Redis: the hash
+// FileDownloadRecordEntity-{ID} holding the listeners' datasets, the
+// idempotent done count and the per-stage claims.
+//
+// Every write goes through a Lua script that refuses, and reports, a
+// missing key: HSET and HINCRBY would silently recreate an expired or
+// deleted hash without a TTL. Only Create makes the key, with its TTL, and
+// every write refreshes the TTL so slow retries cannot expire a live report.
+package aggstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/shared/dataset"
+)
+
+// KeyBase is the fixed key name before the record ID.
+const KeyBase = "FileDownloadRecordEntity-"
+
+// Fields of the hash besides the datasets.
+const (
+	FieldRecordID   = "recordId"
+	FieldReportType = "reportType"
+	FieldParams     = "params"
+	FieldCreatedAt  = "createdAt"
+	FieldDoneCount  = "queryDoneCount"
+	// AggregatorName is the "source" under which the aggregator records errors.
+	AggregatorName = "aggregate"
+)
+
+// DoneField marks (stage, source) as counted.
+func DoneField(stage int, source string) string { return fmt.Sprintf("done:%d:%s", stage, source) }
+
+// ErrorField holds the last error of a source (or the aggregator).
+func ErrorField(source string) string { return "error:" + source }
+
+// ClaimField holds the claim of a stage: "{messageId}|{expiry ms}" or "done".
+func ClaimField(stage int) string { return fmt.Sprintf("claim:%d", stage) }
+
+// ErrGone means the hash does not exist: the report expired, finished or
+// was deleted. Nothing was written.
+var ErrGone = errors.New("report state is gone from Redis")
+
+// State reads and writes report hashes.
+type State struct {
+	rdb    redis.Cmdable
+	prefix string
+	ttl    time.Duration
+}
+
+// New returns a State using keys prefix+KeyBase+ID with the given TTL.
+func New(rdb redis.Cmdable, prefix string, ttl time.Duration) *State {
+	return &State{rdb: rdb, prefix: prefix, ttl: ttl}
+}
+
+// Key is the hash of record id.
+func (s *State) Key(id int64) string { return s.prefix + KeyBase + strconv.FormatInt(id, 10) }
+
+func (s *State) ttlMS() int64 { return s.ttl.Milliseconds() }
+
+func gone(key string) error { return fmt.Errorf("%w: %s", ErrGone, key) }
+
+var createScript = redis.NewScript(`
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  created = 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return created`)
+
+// Create makes the hash for a dispatched report, or keeps the existing one
+// (a re-dispatch of a PROCESSING record), refreshing its TTL either way.
+func (s *State) Create(ctx context.Context, id int64, reportType string, params []byte) (bool, error) {
+	key := s.Key(id)
+	n, err := createScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(),
+		FieldRecordID, id, FieldReportType, reportType, FieldParams, string(params),
+		FieldCreatedAt, time.Now().UTC().Format(time.RFC3339Nano), FieldDoneCount, 0).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis create %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+var setScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// set writes field/value pairs into an existing hash.
+func (s *State) set(ctx context.Context, id int64, pairs ...any) error {
+	key := s.Key(id)
+	n, err := setScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS()}, pairs...)...).Int()
+	if err != nil {
+		return fmt.Errorf("redis hset %s: %w", key, err)
+	}
+	if n == 0 {
+		return gone(key)
+	}
+	return nil
+}
+
+// RecordError keeps who's last error in the hash for the DLQ function.
+func (s *State) RecordError(ctx context.Context, id int64, who, msg string) error {
+	const max = 2000
+	if len(msg) > max {
+		msg = msg[:max] + "…"
+	}
+	return s.set(ctx, id, ErrorField(who), msg)
+}
+
+var doneScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if redis.call('HSETNX', KEYS[1], ARGV[2], '1') == 0 then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'queryDoneCount') or '0')}
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+redis.call('HDEL', KEYS[1], ARGV[7])
+return {1, redis.call('HINCRBY', KEYS[1], 'queryDoneCount', 1)}`)
+
+// MarkDone records that source finished stage with the given dataset, and
+// counts it in queryDoneCount, once: the marker and the increment are one
+// atomic step, so a redelivered message never counts twice. It returns
+// whether this call counted, and the count after it.
+func (s *State) MarkDone(ctx context.Context, id int64, stage int, source, name string, chunks, rows int64) (bool, int64, error) {
+	key := s.Key(id)
+	res, err := doneScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), DoneField(stage, source),
+		dataset.ChunksField(name), chunks, dataset.RowsField(name), rows, ErrorField(source)).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("redis mark done %s %s: %w", key, source, err)
+	}
+	if res[0] < 0 {
+		return false, 0, gone(key)
+	}
+	return res[0] == 1, res[1], nil
+}
+
+// IsDone reports whether source already finished stage (ErrGone if the hash is gone).
+func (s *State) IsDone(ctx context.Context, id int64, stage int, source string) (bool, error) {
+	key := s.Key(id)
+	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, DoneField(stage, source)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	if vals[0] == nil {
+		return false, gone(key)
+	}
+	return vals[1] != nil, nil
+}
+
+// ClaimResult is the outcome of Claim.
+type ClaimResult int
+
+// Claim outcomes.
+const (
+	Claimed   ClaimResult = iota // this message owns the stage now
+	Held                         // another message owns it and its claim has not expired
+	Completed                    // the stage's next step already happened
+)
+
+var claimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if v == 'done' then return 2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if v then
+  local owner, expiry = string.match(v, '^(.*)|(%d+)$')
+  if owner ~= ARGV[3] and tonumber(expiry) > now then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. '|' .. (now + tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// Claim lets one message act on a complete stage. A redelivery of the
+// owning message, or any message after the claim expired, takes it over,
+// so a crashed aggregator never strands a report. Time is Redis's own.
+func (s *State) Claim(ctx context.Context, id int64, stage int, msgID string, hold time.Duration) (ClaimResult, error) {
+	key := s.Key(id)
+	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("redis claim %s stage %d: %w", key, stage, err)
+	}
+	switch n {
+	case -1:
+		return 0, gone(key)
+	case 0:
+		return Held, nil
+	case 2:
+		return Completed, nil
+	}
+	return Claimed, nil
+}
+
+// CompleteClaim marks stage's next step as done; later messages for the
+// stage are acknowledged without acting.
+func (s *State) CompleteClaim(ctx context.Context, id int64, stage int) error {
+	return s.set(ctx, id, ClaimField(stage), "done")
+}
+
+// Delete removes the hash once the record is final.
+func (s *State) Delete(ctx context.Context, id int64) error {
+	if err := s.rdb.Del(ctx, s.Key(id)).Err(); err != nil {
+		return fmt.Errorf("redis del %s: %w", s.Key(id), err)
+	}
+	return nil
+}
+
+// Snapshot is what the hash says about a report, without any dataset.
+type Snapshot struct {
+	ReportType string
+	Params     []byte
+	DoneCount  int64
+	Claims     map[int]string          // stage -> "done" or "{msg}|{expiry}"
+	Done       map[int]map[string]bool // stage -> source -> done
+	Errors     map[string]string       // source or "aggregate" -> last error
+	TTL        time.Duration
+}
+
+// Read returns the snapshot of record id, for the given stages' sources
+// (stages[n-1] lists stage n's source names). It reads named fields only:
+// never the chunks. This is the one place progress is read from.
+func (s *State) Read(ctx context.Context, id int64, stages [][]string) (Snapshot, error) {
+	key := s.Key(id)
+	fields := []string{FieldReportType, FieldParams, FieldDoneCount, ErrorField(AggregatorName)}
+	for n, srcs := range stages {
+		fields = append(fields, ClaimField(n+1))
+		for _, src := range srcs {
+			fields = append(fields, DoneField(n+1, src), ErrorField(src))
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	hm := pipe.HMGet(ctx, key, fields...)
+	ttl := pipe.PTTL(ctx, key)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Snapshot{}, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	vals := hm.Val()
+	str := func(i int) (string, bool) {
+		v, ok := vals[i].(string)
+		return v, ok
+	}
+	rt, ok := str(0)
+	if !ok {
+		return Snapshot{}, gone(key)
+	}
+	snap := Snapshot{ReportType: rt, Claims: map[int]string{}, Done: map[int]map[string]bool{}, Errors: map[string]string{}, TTL: ttl.Val()}
+	if p, ok := str(1); ok {
+		snap.Params = []byte(p)
+	}
+	if c, ok := str(2); ok {
+		snap.DoneCount, _ = strconv.ParseInt(c, 10, 64)
+	}
+	if e, ok := str(3); ok {
+		snap.Errors[AggregatorName] = e
+	}
+	i := 4
+	for n, srcs := range stages {
+		if c, ok := str(i); ok {
+			snap.Claims[n+1] = c
+		}
+		i++
+		snap.Done[n+1] = map[string]bool{}
+		for _, src := range srcs {
+			_, snap.Done[n+1][src] = str(i)
+			if e, ok := str(i + 1); ok {
+				snap.Errors[src] = e
+			}
+			i += 2
+		}
+	}
+	return snap, nil
+}
+
+// Datasets returns a dataset.WriteStore over record id's hash.
+func (s *State) Datasets(id int64) dataset.WriteStore { return &store{s: s, id: id} }
+
+type store struct {
+	s  *State
+	id int64
+}
+
+func (d *store) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
+	return d.s.set(ctx, d.id, dataset.ChunkField(name, i), data)
+}
+
+func (d *store) Finish(ctx context.Context, name string, chunks, rows int64) error {
+	return d.s.set(ctx, d.id, dataset.ChunksField(name), chunks, dataset.RowsField(name), rows)
+}
+
+func (d *store) GetChunk(ctx context.Context, name string, i int64) ([]byte, error) {
+	key := d.s.Key(d.id)
+	b, err := d.s.rdb.HGet(ctx, key, dataset.ChunkField(name, i)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, d.missing(ctx, dataset.ChunkField(name, i))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis hget %s %s: %w", key, dataset.ChunkField(name, i), err)
+	}
+	return b, nil
+}
+
+func (d *store) Meta(ctx context.Context, name string) (int64, int64, error) {
+	key := d.s.Key(d.id)
+	vals, err := d.s.rdb.HMGet(ctx, key, dataset.ChunksField(name), dataset.RowsField(name)).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis hmget %s %s: %w", key, name, err)
+	}
+	c, ok1 := vals[0].(string)
+	r, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return 0, 0, d.missing(ctx, dataset.ChunksField(name))
+	}
+	chunks, err1 := strconv.ParseInt(c, 10, 64)
+	rows, err2 := strconv.ParseInt(r, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("redis %s %s: bad counts %q/%q", key, name, c, r)
+	}
+	return chunks, rows, nil
+}
+
+// missing tells a gone hash from a missing field of a live one.
+func (d *store) missing(ctx context.Context, field string) error {
+	key := d.s.Key(d.id)
+	n, err := d.s.rdb.Exists(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("redis exists %s: %w", key, err)
+	}
+	if n == 0 {
+		return gone(key)
+	}
+	return fmt.Errorf("%w: %s field %s", dataset.ErrMissing, key, field)
+}

@@ -1,0 +1,52 @@
+// Package csvout is the one CSV writer of the project: encoding/csv's
+// default framing (comma, LF after every record, its quoting rules),
+// header first, buffered, counting data rows.
+package csvout
+
+import (
+	"bufio"
+	"encoding/csv"
+	"fmt"
+	"io"
+)
+
+// Writer streams a CSV to an io.Writer.
+type Writer struct {
+	buf  *bufio.Writer
+	csv  *csv.Writer
+	rows int64
+}
+
+// New writes the header and returns a Writer for the data rows.
+func New(w io.Writer, header []string) (*Writer, error) {
+	b := bufio.NewWriterSize(w, 64<<10)
+	c := csv.NewWriter(b)
+	if err := c.Write(header); err != nil {
+		return nil, fmt.Errorf("csv header: %w", err)
+	}
+	return &Writer{buf: b, csv: c}, nil
+}
+
+// Write appends one data row.
+func (w *Writer) Write(row []string) error {
+	if err := w.csv.Write(row); err != nil {
+		return fmt.Errorf("csv row %d: %w", w.rows+1, err)
+	}
+	w.rows++
+	return nil
+}
+
+// Rows is the number of data rows written (header excluded).
+func (w *Writer) Rows() int64 { return w.rows }
+
+// Flush writes everything buffered to the underlying writer.
+func (w *Writer) Flush() error {
+	w.csv.Flush()
+	if err := w.csv.Error(); err != nil {
+		return fmt.Errorf("csv flush: %w", err)
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("csv flush: %w", err)
+	}
+	return nil
+}

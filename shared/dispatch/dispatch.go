@@ -1,0 +1,154 @@
+// Package dispatch starts a report: it reads the record, validates it,
+// creates the Redis hash with its TTL, moves the record to PROCESSING and
+// publishes stage 1. It is the MQ1 shim's logic, apart from RabbitMQ.
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/fanoutexport/fanoutexport/shared/aggstate"
+	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+// ErrNotTrigger marks a body that names no record: it is parked.
+var ErrNotTrigger = errors.New("not a trigger")
+
+// ParseTrigger reads a trigger body: the record ID as ASCII decimal digits
+// (surrounding whitespace ignored) or JSON {"recordId":1111}.
+func ParseTrigger(body []byte) (int64, error) {
+	b := bytes.TrimSpace(body)
+	if len(b) > 0 && b[0] == '{' {
+		var v struct {
+			RecordID json.Number `json:"recordId"`
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		if err := d.Decode(&v); err != nil {
+			return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
+		}
+		if v.RecordID == "" {
+			return 0, fmt.Errorf("%w: JSON body without recordId", ErrNotTrigger)
+		}
+		b = []byte(v.RecordID)
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, fmt.Errorf("%w: want a record ID of 1 to 19 digits", ErrNotTrigger)
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: want decimal digits", ErrNotTrigger)
+		}
+	}
+	id, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: want a positive 64-bit record ID", ErrNotTrigger)
+	}
+	return id, nil
+}
+
+// Outcome says what Dispatch did.
+type Outcome int
+
+// Dispatch outcomes.
+const (
+	Dispatched Outcome = iota // stage 1 published
+	Ignored                   // record already SUCCESS or FAILED
+	Rejected                  // bad report type or params: record FAILED
+)
+
+func (o Outcome) String() string {
+	return [...]string{"dispatched", "ignored (record final)", "rejected (record FAILED)"}[o]
+}
+
+// Dispatcher starts reports.
+type Dispatcher struct {
+	Records *record.Repo
+	State   *aggstate.State
+	Bus     *bus.Bus
+}
+
+// Dispatch starts record id. record.ErrNotFound is returned as is (the
+// caller retries a few times: the upstream may publish before its
+// transaction commits); any other error is transient.
+func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
+	rec, err := d.Records.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if rec.Status.Final() {
+		log.Info("record already final; trigger ignored", "status", rec.Status.String())
+		return Ignored, nil
+	}
+	rep, ok := report.Lookup(rec.ReportType)
+	if !ok {
+		return d.reject(ctx, id, fmt.Sprintf("unknown report_type %q; known types: %v", rec.ReportType, report.Types()), log)
+	}
+	params, err := report.ParseParams(rec.Params)
+	if err != nil {
+		return d.reject(ctx, id, err.Error(), log)
+	}
+	norm, err := json.Marshal(params)
+	if err != nil {
+		return 0, fmt.Errorf("marshal params: %w", err)
+	}
+	created, err := d.State.Create(ctx, id, rep.Type, norm)
+	if err != nil {
+		return 0, err
+	}
+	if rec.Status == record.Pending {
+		moved, err := d.Records.MarkProcessing(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		if !moved {
+			// Raced with another dispatch or a final update: look again.
+			if rec, err = d.Records.Get(ctx, id); err != nil {
+				return 0, err
+			}
+			if rec.Status.Final() {
+				log.Info("record became final meanwhile; trigger ignored", "status", rec.Status.String())
+				return Ignored, nil
+			}
+		}
+	}
+	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: 1,
+		Sources: rep.SourceNames(1), Params: norm}
+	msgID, err := d.Bus.PublishJSON(ctx, topology.StageTopic(1), msg, msg.Attributes())
+	if err != nil {
+		return 0, err
+	}
+	log.Info("report dispatched", "reportType", rep.Type, "messageId", msgID, "hashCreated", created)
+	return Dispatched, nil
+}
+
+// Fail ends record id FAILED with reason, unless it is final already.
+func (d *Dispatcher) Fail(ctx context.Context, id int64, reason string, log *slog.Logger) error {
+	ok, err := d.Records.MarkFailed(ctx, id, reason)
+	if err != nil {
+		return err
+	}
+	if ok {
+		log.Error("report FAILED", "reason", reason)
+		if err := d.State.Delete(ctx, id); err != nil {
+			log.Warn("could not delete the hash; its TTL will", "error", err)
+		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) reject(ctx context.Context, id int64, reason string, log *slog.Logger) (Outcome, error) {
+	if err := d.Fail(ctx, id, reason, log); err != nil {
+		return 0, err
+	}
+	return Rejected, nil
+}

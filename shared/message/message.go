@@ -1,0 +1,169 @@
+// Package message defines what the functions say to each other over
+// Pub/Sub, and decodes the push JSON Pub/Sub POSTs to an HTTP function.
+// Every message carries a schema version, so functions deployed at
+// different times refuse what they do not understand instead of guessing.
+package message
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// SchemaVersion is the version this code writes and understands.
+const SchemaVersion = 1
+
+// Attribute keys set on every message, so subscriptions can filter and
+// logs can name a message without decoding it.
+const (
+	AttrSchema     = "schemaVersion"
+	AttrKind       = "kind"
+	AttrRecordID   = "recordId"
+	AttrReportType = "reportType"
+	AttrStage      = "stage"
+	AttrSource     = "source"
+)
+
+// Kinds of message.
+const (
+	KindStage = "stage" // fan out a stage to its listeners
+	KindDone  = "done"  // a listener finished (or failed for good)
+)
+
+// Stage tells the listeners of one stage to fetch their rows.
+type Stage struct {
+	V          int             `json:"v"`
+	RecordID   int64           `json:"recordId"`
+	ReportType string          `json:"reportType"`
+	Stage      int             `json:"stage"`
+	Sources    []string        `json:"sources"` // the listeners expected to answer
+	Params     json.RawMessage `json:"params"`  // normalised report params
+}
+
+// Done tells the aggregator that one listener finished a stage.
+type Done struct {
+	V          int    `json:"v"`
+	RecordID   int64  `json:"recordId"`
+	ReportType string `json:"reportType"`
+	Stage      int    `json:"stage"`
+	Source     string `json:"source"`
+	// Failure, when set, is a permanent error: the record must end FAILED
+	// with this reason, without retrying.
+	Failure string `json:"failure,omitempty"`
+}
+
+// Attributes returns the attributes to publish with m.
+func (m Stage) Attributes() map[string]string {
+	return map[string]string{
+		AttrSchema: strconv.Itoa(m.V), AttrKind: KindStage, AttrRecordID: strconv.FormatInt(m.RecordID, 10),
+		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage),
+	}
+}
+
+// Attributes returns the attributes to publish with m.
+func (m Done) Attributes() map[string]string {
+	return map[string]string{
+		AttrSchema: strconv.Itoa(m.V), AttrKind: KindDone, AttrRecordID: strconv.FormatInt(m.RecordID, 10),
+		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage), AttrSource: m.Source,
+	}
+}
+
+// ErrUndecodable marks a message nobody can act on: it is parked, not retried.
+var ErrUndecodable = errors.New("undecodable message")
+
+// ErrVersion marks a message of a schema version this code does not know.
+// It is retried: during a deployment a newer instance may take it.
+var ErrVersion = errors.New("unsupported message schema version")
+
+// header is the part every kind shares, decoded first to check the version.
+type header struct {
+	V        *int   `json:"v"`
+	RecordID *int64 `json:"recordId"`
+}
+
+func decode(data []byte, v any) (int64, error) {
+	var h header
+	if err := json.Unmarshal(data, &h); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	if h.RecordID == nil || *h.RecordID <= 0 {
+		return 0, fmt.Errorf("%w: no positive recordId", ErrUndecodable)
+	}
+	if h.V == nil {
+		return *h.RecordID, fmt.Errorf("%w: no schema version", ErrUndecodable)
+	}
+	if *h.V != SchemaVersion {
+		return *h.RecordID, fmt.Errorf("%w: got %d, this deployment understands %d", ErrVersion, *h.V, SchemaVersion)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return *h.RecordID, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	return *h.RecordID, nil
+}
+
+// DecodeStage decodes a stage message. The record ID is returned whenever
+// it could be read, so a failure can still be attributed to its record.
+func DecodeStage(data []byte) (Stage, int64, error) {
+	var m Stage
+	id, err := decode(data, &m)
+	if err == nil && (m.ReportType == "" || m.Stage < 1) {
+		err = fmt.Errorf("%w: stage message without reportType or stage", ErrUndecodable)
+	}
+	return m, id, err
+}
+
+// DecodeDone decodes a done message.
+func DecodeDone(data []byte) (Done, int64, error) {
+	var m Done
+	id, err := decode(data, &m)
+	if err == nil && (m.ReportType == "" || m.Stage < 1 || m.Source == "") {
+		err = fmt.Errorf("%w: done message without reportType, stage or source", ErrUndecodable)
+	}
+	return m, id, err
+}
+
+// Push is the JSON body Pub/Sub POSTs to a push endpoint.
+type Push struct {
+	Message struct {
+		Data        []byte            `json:"data"` // base64 in JSON
+		Attributes  map[string]string `json:"attributes"`
+		MessageID   string            `json:"messageId"`
+		MessageID2  string            `json:"message_id"`
+		PublishTime string            `json:"publishTime"`
+	} `json:"message"`
+	Subscription string `json:"subscription"`
+	// DeliveryAttempt is set when the subscription has a dead-letter policy.
+	DeliveryAttempt int `json:"deliveryAttempt"`
+}
+
+// ID returns the message ID under either key Pub/Sub sends it.
+func (p *Push) ID() string {
+	if p.Message.MessageID != "" {
+		return p.Message.MessageID
+	}
+	return p.Message.MessageID2
+}
+
+// MaxPushBytes bounds a push body: Pub/Sub messages are at most 10 MB.
+const MaxPushBytes = 16 << 20
+
+// ReadPush decodes the push request. A body that is not push JSON is
+// ErrUndecodable; the caller answers 400, which Pub/Sub retries and
+// finally dead-letters, so even that body is kept.
+func ReadPush(r *http.Request) (*Push, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPushBytes))
+	if err != nil {
+		return nil, fmt.Errorf("read push body: %w", err)
+	}
+	var p Push
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fmt.Errorf("%w: push body: %v", ErrUndecodable, err)
+	}
+	if p.ID() == "" {
+		return nil, fmt.Errorf("%w: push body without message id", ErrUndecodable)
+	}
+	return &p, nil
+}

@@ -1,0 +1,151 @@
+// Package record is the repository of FileDownloadRecordEntity rows in
+// plt_report.file_download_record. Status only moves forward: every update
+// is guarded by the statuses it may leave, so a late duplicate message
+// never changes a SUCCESS or FAILED record.
+package record
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Status of a record (fixed values).
+type Status int8
+
+// The record statuses.
+const (
+	Pending    Status = 0
+	Processing Status = 1
+	Success    Status = 2
+	Failed     Status = 3
+)
+
+func (s Status) String() string {
+	switch s {
+	case Pending:
+		return "PENDING"
+	case Processing:
+		return "PROCESSING"
+	case Success:
+		return "SUCCESS"
+	case Failed:
+		return "FAILED"
+	}
+	return fmt.Sprintf("Status(%d)", int8(s))
+}
+
+// Final reports whether s can no longer change.
+func (s Status) Final() bool { return s == Success || s == Failed }
+
+// Table is the record table's name in its database.
+const Table = "file_download_record"
+
+// DDL creates the record table (in the database named by RECORD_DSN).
+const DDL = `CREATE TABLE IF NOT EXISTS file_download_record (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  report_type VARCHAR(64) NOT NULL,
+  params JSON NOT NULL,
+  status TINYINT NOT NULL DEFAULT 0,
+  file_path VARCHAR(1024) NULL,
+  row_count BIGINT NULL,
+  fail_reason TEXT NULL,
+  created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  KEY idx_status_updated (status, updated_at)
+)`
+
+// Record is one export request.
+type Record struct {
+	ID         int64
+	ReportType string
+	Params     []byte
+	Status     Status
+	FilePath   string
+	RowCount   int64
+	FailReason string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// ErrNotFound means no record has the ID.
+var ErrNotFound = errors.New("record not found")
+
+// Repo reads and updates records.
+type Repo struct{ db *sql.DB }
+
+// NewRepo wraps db.
+func NewRepo(db *sql.DB) *Repo { return &Repo{db: db} }
+
+// Get returns record id.
+func (r *Repo) Get(ctx context.Context, id int64) (Record, error) {
+	var rec Record
+	var path, reason sql.NullString
+	var rows sql.NullInt64
+	err := r.db.QueryRowContext(ctx, `SELECT id, report_type, params, status, file_path, row_count, fail_reason, created_at, updated_at
+FROM file_download_record WHERE id = ?`, id).Scan(&rec.ID, &rec.ReportType, &rec.Params, &rec.Status, &path, &rows, &reason, &rec.CreatedAt, &rec.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, fmt.Errorf("%w: id %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("select record %d: %w", id, err)
+	}
+	rec.FilePath, rec.RowCount, rec.FailReason = path.String, rows.Int64, reason.String
+	return rec, nil
+}
+
+// Insert adds a PENDING record, as the upstream service does.
+func (r *Repo) Insert(ctx context.Context, reportType string, params []byte) (int64, error) {
+	res, err := r.db.ExecContext(ctx, `INSERT INTO file_download_record (report_type, params) VALUES (?, ?)`, reportType, params)
+	if err != nil {
+		return 0, fmt.Errorf("insert record: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// MarkProcessing moves a PENDING record to PROCESSING. It reports false if
+// the record was not PENDING (MySQL counts only changed rows).
+func (r *Repo) MarkProcessing(ctx context.Context, id int64) (bool, error) {
+	return r.update(ctx, id, `UPDATE file_download_record SET status = 1 WHERE id = ? AND status = 0`)
+}
+
+// MarkSuccess records the CSV of a PROCESSING record. It reports false if
+// the record was not PROCESSING (already final), and then changes nothing.
+func (r *Repo) MarkSuccess(ctx context.Context, id int64, path string, rows int64) (bool, error) {
+	return r.update(ctx, id, `UPDATE file_download_record SET status = 2, file_path = ?, row_count = ?, fail_reason = NULL
+WHERE id = ? AND status = 1`, path, rows, id)
+}
+
+// MaxReasonBytes bounds fail_reason so a huge error cannot bloat the row.
+const MaxReasonBytes = 4000
+
+// MarkFailed ends a PENDING or PROCESSING record with a reason. It reports
+// false if the record was already final, and then changes nothing.
+func (r *Repo) MarkFailed(ctx context.Context, id int64, reason string) (bool, error) {
+	if len(reason) > MaxReasonBytes {
+		cut := MaxReasonBytes
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut] + "…"
+	}
+	return r.update(ctx, id, `UPDATE file_download_record SET status = 3, fail_reason = ? WHERE id = ? AND status IN (0, 1)`, reason, id)
+}
+
+func (r *Repo) update(ctx context.Context, id int64, q string, args ...any) (bool, error) {
+	if len(args) == 0 {
+		args = []any{id}
+	}
+	res, err := r.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("update record %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("update record %d: %w", id, err)
+	}
+	return n == 1, nil
+}
