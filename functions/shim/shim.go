@@ -1,0 +1,89 @@
+// Package shim is the MQ1 shim: it consumes report triggers from RabbitMQ
+// and publishes stage 1 to Pub/Sub. In production Cloud Scheduler calls
+// the DrainTriggers HTTP function every minute, which consumes for
+// DRAIN_FOR (50 s by default) and returns; locally local/cmd/shim runs the
+// same Consumer continuously.
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/fanoutexport/fanoutexport/shared/aggstate"
+	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/dispatch"
+	"github.com/fanoutexport/fanoutexport/shared/lazy"
+	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/redisconn"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+// NewConsumer builds a Consumer and its clients from cfg.
+func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
+	rdb, err := redisconn.New(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	db, err := mysqldb.Open(cfg.Records.DSN)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(ctx, cfg.PubSub.ProjectID, topology.Names{Prefix: cfg.PubSub.NamePrefix})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Consumer{
+		Cfg: cfg,
+		Dispatcher: &dispatch.Dispatcher{
+			Records: record.NewRepo(db),
+			State:   aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
+			Bus:     b,
+		},
+		Log: log.With(logging.KeySource, "mq1-shim"),
+	}, nil
+}
+
+// Handler is the DrainTriggers HTTP function.
+type Handler struct {
+	consumer *lazy.Value[*Consumer]
+	mu       sync.Mutex // one drain at a time per instance
+}
+
+// New returns the handler; clients are created on first request.
+func New() *Handler {
+	return &Handler{consumer: lazy.New(func(ctx context.Context) (*Consumer, error) {
+		var cfg config.Shim
+		if err := config.Load(ctx, &cfg); err != nil {
+			return nil, err
+		}
+		return NewConsumer(context.Background(), cfg, logging.Default)
+	})}
+}
+
+// ServeHTTP consumes triggers for DRAIN_FOR, then reports how many it handled.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := h.consumer.Get(r.Context())
+	if err != nil {
+		logging.Default.Error("shim not ready", "error", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if !h.mu.TryLock() {
+		http.Error(w, "a drain is already running on this instance", http.StatusConflict)
+		return
+	}
+	defer h.mu.Unlock()
+	before := c.Handled()
+	ctx, cancel := context.WithTimeout(r.Context(), c.Cfg.DrainFor)
+	defer cancel()
+	_ = c.Run(ctx) // returns when the drain time is up, after in-flight triggers settle
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]int64{"handled": c.Handled() - before})
+}
