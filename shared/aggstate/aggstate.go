@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -111,7 +112,13 @@ func (s *State) set(ctx context.Context, id int64, pairs ...any) error {
 func (s *State) RecordError(ctx context.Context, id int64, who, msg string) error {
 	const max = 2000
 	if len(msg) > max {
-		msg = msg[:max] + "…"
+		// Cut at a rune start: the DLQ writes this into a utf8mb4 column,
+		// which refuses invalid UTF-8.
+		cut := max
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
 	}
 	return s.set(ctx, id, ErrorField(who), msg)
 }

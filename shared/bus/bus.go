@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
 
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -25,8 +26,8 @@ type Bus struct {
 }
 
 // New creates the Pub/Sub client; PUBSUB_EMULATOR_HOST points it at pstest.
-func New(ctx context.Context, project string, names topology.Names) (*Bus, error) {
-	c, err := pubsub.NewClient(ctx, project)
+func New(ctx context.Context, project string, names topology.Names, opts ...option.ClientOption) (*Bus, error) {
+	c, err := pubsub.NewClient(ctx, project, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub.NewClient %s: %w", project, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -125,12 +126,16 @@ const MaxReasonBytes = 4000
 // MarkFailed ends a PENDING or PROCESSING record with a reason. It reports
 // false if the record was already final, and then changes nothing.
 func (r *Repo) MarkFailed(ctx context.Context, id int64, reason string) (bool, error) {
+	// The column is utf8mb4 and strict mode refuses invalid UTF-8 (error
+	// 1366), which would leave the record unfinishable: repair it first.
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
 	if len(reason) > MaxReasonBytes {
-		cut := MaxReasonBytes
+		const ellipsis = "…"
+		cut := MaxReasonBytes - len(ellipsis)
 		for cut > 0 && !utf8.RuneStart(reason[cut]) {
 			cut--
 		}
-		reason = reason[:cut] + "…"
+		reason = reason[:cut] + ellipsis
 	}
 	return r.update(ctx, id, `UPDATE file_download_record SET status = 3, fail_reason = ? WHERE id = ? AND status IN (0, 1)`, reason, id)
 }

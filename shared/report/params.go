@@ -42,14 +42,13 @@ func ParseParams(raw []byte) (Params, error) {
 	if !ok {
 		return Params{}, invalid(`"tagIds" is required (1 to %d positive integers)`, MaxTagIDs)
 	}
-	var nums []json.Number
-	d := json.NewDecoder(bytes.NewReader(tags))
-	d.UseNumber()
-	if err := d.Decode(&nums); err != nil || nums == nil {
+	// Raw elements, not json.Number: json.Number would also take "3", a string.
+	var nums []json.RawMessage
+	if err := json.Unmarshal(tags, &nums); err != nil || nums == nil {
 		return Params{}, invalid(`"tagIds" must be an array of positive integers, got %s`, describe(tags))
 	}
 	for _, n := range nums {
-		v, err := strconv.ParseInt(n.String(), 10, 64)
+		v, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil || v <= 0 {
 			return Params{}, invalid(`"tagIds" must hold positive integers, got %s`, n)
 		}

@@ -1,0 +1,212 @@
+package config
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fanoutexport/fanoutexport/shared/report"
+)
+
+// names are every variable the configs read; clean unsets them all so
+// the runner's environment cannot leak into a test.
+var names = []string{
+	"GOOGLE_CLOUD_PROJECT", "PUBSUB_NAME_PREFIX",
+	"REDIS_ADDR", "REDIS_PASSWORD", "REDIS_TLS", "REDIS_CA_CERT", "REDIS_CA_CERT_FILE", "REDIS_DB", "REDIS_KEY_PREFIX", "STATE_TTL",
+	"RECORD_DSN", "REPORT_BUCKET", "CHUNK_BYTES", "CLAIM_TTL",
+	"AMQP_URL", "TRIGGER_QUEUE", "RETRY_QUEUE", "RETRY_DELAY", "MAX_ATTEMPTS", "WAIT_QUEUE",
+	"NOT_FOUND_DELAY", "NOT_FOUND_ATTEMPTS", "PARKED_QUEUE", "SHIM_PREFETCH", "DRAIN_FOR",
+	"DSN_PLT_FUND", "DSN_PLT_USER",
+}
+
+// clean unsets every config variable for the test (t.Setenv restores them).
+func clean(t *testing.T) {
+	t.Helper()
+	for _, n := range names {
+		t.Setenv(n, "")
+		os.Unsetenv(n)
+	}
+}
+
+func setenv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+var (
+	defPubSub  = PubSub{ProjectID: "local-project"}
+	defRedis   = Redis{Addr: "127.0.0.1:6379", StateTTL: 10 * time.Minute}
+	defRecords = Records{DSN: "root@tcp(127.0.0.1:3306)/plt_report"}
+)
+
+func defaultShim() Shim {
+	return Shim{
+		PubSub: defPubSub, Redis: defRedis, Records: defRecords,
+		AMQPURL: "amqp://guest:guest@127.0.0.1:5672/", TriggerQueue: "report.trigger",
+		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
+		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
+		ParkedQueue: "report.trigger.parked", Prefetch: 32, DrainFor: 50 * time.Second,
+	}
+}
+
+func defaultAggregator() Aggregator {
+	return Aggregator{PubSub: defPubSub, Redis: defRedis, Records: defRecords,
+		Storage: Storage{Bucket: "reports"}, ChunkBytes: 262144, ClaimTTL: 540 * time.Second}
+}
+
+// Not parallel: these tests set the process environment.
+func TestDefaults(t *testing.T) {
+	clean(t)
+	ctx := context.Background()
+
+	var agg Aggregator
+	if err := Load(ctx, &agg); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(defaultAggregator(), agg); diff != "" {
+		t.Errorf("Aggregator defaults (-want +got):\n%s", diff)
+	}
+	var shim Shim
+	if err := Load(ctx, &shim); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(defaultShim(), shim); diff != "" {
+		t.Errorf("Shim defaults (-want +got):\n%s", diff)
+	}
+	var dlq DeadLetter
+	if err := Load(ctx, &dlq); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(DeadLetter{PubSub: defPubSub, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
+		t.Errorf("DeadLetter defaults (-want +got):\n%s", diff)
+	}
+	for _, src := range report.Sources {
+		l, err := LoadListener(ctx, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Listener{PubSub: defPubSub, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 262144}
+		if diff := cmp.Diff(want, l); diff != "" {
+			t.Errorf("Listener %s defaults (-want +got):\n%s", src.Name(), diff)
+		}
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want func(*Aggregator)
+	}{
+		{"redis", map[string]string{"REDIS_ADDR": "10.0.0.3:6378", "REDIS_PASSWORD": "secret", "REDIS_TLS": "true",
+			"REDIS_CA_CERT": "-----BEGIN CERTIFICATE-----", "REDIS_DB": "2", "REDIS_KEY_PREFIX": "t1:", "STATE_TTL": "15m"},
+			func(c *Aggregator) {
+				c.Redis = Redis{Addr: "10.0.0.3:6378", Password: "secret", TLS: true, CACert: "-----BEGIN CERTIFICATE-----",
+					DB: 2, KeyPrefix: "t1:", StateTTL: 15 * time.Minute}
+			}},
+		{"pubsub and storage", map[string]string{"GOOGLE_CLOUD_PROJECT": "prod", "PUBSUB_NAME_PREFIX": "x-", "REPORT_BUCKET": "b"},
+			func(c *Aggregator) {
+				c.PubSub = PubSub{ProjectID: "prod", NamePrefix: "x-"}
+				c.Storage.Bucket = "b"
+			}},
+		{"aggregator", map[string]string{"CHUNK_BYTES": "1024", "CLAIM_TTL": "2m", "RECORD_DSN": "u:p@tcp(db:3306)/r"},
+			func(c *Aggregator) {
+				c.ChunkBytes, c.ClaimTTL, c.Records.DSN = 1024, 2*time.Minute, "u:p@tcp(db:3306)/r"
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clean(t)
+			setenv(t, tt.env)
+			want := defaultAggregator()
+			tt.want(&want)
+			var got Aggregator
+			if err := Load(context.Background(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Aggregator (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestShimOverrides(t *testing.T) {
+	clean(t)
+	setenv(t, map[string]string{"AMQP_URL": "amqp://u:p@mq:5672/v", "TRIGGER_QUEUE": "q", "MAX_ATTEMPTS": "3",
+		"RETRY_DELAY": "30s", "NOT_FOUND_ATTEMPTS": "1", "SHIM_PREFETCH": "8", "DRAIN_FOR": "55s"})
+	want := defaultShim()
+	want.AMQPURL, want.TriggerQueue, want.MaxAttempts = "amqp://u:p@mq:5672/v", "q", 3
+	want.RetryDelay, want.NotFoundAttempts, want.Prefetch, want.DrainFor = 30*time.Second, 1, 8, 55*time.Second
+	var got Shim
+	if err := Load(context.Background(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Shim (-want +got):\n%s", diff)
+	}
+}
+
+func TestListenerDSN(t *testing.T) {
+	clean(t)
+	t.Setenv("DSN_PLT_FUND", "fund:pw@tcp(fund-db:3306)/plt_fund")
+	for _, src := range report.Sources {
+		l, err := LoadListener(context.Background(), src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "root@tcp(127.0.0.1:3306)/" + src.Database
+		if src.Database == "plt_fund" {
+			want = "fund:pw@tcp(fund-db:3306)/plt_fund"
+		}
+		if l.DSN != want {
+			t.Errorf("%s: DSN = %q, want %q", src.Name(), l.DSN, want)
+		}
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		cfg  func() any
+		// wantMsg is the variable named in the error; envconfig's own
+		// parse errors name the Go field instead.
+		wantMsg string
+	}{
+		{"STATE_TTL below a minute", map[string]string{"STATE_TTL": "10s"}, func() any { return &Aggregator{} }, "STATE_TTL"},
+		{"STATE_TTL below a minute, listener", map[string]string{"STATE_TTL": "59s"}, func() any { return &Listener{} }, "STATE_TTL"},
+		{"STATE_TTL below a minute, shim", map[string]string{"STATE_TTL": "1s"}, func() any { return &Shim{} }, "STATE_TTL"},
+		{"STATE_TTL not a duration", map[string]string{"STATE_TTL": "ten minutes"}, func() any { return &Aggregator{} }, "StateTTL"},
+		{"CLAIM_TTL zero", map[string]string{"CLAIM_TTL": "0s"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
+		{"CLAIM_TTL negative", map[string]string{"CLAIM_TTL": "-1m"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
+		{"MAX_ATTEMPTS zero", map[string]string{"MAX_ATTEMPTS": "0"}, func() any { return &Shim{} }, "MAX_ATTEMPTS"},
+		{"NOT_FOUND_ATTEMPTS zero", map[string]string{"NOT_FOUND_ATTEMPTS": "0"}, func() any { return &Shim{} }, "NOT_FOUND_ATTEMPTS"},
+		{"REDIS_DB not a number", map[string]string{"REDIS_DB": "one"}, func() any { return &DeadLetter{} }, "Redis: DB"},
+		{"REDIS_TLS not a bool", map[string]string{"REDIS_TLS": "maybe"}, func() any { return &Listener{} }, "Redis: TLS"},
+		{"CHUNK_BYTES not a number", map[string]string{"CHUNK_BYTES": "256k"}, func() any { return &Listener{} }, "ChunkBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clean(t)
+			setenv(t, tt.env)
+			err := Load(context.Background(), tt.cfg())
+			if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Load = %v, want an error naming %s", err, tt.wantMsg)
+			}
+		})
+	}
+	t.Run("LoadListener", func(t *testing.T) {
+		clean(t)
+		t.Setenv("STATE_TTL", "10s")
+		if _, err := LoadListener(context.Background(), report.Sources["plt_fund.vs_withdraw"]); err == nil {
+			t.Errorf("LoadListener with STATE_TTL=10s returned no error")
+		}
+	})
+}

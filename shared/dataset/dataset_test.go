@@ -1,0 +1,330 @@
+package dataset_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fanoutexport/fanoutexport/shared/dataset"
+)
+
+// awkward rows: every field CSV must quote, and some it must not touch.
+var awkward = [][]string{
+	{"1", "plain", "12.50"},
+	{"2", "a,b", `say "hi"`},
+	{"3", "line1\nline2", "\n"},
+	{"4", "", ""},
+	{"5", " leading space", "trailing space "},
+	{"6", "日本語", "💸 ünïcödé"},
+	{"7", `"`, `""`},
+	{"8", `\.`, "tab\there"},
+	{"9", "a\rb", "#not a comment"},
+	{"10", strings.Repeat("x", 300), ",,,"},
+}
+
+// readAll reads every row of name; rows are copied (the Reader reuses them).
+func readAll(ctx context.Context, st dataset.Store, name string, width int) ([][]string, error) {
+	r, err := dataset.Open(ctx, st, name, width)
+	if err != nil {
+		return nil, err
+	}
+	var rows [][]string
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, slices.Clone(row))
+	}
+}
+
+// sizes records the size of every chunk put.
+type sizes struct {
+	*dataset.MemStore
+	put []int
+}
+
+func (s *sizes) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
+	if int(i) != len(s.put) {
+		return fmt.Errorf("chunk %d put after %d chunks", i, len(s.put))
+	}
+	s.put = append(s.put, len(data))
+	return s.MemStore.PutChunk(ctx, name, i, data)
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	longest := 0
+	for _, r := range awkward {
+		longest = max(longest, len(strings.Join(r, ","))+16) // quotes and escapes
+	}
+	tests := []struct {
+		name       string
+		limit      int
+		rows       [][]string
+		wantChunks int64 // -1: more than one
+	}{
+		{"default limit: one chunk", 0, awkward, 1},
+		{"limit 1: one row per chunk", 1, awkward, int64(len(awkward))},
+		{"limit 40: many chunks", 40, awkward, -1},
+		{"empty", 64, nil, 0},
+		{"one row", 1, awkward[:1], 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			st := &sizes{MemStore: dataset.NewMemStore()}
+			w := dataset.NewWriter(ctx, st, "plt_fund.vs_withdraw.user_id", tt.limit)
+			for _, r := range tt.rows {
+				if err := w.Write(r); err != nil {
+					t.Fatalf("Write(%q): %v", r, err)
+				}
+			}
+			chunks, rows, err := w.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows != int64(len(tt.rows)) {
+				t.Errorf("Close rows = %d, want %d", rows, len(tt.rows))
+			}
+			if chunks != int64(len(st.put)) {
+				t.Errorf("Close chunks = %d, but %d chunks were put", chunks, len(st.put))
+			}
+			if tt.wantChunks >= 0 && chunks != tt.wantChunks {
+				t.Errorf("chunks = %d, want %d", chunks, tt.wantChunks)
+			}
+			if tt.wantChunks < 0 && chunks < 2 {
+				t.Errorf("chunks = %d, want several", chunks)
+			}
+			limit := tt.limit
+			if limit <= 0 {
+				limit = dataset.DefaultChunkBytes
+			}
+			for i, n := range st.put {
+				if n == 0 {
+					t.Errorf("chunk %d is empty", i)
+				}
+				// A chunk closes at the first row that reaches the limit.
+				if n >= limit+longest {
+					t.Errorf("chunk %d has %d bytes, limit %d", i, n, limit)
+				}
+				if i < len(st.put)-1 && n < limit {
+					t.Errorf("chunk %d has %d bytes, below the limit %d, but is not the last", i, n, limit)
+				}
+			}
+			if err := st.Finish(ctx, "plt_fund.vs_withdraw.user_id", chunks, rows); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAll(ctx, st, "plt_fund.vs_withdraw.user_id", 3)
+			if err != nil {
+				t.Fatalf("read back: %v", err)
+			}
+			if diff := cmp.Diff(tt.rows, got); diff != "" {
+				t.Errorf("rows read back (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReaderRowsAndEOF(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dataset.NewMemStore()
+	if err := st.Put(ctx, "d", 1, awkward); err != nil {
+		t.Fatal(err)
+	}
+	r, err := dataset.Open(ctx, st, "d", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rows() != int64(len(awkward)) {
+		t.Errorf("Rows() = %d, want %d", r.Rows(), len(awkward))
+	}
+	for range awkward {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := r.Next(); !errors.Is(err, io.EOF) {
+			t.Errorf("Next after the last row (%d) = %v, want io.EOF", i, err)
+		}
+	}
+}
+
+func TestReaderErrors(t *testing.T) {
+	t.Parallel()
+	rows := [][]string{{"1", "a"}, {"2", "b"}, {"3", "c"}}
+	tests := []struct {
+		name    string
+		setup   func(ctx context.Context, st *dataset.MemStore) error
+		width   int
+		wantErr error
+	}{
+		{"more rows recorded than stored", func(ctx context.Context, st *dataset.MemStore) error {
+			return putWithCounts(ctx, st, rows, 0, 1)
+		}, 2, dataset.ErrCorrupt},
+		{"fewer rows recorded than stored", func(ctx context.Context, st *dataset.MemStore) error {
+			return putWithCounts(ctx, st, rows, 0, -1)
+		}, 2, dataset.ErrCorrupt},
+		{"rows recorded, no chunks", func(ctx context.Context, st *dataset.MemStore) error {
+			return st.Finish(ctx, "d", 0, 5)
+		}, 2, dataset.ErrCorrupt},
+		{"more chunks recorded than stored", func(ctx context.Context, st *dataset.MemStore) error {
+			return putWithCounts(ctx, st, rows, 1, 0)
+		}, 2, dataset.ErrMissing},
+		{"width differs", func(ctx context.Context, st *dataset.MemStore) error {
+			return st.Put(ctx, "d", 64, rows)
+		}, 3, dataset.ErrCorrupt},
+		{"rows of different widths", func(ctx context.Context, st *dataset.MemStore) error {
+			return st.Put(ctx, "d", 64, [][]string{{"1", "a"}, {"2", "b", "extra"}})
+		}, 2, dataset.ErrCorrupt},
+		{"unterminated quote", func(ctx context.Context, st *dataset.MemStore) error {
+			if err := st.PutChunk(ctx, "d", 0, []byte("1,\"open\n")); err != nil {
+				return err
+			}
+			return st.Finish(ctx, "d", 1, 1)
+		}, 2, dataset.ErrCorrupt},
+		{"bare quote", func(ctx context.Context, st *dataset.MemStore) error {
+			if err := st.PutChunk(ctx, "d", 0, []byte("1,a\"b\n")); err != nil {
+				return err
+			}
+			return st.Finish(ctx, "d", 1, 1)
+		}, 2, dataset.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			st := dataset.NewMemStore()
+			if err := tt.setup(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := readAll(ctx, st, "d", tt.width); !errors.Is(err, tt.wantErr) {
+				t.Errorf("reading: %v, want an error wrapping %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// putWithCounts writes rows one per chunk and records counts off by the deltas.
+func putWithCounts(ctx context.Context, st *dataset.MemStore, rows [][]string, dChunks, dRows int64) error {
+	w := dataset.NewWriter(ctx, st, "d", 1)
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			return err
+		}
+	}
+	c, n, err := w.Close()
+	if err != nil {
+		return err
+	}
+	return st.Finish(ctx, "d", c+dChunks, n+dRows)
+}
+
+func TestMetaMissing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dataset.NewMemStore()
+	// Chunks without Finish are not a dataset yet.
+	w := dataset.NewWriter(ctx, st, "d", 1)
+	if err := w.Write([]string{"1", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"d", "never.written"} {
+		if _, err := dataset.Open(ctx, st, name, 2); !errors.Is(err, dataset.ErrMissing) {
+			t.Errorf("Open(%s) = %v, want ErrMissing", name, err)
+		}
+	}
+}
+
+type failingStore struct {
+	*dataset.MemStore
+	err error
+}
+
+func (f failingStore) PutChunk(context.Context, string, int64, []byte) error { return f.err }
+func (f failingStore) GetChunk(context.Context, string, int64) ([]byte, error) {
+	return nil, f.err
+}
+
+func TestStoreErrorsPropagate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	boom := errors.New("redis down")
+	st := failingStore{dataset.NewMemStore(), boom}
+
+	w := dataset.NewWriter(ctx, st, "d", 1)
+	if err := w.Write([]string{"1", "a"}); !errors.Is(err, boom) {
+		t.Errorf("Write with a full chunk = %v, want the store's error", err)
+	}
+	w = dataset.NewWriter(ctx, st, "d", 0)
+	if err := w.Write([]string{"1", "a"}); err != nil {
+		t.Errorf("Write below the limit = %v, want nil (nothing put yet)", err)
+	}
+	if _, _, err := w.Close(); !errors.Is(err, boom) {
+		t.Errorf("Close = %v, want the store's error", err)
+	}
+
+	if err := st.Finish(ctx, "d", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAll(ctx, st, "d", 2); !errors.Is(err, boom) {
+		t.Errorf("reading = %v, want the store's error", err)
+	}
+}
+
+func TestFieldNames(t *testing.T) {
+	t.Parallel()
+	got := []string{
+		dataset.ChunkField("plt_fund.vs_withdraw.user_id", 0),
+		dataset.ChunkField("plt_fund.vs_withdraw.user_id", 12),
+		dataset.ChunksField("plt_fund.vs_withdraw.user_id"),
+		dataset.RowsField("plt_fund.vs_withdraw.user_id"),
+	}
+	want := []string{
+		"plt_fund.vs_withdraw.user_id#0",
+		"plt_fund.vs_withdraw.user_id#12",
+		"plt_fund.vs_withdraw.user_id#chunks",
+		"plt_fund.vs_withdraw.user_id#rows",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("field names (-want +got):\n%s", diff)
+	}
+}
+
+// TestMemStoreCopiesChunks guards the Writer, which reuses its buffer
+// after each PutChunk: a store must not keep the caller's slice.
+func TestMemStoreCopiesChunks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dataset.NewMemStore()
+	b := []byte("1,a\n")
+	if err := st.PutChunk(ctx, "d", 0, b); err != nil {
+		t.Fatal(err)
+	}
+	copy(b, "9,z\n")
+	got, err := st.GetChunk(ctx, "d", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "1,a\n" {
+		t.Errorf("chunk = %q after the caller reused its slice, want %q", got, "1,a\n")
+	}
+	if _, err := st.GetChunk(ctx, "d", 1); !errors.Is(err, dataset.ErrMissing) {
+		t.Errorf("GetChunk of a missing chunk = %v, want ErrMissing", err)
+	}
+}

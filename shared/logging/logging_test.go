@@ -1,0 +1,140 @@
+package logging_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/fanoutexport/fanoutexport/shared/logging"
+)
+
+func lines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Not parallel: LOG_LEVEL is set for the test.
+func TestCloudLoggingKeys(t *testing.T) {
+	t.Setenv("LOG_LEVEL", "DEBUG")
+	var buf bytes.Buffer
+	log := logging.New(&buf).With(logging.KeyRecordID, 1111, logging.KeyStage, 1, logging.KeySource, "plt_fund.vs_withdraw")
+	log.Debug("d")
+	log.Info("i")
+	log.Warn("w", "error", "boom")
+	log.Error("e")
+	log.Info("with trace", logging.Trace("my-project", "105445aa7843bc8bf206b12000100000/1;o=1"))
+	log.WithGroup("g").Info("grouped", "msg", "inner", "level", "inner")
+
+	got := lines(t, &buf)
+	common := map[string]any{"recordId": 1111.0, "stage": 1.0, "source": "plt_fund.vs_withdraw"}
+	with := func(m map[string]any) map[string]any {
+		for k, v := range common {
+			m[k] = v
+		}
+		return m
+	}
+	want := []map[string]any{
+		with(map[string]any{"severity": "DEBUG", "message": "d"}),
+		with(map[string]any{"severity": "INFO", "message": "i"}),
+		with(map[string]any{"severity": "WARNING", "message": "w", "error": "boom"}),
+		with(map[string]any{"severity": "ERROR", "message": "e"}),
+		with(map[string]any{"severity": "INFO", "message": "with trace",
+			"logging.googleapis.com/trace": "projects/my-project/traces/105445aa7843bc8bf206b12000100000"}),
+		with(map[string]any{"severity": "INFO", "message": "grouped", "g": map[string]any{"msg": "inner", "level": "inner"}}),
+	}
+	for _, m := range got {
+		if _, ok := m["time"].(string); !ok {
+			t.Errorf("line %v has no time", m)
+		}
+		for _, k := range []string{"msg", "level"} {
+			if _, ok := m[k]; ok {
+				t.Errorf("line %v has slog's own key %q", m, k)
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreMapEntries(func(k string, _ any) bool { return k == "time" })); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
+}
+
+// Not parallel: LOG_LEVEL is set for each case.
+func TestLevel(t *testing.T) {
+	tests := []struct {
+		env  string
+		want []string // severities written of DEBUG, INFO, WARNING, ERROR
+	}{
+		{"", []string{"INFO", "WARNING", "ERROR"}},
+		{"debug", []string{"DEBUG", "INFO", "WARNING", "ERROR"}},
+		{"WARNING", []string{"WARNING", "ERROR"}},
+		{"WARN", []string{"WARNING", "ERROR"}},
+		{"ERROR", []string{"ERROR"}},
+		{"nonsense", []string{"INFO", "WARNING", "ERROR"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv("LOG_LEVEL", tt.env)
+			var buf bytes.Buffer
+			log := logging.New(&buf)
+			log.Debug("x")
+			log.Info("x")
+			log.Warn("x")
+			log.Error("x")
+			var got []string
+			for _, m := range lines(t, &buf) {
+				got = append(got, m["severity"].(string))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("LOG_LEVEL=%q (-want +got):\n%s", tt.env, diff)
+			}
+		})
+	}
+}
+
+func TestTrace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		project, header string
+		want            slog.Attr
+	}{
+		{"P", "ID/123;o=1", slog.String(logging.KeyTrace, "projects/P/traces/ID")},
+		{"P", "ID", slog.String(logging.KeyTrace, "projects/P/traces/ID")},
+		{"my-project", "105445aa7843bc8bf206b12000100000/0", slog.String(logging.KeyTrace, "projects/my-project/traces/105445aa7843bc8bf206b12000100000")},
+		{"", "ID/1", slog.Attr{}},
+		{"P", "", slog.Attr{}},
+	}
+	for _, tt := range tests {
+		got := logging.Trace(tt.project, tt.header)
+		if !got.Equal(tt.want) {
+			t.Errorf("Trace(%q, %q) = %v, want %v", tt.project, tt.header, got, tt.want)
+		}
+	}
+}
+
+func TestContextLogger(t *testing.T) {
+	t.Parallel()
+	if logging.From(context.Background()) != logging.Default {
+		t.Errorf("From(empty context) is not Default")
+	}
+	var buf bytes.Buffer
+	l := slog.New(slog.NewJSONHandler(&buf, nil))
+	if logging.From(logging.With(context.Background(), l)) != l {
+		t.Errorf("From(With(l)) is not l")
+	}
+}
