@@ -61,7 +61,7 @@ func NewDeps(ctx context.Context, cfg config.Aggregator) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := mysqldb.Open(cfg.Records.DSN)
+	db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
 	if err != nil {
 		return nil, err
 	}

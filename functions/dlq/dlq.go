@@ -56,7 +56,7 @@ func New() *Handler {
 		if err != nil {
 			return nil, err
 		}
-		db, err := mysqldb.Open(cfg.Records.DSN)
+		db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
 		if err != nil {
 			return nil, err
 		}

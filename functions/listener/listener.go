@@ -59,7 +59,7 @@ func newDeps(ctx context.Context, cfg config.Listener) (*deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := mysqldb.Open(cfg.DSN)
+	db, err := mysqldb.OpenPool(cfg.DSN, cfg.DB.MaxConns)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consu
 	if err != nil {
 		return nil, err
 	}
-	db, err := mysqldb.Open(cfg.Records.DSN)
+	db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
 	if err != nil {
 		return nil, err
 	}

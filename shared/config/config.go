@@ -39,6 +39,11 @@ type Records struct {
 	DSN string `env:"RECORD_DSN, default=root@tcp(127.0.0.1:3306)/plt_report"`
 }
 
+// DB bounds each database pool of one function instance.
+type DB struct {
+	MaxConns int `env:"DB_MAX_CONNS, default=2"`
+}
+
 // Storage is where CSVs go.
 type Storage struct {
 	Bucket string `env:"REPORT_BUCKET, default=reports"`
@@ -47,6 +52,7 @@ type Storage struct {
 // Listener configures one listener function.
 type Listener struct {
 	PubSub PubSub
+	DB     DB
 	Redis  Redis
 	// DSN is read from DSN_{DATABASE} of the listener's source.
 	DSN        string
@@ -56,6 +62,7 @@ type Listener struct {
 // Aggregator configures the aggregator function.
 type Aggregator struct {
 	PubSub     PubSub
+	DB         DB
 	Redis      Redis
 	Records    Records
 	Storage    Storage
@@ -68,6 +75,7 @@ type Aggregator struct {
 // DeadLetter configures the DLQ function.
 type DeadLetter struct {
 	PubSub  PubSub
+	DB      DB
 	Redis   Redis
 	Records Records
 }
@@ -75,6 +83,7 @@ type DeadLetter struct {
 // Shim configures the MQ1 shim (RabbitMQ → Pub/Sub).
 type Shim struct {
 	PubSub  PubSub
+	DB      DB
 	Redis   Redis
 	Records Records
 

@@ -20,7 +20,7 @@ var names = []string{
 	"RECORD_DSN", "REPORT_BUCKET", "CHUNK_BYTES", "CLAIM_TTL",
 	"AMQP_URL", "TRIGGER_QUEUE", "RETRY_QUEUE", "RETRY_DELAY", "MAX_ATTEMPTS", "WAIT_QUEUE",
 	"NOT_FOUND_DELAY", "NOT_FOUND_ATTEMPTS", "PARKED_QUEUE", "SHIM_PREFETCH", "DRAIN_FOR",
-	"DSN_PLT_FUND", "DSN_PLT_USER",
+	"DSN_PLT_FUND", "DSN_PLT_USER", "DB_MAX_CONNS",
 }
 
 // clean unsets every config variable for the test (t.Setenv restores them).
@@ -43,11 +43,12 @@ var (
 	defPubSub  = PubSub{ProjectID: "local-project"}
 	defRedis   = Redis{Addr: "127.0.0.1:6379", StateTTL: 10 * time.Minute}
 	defRecords = Records{DSN: "root@tcp(127.0.0.1:3306)/plt_report"}
+	defDB      = DB{MaxConns: 2}
 )
 
 func defaultShim() Shim {
 	return Shim{
-		PubSub: defPubSub, Redis: defRedis, Records: defRecords,
+		PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
 		AMQPURL: "amqp://guest:guest@127.0.0.1:5672/", TriggerQueue: "report.trigger",
 		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
 		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
@@ -56,7 +57,7 @@ func defaultShim() Shim {
 }
 
 func defaultAggregator() Aggregator {
-	return Aggregator{PubSub: defPubSub, Redis: defRedis, Records: defRecords,
+	return Aggregator{PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
 		Storage: Storage{Bucket: "reports"}, ChunkBytes: 262144, ClaimTTL: 540 * time.Second}
 }
 
@@ -83,7 +84,7 @@ func TestDefaults(t *testing.T) {
 	if err := Load(ctx, &dlq); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(DeadLetter{PubSub: defPubSub, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
+	if diff := cmp.Diff(DeadLetter{PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
 		t.Errorf("DeadLetter defaults (-want +got):\n%s", diff)
 	}
 	for _, src := range report.Sources {
@@ -91,7 +92,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Listener{PubSub: defPubSub, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 262144}
+		want := Listener{PubSub: defPubSub, DB: defDB, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 262144}
 		if diff := cmp.Diff(want, l); diff != "" {
 			t.Errorf("Listener %s defaults (-want +got):\n%s", src.Name(), diff)
 		}

@@ -11,12 +11,19 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// MaxConns bounds one instance's pool; max_instance_count × MaxConns must
-// fit the database's max_connections.
-const MaxConns = 4
+// DefaultMaxConns bounds a pool when the config does not (DB_MAX_CONNS).
+// max_instance_count × this must fit the database's connection limit.
+const DefaultMaxConns = 2
 
-// Open returns a pool for dsn with parseTime=true and loc=UTC forced.
-func Open(dsn string) (*sql.DB, error) {
+// Open returns a pool for dsn with DefaultMaxConns connections.
+func Open(dsn string) (*sql.DB, error) { return OpenPool(dsn, DefaultMaxConns) }
+
+// OpenPool returns a pool of at most maxConns connections for dsn, with
+// parseTime=true and loc=UTC forced.
+func OpenPool(dsn string, maxConns int) (*sql.DB, error) {
+	if maxConns < 1 {
+		maxConns = DefaultMaxConns
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql DSN: %w", err)
@@ -31,8 +38,8 @@ func Open(dsn string) (*sql.DB, error) {
 		return nil, fmt.Errorf("mysql connector: %w", err)
 	}
 	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(MaxConns)
-	db.SetMaxIdleConns(MaxConns)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxLifetime(5 * time.Minute)
 	return db, nil
 }

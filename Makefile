@@ -1,0 +1,58 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both first make sure MariaDB, Redis and RabbitMQ listen on their usual
+# ports, starting them (and installing their Debian packages) if not.
+
+GO ?= go
+PKGS = ./...
+
+.PHONY: all test demo up services check fmt vet tidy-check bench tf-fmt tf-validate clean
+
+all: test
+
+services:
+	$(GO) run ./local/cmd/services ensure
+
+## test: every unit and integration test, plus the static checks.
+test: services check
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+## demo: bring the stack up, run both report types end to end, print the results.
+demo: services
+	$(GO) run ./local/cmd/stack demo
+
+## up: the local stack in the foreground until Ctrl-C.
+up: services
+	$(GO) run ./local/cmd/stack up
+
+## check: formatting, vet and a tidy go.mod.
+check: fmt vet tidy-check
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+tidy-check:
+	@cp go.mod .go.mod.bak && cp go.sum .go.sum.bak; \
+	$(GO) mod tidy >/dev/null 2>&1; \
+	if ! cmp -s go.mod .go.mod.bak || ! cmp -s go.sum .go.sum.bak; then \
+	  mv .go.mod.bak go.mod; mv .go.sum.bak go.sum; echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; fi; \
+	rm -f .go.mod.bak .go.sum.bak
+
+## bench: join and state benchmarks, then the end-to-end scale benchmark.
+bench: services
+	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
+
+## tf-fmt: rewrite terraform/ in canonical format (make test fails on unformatted files via local/tfcheck).
+tf-fmt:
+	terraform -chdir=terraform fmt -recursive
+
+## tf-validate: provider-level validation; needs terraform and the Terraform registry (network).
+tf-validate:
+	terraform -chdir=terraform init -backend=false -input=false
+	terraform -chdir=terraform validate
+
+clean:
+	rm -rf .tmp

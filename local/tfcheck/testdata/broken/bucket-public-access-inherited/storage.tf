@@ -1,0 +1,31 @@
+# Report CSVs: reports/{id}/{type}.csv, written only by the aggregator
+# (function_aggregate.tf grants it; nothing else may write here).
+resource "google_storage_bucket" "reports" {
+  name     = "${var.project_id}-${var.name}-reports"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "inherited"
+  force_destroy               = var.force_destroy_buckets
+
+  # A takeover overwrites the same object name; old generations are not kept.
+  versioning {
+    enabled = false
+  }
+
+  # Deleted reports are gone, not kept another week in soft delete.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.report_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}

@@ -1,0 +1,2 @@
+resource "google_pubsub_topic" "unclosed" {
+  name = "report-extra"

@@ -1,0 +1,37 @@
+# A function for an entry point register.go does not register: the build
+# would succeed and every request would fail.
+resource "google_service_account" "export_all" {
+  account_id   = "${var.name}-export-all"
+  display_name = "fanout export: ExportAll function"
+}
+
+resource "google_cloudfunctions2_function" "export_all" {
+  name     = "${var.name}-export-all"
+  location = var.region
+
+  build_config {
+    runtime     = local.go_runtime
+    entry_point = "ExportAll"
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.export_all.email
+    ingress_settings      = "ALLOW_INTERNAL_ONLY"
+    timeout_seconds       = 60
+    max_instance_count    = var.aggregate_max_instances
+
+    direct_vpc_network_interface {
+      network    = google_compute_network.vpc.name
+      subnetwork = google_compute_subnetwork.functions.name
+      tags       = [local.function_tag]
+    }
+    direct_vpc_egress = var.vpc_egress
+  }
+}
