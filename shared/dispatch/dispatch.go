@@ -28,18 +28,18 @@ var ErrNotTrigger = errors.New("not a trigger")
 func ParseTrigger(body []byte) (int64, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) > 0 && b[0] == '{' {
+		// Raw, so only a JSON number (not a string, null or 1e3) passes the
+		// digit check below; Unmarshal also rejects trailing text.
 		var v struct {
-			RecordID json.Number `json:"recordId"`
+			RecordID json.RawMessage `json:"recordId"`
 		}
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.UseNumber()
-		if err := d.Decode(&v); err != nil {
+		if err := json.Unmarshal(b, &v); err != nil {
 			return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
 		}
-		if v.RecordID == "" {
+		if len(v.RecordID) == 0 {
 			return 0, fmt.Errorf("%w: JSON body without recordId", ErrNotTrigger)
 		}
-		b = []byte(v.RecordID)
+		b = v.RecordID
 	}
 	if len(b) == 0 || len(b) > 19 {
 		return 0, fmt.Errorf("%w: want a record ID of 1 to 19 digits", ErrNotTrigger)

@@ -39,7 +39,7 @@ func TestParseTriggerRejects(t *testing.T) {
 		"12345678901234567890", // 20 digits
 		`{"id":1}`, `{"recordId":"x"}`, `{"recordId":0}`, `{"recordId":-5}`, `{"recordId":1.5}`,
 		`{"recordId":1e3}`, `{"recordId":null}`, `{"recordId":12345678901234567890}`,
-		`{"recordId":1111`, `{}`, `[1111]`, `"1111"`, "null",
+		`{"recordId":1111`, `{}`, `[1111]`, `"1111"`, "null", `{"recordId":1111}xyz`, `{"recordId":"1111"}`,
 	} {
 		t.Run(body, func(t *testing.T) {
 			t.Parallel()
