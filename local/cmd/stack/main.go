@@ -1,0 +1,190 @@
+// Command stack runs the local system. `stack up` (make up) keeps it in the
+// foreground until Ctrl-C; `stack demo` (make demo) seeds the demo data,
+// requests both report types as an upstream service would, prints the
+// results and exits 0 only if both reached SUCCESS.
+//
+// MariaDB, Redis and RabbitMQ must be listening (make runs
+// `go run ./local/cmd/services ensure` first).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/emulators"
+	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/stack"
+	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/report"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "demo") {
+		return errors.New("usage: stack up|demo [-backoff 60s] [-workdir .tmp]")
+	}
+	mode := args[0]
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	backoff := fs.Duration("backoff", 60*time.Second, "push relay retry backoff (production: 60s)")
+	workdir := fs.String("workdir", ".tmp", "binaries and process logs go here")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var recCfg config.Records
+	if err := config.Load(ctx, &recCfg); err != nil {
+		return err
+	}
+	dsns := schema.DSNs{Record: recCfg.DSN, Sources: map[string]string{}}
+	for _, db := range report.Databases() {
+		dsns.Sources[db] = config.SourceDSN(db)
+	}
+	step := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
+	step("creating missing databases and tables")
+	if err := schema.Ensure(ctx, dsns); err != nil {
+		return fmt.Errorf("%w (is MariaDB running? make runs `go run ./local/cmd/services ensure`)", err)
+	}
+	if mode == "demo" {
+		step("seeding the demo data (fixed ids, idempotent)")
+		if err := seedDemo(ctx, dsns); err != nil {
+			return err
+		}
+	}
+
+	bin, _ := filepath.Abs(filepath.Join(*workdir, "bin"))
+	logs, _ := filepath.Abs(filepath.Join(*workdir, "logs"))
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	step("building the function server and the shim")
+	if err := stack.Build(ctx, ".", bin); err != nil {
+		return err
+	}
+	pubsubAddr := envOr("PUBSUB_EMULATOR_HOST", emulators.DefaultPubSubAddr)
+	gcsHost := envOr("STORAGE_EMULATOR_HOST", fmt.Sprintf("%s:%d", emulators.DefaultGCSHost, emulators.DefaultGCSPort))
+	var gcsPort uint16
+	host, port, _ := strings.Cut(gcsHost, ":")
+	fmt.Sscan(port, &gcsPort)
+	var bucket config.Storage
+	if err := config.Load(ctx, &bucket); err != nil {
+		return err
+	}
+	step("starting the emulators, %d functions, the push relay and the shim", len(report.Functions()))
+	start := time.Now()
+	st, err := stack.Start(ctx, stack.Config{
+		BinDir: bin, Project: envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
+		PubSubAddr: pubsubAddr, GCSHost: host, GCSPort: gcsPort, Bucket: bucket.Bucket,
+		NamePrefix: os.Getenv("PUBSUB_NAME_PREFIX"), Backoff: *backoff, LogDir: logs, Log: log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w (is `make up` already running? its ports are taken)", err)
+	}
+	defer st.Close()
+	step("stack up in %s: Pub/Sub emulator %s, Cloud Storage emulator %s, logs in %s", time.Since(start).Round(time.Millisecond), st.PubSubAddr, st.StorageURL, logs)
+	for ep, url := range st.URLs {
+		fmt.Fprintf(os.Stderr, "    %-24s %s\n", ep, url)
+	}
+	os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(st.StorageURL, "http://"))
+	c, closeFn, err := client.FromEnv(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+
+	if mode == "up" {
+		fmt.Fprintf(os.Stderr, "\nRequest a report from another shell:\n  go run ./local/cmd/reportctl request -type withdraw_by_tag -params '%s' -out report.csv\nCtrl-C stops the stack.\n", seed.Params)
+		<-ctx.Done()
+		step("stopping")
+		return nil
+	}
+	failed := 0
+	for _, typ := range report.Types() {
+		if err := demoOne(ctx, c, typ); err != nil {
+			fmt.Fprintln(os.Stderr, "    ", err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d demo reports did not reach SUCCESS; see %s", failed, len(report.Types()), logs)
+	}
+	step("demo done: every report type reached SUCCESS")
+	return nil
+}
+
+func seedDemo(ctx context.Context, dsns schema.DSNs) error {
+	user, err := mysqldb.Open(dsns.Sources["plt_user"])
+	if err != nil {
+		return err
+	}
+	defer user.Close()
+	fund, err := mysqldb.Open(dsns.Sources["plt_fund"])
+	if err != nil {
+		return err
+	}
+	defer fund.Close()
+	return seed.Apply(ctx, user, fund)
+}
+
+func demoOne(ctx context.Context, c *client.Client, typ string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	id, err := c.Request(ctx, typ, []byte(seed.Params))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s: record %d inserted, ID published to RabbitMQ\n", typ, id)
+	rec, err := c.Wait(ctx, id, func(p client.Progress) {
+		fmt.Printf("  %7.3fs  %s\n", time.Since(start).Seconds(), p)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  status:    %s\n  file:      %s\n  rows:      %d\n  took:      %s (publish to %s)\n", rec.Status, rec.FilePath, rec.RowCount, time.Since(start).Round(time.Millisecond), rec.Status)
+	if rec.Status != record.Success {
+		return fmt.Errorf("%s: record %d ended %s: %s", typ, id, rec.Status, rec.FailReason)
+	}
+	body, err := c.Fetch(ctx, rec.FilePath)
+	if err != nil {
+		return err
+	}
+	lines := bytes.SplitAfter(body, []byte("\n"))
+	fmt.Println("  first lines of the CSV:")
+	for i, l := range lines {
+		if i == 6 || len(l) == 0 {
+			break
+		}
+		fmt.Printf("    %s", l)
+	}
+	return nil
+}

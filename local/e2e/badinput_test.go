@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/fanoutexport/fanoutexport/functions/shim"
+	"github.com/fanoutexport/fanoutexport/local/emulators"
+	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+// Bad input ends FAILED with a reason a person can act on, or parked with
+// its body: never dropped, never retried forever.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{})
+	ctx := context.Background()
+
+	failing := []struct {
+		name, typ, params string
+		reason            []string
+	}{
+		{"unknown report type", "withdraw_by_planet", seed.Params, []string{`unknown report_type "withdraw_by_planet"`, "withdraw_by_tag"}},
+		{"params not an object", "withdraw_by_tag", `[1,2]`, []string{"params must be a JSON object"}},
+		{"no tags", "withdraw_by_tag", `{"tagIds":[],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`, []string{`"tagIds"`}},
+		{"negative tag", "withdraw_by_tag", `{"tagIds":[-3],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`, []string{`"tagIds"`, "-3"}},
+		{"bad time", "withdraw_by_tag", `{"tagIds":[3],"from":"yesterday","to":"2026-02-01T00:00:00Z"}`, []string{`"from"`, "RFC 3339"}},
+		{"reversed range", "withdraw_by_tag_with_payments", `{"tagIds":[3],"from":"2026-02-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}`, []string{`"from"`, "before"}},
+	}
+	ids := map[string]int64{}
+	for _, f := range failing {
+		ids[f.name] = e.request(f.typ, f.params)
+	}
+	for _, f := range failing {
+		rec := e.wait(ids[f.name], 30*time.Second)
+		if rec.Status != record.Failed {
+			t.Errorf("%s: record %s, want FAILED", f.name, rec.Status)
+			continue
+		}
+		for _, want := range f.reason {
+			if !strings.Contains(rec.FailReason, want) {
+				t.Errorf("%s: fail_reason %q does not mention %q", f.name, rec.FailReason, want)
+			}
+		}
+	}
+
+	// A trigger for a final record is acked and changes nothing.
+	done := ids["unknown report type"]
+	before, _ := e.client.Records.Get(ctx, done)
+	if err := e.client.Publish(ctx, []byte(fmt.Sprint(done))); err != nil {
+		t.Fatal(err)
+	}
+
+	// Triggers that name no record, and one whose record never appears,
+	// are parked with the reason, behind which a good trigger still runs.
+	for _, body := range []string{"hello", `{"id":7}`, "99999999"} {
+		if err := e.client.Publish(ctx, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := e.request("withdraw_by_tag", seed.Params)
+	if rec := e.wait(good, 30*time.Second); rec.Status != record.Success {
+		t.Errorf("good trigger behind bad ones: %s %s", rec.Status, rec.FailReason)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	got := map[string]string{}
+	for len(got) < 3 && time.Now().Before(deadline) {
+		for _, d := range e.parked() {
+			reason, _ := d.Headers[shim.HeaderParkReason].(string)
+			got[string(d.Body)] = reason
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for body, want := range map[string]string{"hello": "not a trigger", `{"id":7}`: "without recordId", "99999999": "no record 99999999 after 3 attempts"} {
+		if !strings.Contains(got[body], want) {
+			t.Errorf("parked %q: reason %q, want it to mention %q (parked: %v)", body, got[body], want, got)
+		}
+	}
+	after, _ := e.client.Records.Get(ctx, done)
+	if after.Status != before.Status || after.FailReason != before.FailReason || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("trigger for a final record changed it: %+v -> %+v", before, after)
+	}
+}
+
+// The hash disappearing before the aggregator acts (expired or deleted)
+// ends the record FAILED with that reason, and no CSV is uploaded.
+func TestStateGoneFailsRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{})
+	ctx := context.Background()
+	id, err := e.client.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Records.MarkProcessing(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	// A listener's "done" for a report whose hash is gone.
+	c, err := pubsub.NewClient(ctx, "e2e-project", emulators.PubSubOptions(e.stack.PubSubAddr)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := message.Done{V: message.SchemaVersion, RecordID: id, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw"}
+	data := fmt.Sprintf(`{"v":1,"recordId":%d,"reportType":"withdraw_by_tag","stage":1,"source":"plt_fund.vs_withdraw"}`, id)
+	if _, err := c.Publisher(topology.TopicAggregate).Publish(ctx, &pubsub.Message{Data: []byte(data), Attributes: m.Attributes()}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.wait(id, 30*time.Second)
+	if rec.Status != record.Failed || !strings.Contains(rec.FailReason, "gone from Redis") {
+		t.Fatalf("record %s %q, want FAILED with a reason saying the state is gone", rec.Status, rec.FailReason)
+	}
+	if _, err := e.client.Fetch(ctx, fmt.Sprintf("gs://reports/reports/%d/withdraw_by_tag.csv", id)); err == nil {
+		t.Error("a CSV was uploaded for a report whose state was gone")
+	}
+}
+
+// A dispatch that keeps failing (here: the shim cannot reach Redis) is
+// retried through our delay queue, 6 attempts in all, then the record is
+// FAILED with the last error; the trigger queue is never blocked.
+func TestShimRetriesThenFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{envFor: func(*env) map[string][]string {
+		return map[string][]string{"shim": {"REDIS_ADDR=127.0.0.1:1"}}
+	}})
+	id := e.request("withdraw_by_tag", seed.Params)
+	rec := e.wait(id, 60*time.Second)
+	if rec.Status != record.Failed {
+		t.Fatalf("record %s, want FAILED", rec.Status)
+	}
+	for _, want := range []string{"could not dispatch the report after 6 attempts", "127.0.0.1:1"} {
+		if !strings.Contains(rec.FailReason, want) {
+			t.Errorf("fail_reason %q does not mention %q", rec.FailReason, want)
+		}
+	}
+	if n := strings.Count(e.stack.Logs("shim"), "dispatch failed; retrying later"); n != 5 {
+		t.Errorf("shim logged %d retries, want 5 (6 attempts)", n)
+	}
+}

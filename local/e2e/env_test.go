@@ -1,0 +1,273 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/stack"
+	"github.com/fanoutexport/fanoutexport/shared/aggstate"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+)
+
+// Servers the tests use; make test ensures they listen.
+var (
+	mysqlBase = envOr("TEST_MYSQL_BASE", "root@tcp(127.0.0.1:3306)/")
+	redisAddr = envOr("TEST_REDIS_ADDR", "127.0.0.1:6379")
+	amqpURL   = envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	binDir    string
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	err = stack.Build(ctx, "../..", dir)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one test's isolated world: its own databases, Redis key prefix,
+// RabbitMQ queues, Pub/Sub and Cloud Storage emulators and processes.
+type env struct {
+	t      *testing.T
+	id     string
+	dsns   schema.DSNs
+	queues map[string]string
+	prefix string
+	rdb    *redis.Client
+	stack  *stack.Stack
+	client *client.Client
+}
+
+type options struct {
+	duplicate bool
+	backoff   time.Duration
+	// envFor returns per-process variables, once e's names are known.
+	envFor func(e *env) map[string][]string
+}
+
+func randomID(t *testing.T) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func newEnv(t *testing.T, o options) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, id: "e2e_" + randomID(t)}
+	e.dsns = schema.DSNs{
+		Record: mysqlBase + e.id + "_plt_report",
+		Sources: map[string]string{
+			"plt_user": mysqlBase + e.id + "_plt_user",
+			"plt_fund": mysqlBase + e.id + "_plt_fund",
+		},
+	}
+	if err := schema.Ensure(ctx, e.dsns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := schema.Drop(context.Background(), e.dsns); err != nil {
+			t.Errorf("drop databases: %v", err)
+		}
+	})
+	user, err := mysqldb.Open(e.dsns.Sources["plt_user"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close()
+	fund, err := mysqldb.Open(e.dsns.Sources["plt_fund"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fund.Close()
+	if err := seed.Apply(ctx, user, fund); err != nil {
+		t.Fatal(err)
+	}
+
+	e.prefix = e.id + ":"
+	e.rdb = redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() {
+		keys, _ := e.rdb.Keys(context.Background(), e.prefix+"*").Result()
+		if len(keys) > 0 {
+			e.rdb.Del(context.Background(), keys...)
+		}
+		e.rdb.Close()
+	})
+	e.queues = map[string]string{
+		"TRIGGER_QUEUE": e.id + ".report.trigger",
+		"RETRY_QUEUE":   e.id + ".report.trigger.retry",
+		"WAIT_QUEUE":    e.id + ".report.trigger.wait",
+		"PARKED_QUEUE":  e.id + ".report.trigger.parked",
+	}
+	t.Cleanup(e.deleteQueues)
+	var envFor map[string][]string
+	if o.envFor != nil {
+		envFor = o.envFor(e)
+	}
+	if o.backoff == 0 {
+		o.backoff = time.Second
+	}
+	vars := []string{
+		"RECORD_DSN=" + e.dsns.Record,
+		"DSN_PLT_USER=" + e.dsns.Sources["plt_user"],
+		"DSN_PLT_FUND=" + e.dsns.Sources["plt_fund"],
+		"REDIS_ADDR=" + redisAddr,
+		"REDIS_KEY_PREFIX=" + e.prefix,
+		"AMQP_URL=" + amqpURL,
+		"RETRY_DELAY=1s",
+		"NOT_FOUND_DELAY=200ms",
+		"NOT_FOUND_ATTEMPTS=3",
+		"CLAIM_TTL=30s",
+		// Source times are UTC whatever the process's zone.
+		"TZ=America/Sao_Paulo",
+		"LOG_LEVEL=DEBUG",
+	}
+	for k, v := range e.queues {
+		vars = append(vars, k+"="+v)
+	}
+	logDir := filepath.Join(t.TempDir(), "logs")
+	os.MkdirAll(logDir, 0o755)
+	st, err := stack.Start(ctx, stack.Config{
+		BinDir: binDir, Project: "e2e-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
+		Bucket: "reports", Backoff: o.backoff, AckDeadline: 30 * time.Second, Duplicate: o.duplicate,
+		Env: vars, EnvFor: envFor, LogDir: logDir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.stack = st
+	t.Cleanup(func() {
+		st.Close()
+		if t.Failed() {
+			t.Logf("process logs:\n%s", st.AllLogs())
+		}
+	})
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { rdb.Close() })
+	db, err := mysqldb.Open(e.dsns.Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e.client = &client.Client{
+		Records: record.NewRepo(db), State: aggstate.New(rdb, e.prefix, 10*time.Minute),
+		AMQPURL: amqpURL, TriggerQueue: e.queues["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
+	}
+	return e
+}
+
+func (e *env) deleteQueues() {
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, q := range e.queues {
+		ch.QueueDelete(q, false, false, false)
+	}
+}
+
+// wait waits for record id to be final.
+func (e *env) wait(id int64, timeout time.Duration) record.Record {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	rec, err := e.client.Wait(ctx, id, nil)
+	if err != nil {
+		e.t.Fatalf("record %d: %v", id, err)
+	}
+	return rec
+}
+
+// request inserts a record and publishes its ID.
+func (e *env) request(typ, params string) int64 {
+	e.t.Helper()
+	id, err := e.client.Request(context.Background(), typ, []byte(params))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// hashExists reports whether record id's hash is still in Redis.
+func (e *env) hashExists(id int64) bool {
+	n, err := e.rdb.Exists(context.Background(), e.client.State.Key(id)).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n == 1
+}
+
+// parked pops every message from our parking queue.
+func (e *env) parked() []amqp.Delivery {
+	e.t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(e.queues["PARKED_QUEUE"], true)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+// emptyDatabase creates a throwaway database with no tables.
+func (e *env) emptyDatabase(suffix string) string {
+	e.t.Helper()
+	dsns := schema.DSNs{Record: mysqlBase + e.id + "_" + suffix}
+	if err := schema.CreateDatabase(context.Background(), dsns.Record); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { schema.Drop(context.Background(), dsns) })
+	return dsns.Record
+}
