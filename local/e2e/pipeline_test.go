@@ -93,6 +93,15 @@ func TestGoldenReports(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
 	runGoldens(t, e)
+	// Stage 1's two "done" messages race to the aggregator; the stage is
+	// claimed once, so stage 2 is fanned out once: one delivery to the
+	// payment listener (the empty enriched report skips stage 2).
+	if got := e.stack.Relay.Stats("listen-payment").Posts; got != 1 {
+		t.Errorf("listen-payment got %d POSTs, want 1 (stage 2 fanned out once)", got)
+	}
+	if got := e.stack.Relay.Stats(topology.SubAggregate).Posts; got != 9 {
+		t.Errorf("aggregate got %d POSTs, want 9 (2 listeners × 4 reports + 1 payment listener)", got)
+	}
 }
 
 // Every message to every function is delivered twice, concurrently: each
