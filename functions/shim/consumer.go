@@ -37,7 +37,20 @@ type Consumer struct {
 	Dispatcher *dispatch.Dispatcher
 	Log        *slog.Logger
 
-	handled atomic.Int64
+	handled  atomic.Int64
+	sessions atomic.Int64 // consuming sessions started
+	lastErr  atomic.Value // error of the last failed session
+}
+
+// Sessions counts the RabbitMQ sessions that got as far as consuming.
+func (c *Consumer) Sessions() int64 { return c.sessions.Load() }
+
+// LastError is the error that ended the last session, if any.
+func (c *Consumer) LastError() error {
+	if e, ok := c.lastErr.Load().(error); ok {
+		return e
+	}
+	return nil
 }
 
 // Handled counts triggers acked since the consumer was made.
@@ -76,6 +89,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		c.lastErr.Store(err)
 		c.Log.Warn("RabbitMQ session ended; reconnecting", "error", err, "in", backoff)
 		select {
 		case <-ctx.Done():
@@ -115,6 +129,7 @@ func (c *Consumer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("amqp consume %s: %w", c.Cfg.TriggerQueue, err)
 	}
+	c.sessions.Add(1)
 	c.Log.Info("consuming triggers", "queue", c.Cfg.TriggerQueue)
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 

@@ -8,6 +8,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -80,10 +81,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.mu.Unlock()
-	before := c.Handled()
+	before, sessions := c.Handled(), c.Sessions()
 	ctx, cancel := context.WithTimeout(r.Context(), c.Cfg.DrainFor)
 	defer cancel()
 	_ = c.Run(ctx) // returns when the drain time is up, after in-flight triggers settle
+	if c.Sessions() == sessions {
+		// Never got to consume: fail the call so the scheduler's and the
+		// function's error metrics show RabbitMQ is unreachable.
+		err := c.LastError()
+		logging.Default.Error("drain could not consume triggers", "error", err)
+		http.Error(w, fmt.Sprintf("could not consume %s: %v", c.Cfg.TriggerQueue, err), http.StatusServiceUnavailable)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]int64{"handled": c.Handled() - before})
 }

@@ -1,0 +1,125 @@
+package shim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// The scheduled DrainTriggers function consumes for DRAIN_FOR, dispatches
+// what it finds and reports how many triggers it handled. Not parallel:
+// the handler reads its config from the process environment.
+func TestDrainTriggers(t *testing.T) {
+	ctx := context.Background()
+	b := make([]byte, 4)
+	rand.Read(b)
+	id := "shimtest_" + hex.EncodeToString(b)
+
+	dsns := schema.DSNs{Record: "root@tcp(127.0.0.1:3306)/" + id + "_plt_report", Sources: map[string]string{
+		"plt_user": "root@tcp(127.0.0.1:3306)/" + id + "_plt_user", "plt_fund": "root@tcp(127.0.0.1:3306)/" + id + "_plt_fund"}}
+	if err := schema.Ensure(ctx, dsns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { schema.Drop(context.Background(), dsns) })
+	db, err := mysqldb.Open(dsns.Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	repo := record.NewRepo(db)
+	recID, err := repo.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := pstest.NewServer()
+	defer srv.Close()
+	// pstest's Publish helper creates topics on the fly only for its own
+	// calls; create the stage-1 topic the shim publishes to.
+	srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.StageTopic(1)})
+
+	queue := id + ".report.trigger"
+	for k, v := range map[string]string{
+		"PUBSUB_EMULATOR_HOST": srv.Addr, "GOOGLE_CLOUD_PROJECT": "p", "RECORD_DSN": dsns.Record,
+		"REDIS_KEY_PREFIX": id + ":", "AMQP_URL": amqpURL, "TRIGGER_QUEUE": queue,
+		"RETRY_QUEUE": queue + ".retry", "WAIT_QUEUE": queue + ".wait", "PARKED_QUEUE": queue + ".parked",
+		"DRAIN_FOR": "2s",
+	} {
+		t.Setenv(k, v)
+	}
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, q := range []string{queue, queue + ".retry", queue + ".wait", queue + ".parked"} {
+			ch.QueueDelete(q, false, false, false)
+		}
+	})
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(recID))}); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	New().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var got map[string]int64
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got["handled"] != 1 {
+		t.Errorf("body %s, want {\"handled\":1}", rec.Body)
+	}
+	if elapsed := time.Since(start); elapsed < 2*time.Second {
+		t.Errorf("drain returned after %s, before DRAIN_FOR", elapsed)
+	}
+	r, err := repo.Get(ctx, recID)
+	if err != nil || r.Status != record.Processing {
+		t.Errorf("record %+v (%v), want PROCESSING", r, err)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages published, want 1", len(msgs))
+	}
+	m, id2, err := message.DecodeStage(msgs[0].Data)
+	if err != nil || id2 != recID || m.Stage != 1 || len(m.Sources) != 2 {
+		t.Errorf("stage message %+v (%v)", m, err)
+	}
+
+	// RabbitMQ unreachable: the call fails, so the error shows in metrics.
+	t.Setenv("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/")
+	t.Setenv("DRAIN_FOR", "500ms")
+	rec = httptest.NewRecorder()
+	New().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "127.0.0.1:1") {
+		t.Errorf("unreachable RabbitMQ: status %d body %q, want 503 naming the address", rec.Code, rec.Body)
+	}
+}
