@@ -1,0 +1,158 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Targets from ROADMAP.md "Scale".
+const (
+	targetRSSMiB    = 128
+	targetRedis     = 1.5
+	targetRatio     = 2.0
+	targetSmallMs   = 250
+	maxTimelineRows = 40
+)
+
+// label names one attempt of a big report.
+func (b BigResult) label() string {
+	if b.Attempt > 1 {
+		return fmt.Sprintf("%s#%d", b.Type, b.Attempt)
+	}
+	return b.Type
+}
+
+func okIf(b bool) string {
+	if b {
+		return "ok"
+	}
+	return "MISSED"
+}
+
+func printSummary(w io.Writer, r *Results) {
+	s := r.Spec
+	fmt.Fprintf(w, "\n== bench %s ==\n", r.RunID)
+	fmt.Fprintf(w, "data: %d users (0-%d of %d tags each), %d withdrawals, %d payments, seed %d\n",
+		s.Users, s.MaxTags, s.Tags, s.Withdrawals, s.Payments, s.Seed)
+	var parts []string
+	for _, l := range r.Load {
+		parts = append(parts, fmt.Sprintf("%s %d rows %.2fs (%s)", l.Table, l.Rows, l.Seconds, l.Method))
+	}
+	fmt.Fprintf(w, "generation: %.2fs [%s]\n", r.GenerateSec, strings.Join(parts, "; "))
+	fmt.Fprintf(w, "build: %.2fs, stack start: %.2fs, total run: %.1fs\n", r.BuildSec, r.StartSec, r.TotalSec)
+
+	if len(r.Reports) > 0 {
+		fmt.Fprintln(w, "\nbig reports (publish -> SUCCESS vs MariaDB's single-query join, rows read on the client):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "report\t#\tstatus\trows\tCSV MiB\tpipeline s\tserver s\tMariaDB s\tratio\tsame CSV\tRedis +MiB\tRedis/CSV\thash MiB\thash/CSV\t")
+		for _, b := range r.Reports {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%v\t%.1f\t%.2f\t%.1f\t%.2f\t\n",
+				b.Type, b.Attempt, b.Status, b.Rows, mib(b.CSVBytes), b.PipelineSec, b.ServerSec, b.MariaDBBestSec, b.Ratio,
+				b.Match, mib(b.RedisGrowth), b.RedisGrowthRatio, mib(b.HashPeak), b.HashRatio)
+		}
+		tw.Flush()
+		for _, b := range r.Reports {
+			if len(b.MariaDB) > 1 {
+				var vs []string
+				for _, m := range b.MariaDB {
+					vs = append(vs, fmt.Sprintf("%s %.2fs", m.Variant, m.Seconds))
+				}
+				fmt.Fprintf(w, "  %s MariaDB variants: %s (ratio uses the fastest)\n", b.label(), strings.Join(vs, ", "))
+			}
+		}
+
+		fmt.Fprintln(w, "\npeak RSS per process during each big report (VmHWM, reset before each; MiB) and CPU seconds:")
+		names := map[string]bool{}
+		for _, b := range r.Reports {
+			for n := range b.Procs {
+				names[n] = true
+			}
+		}
+		var sorted []string
+		for n := range names {
+			if n != selfName {
+				sorted = append(sorted, n)
+			}
+		}
+		sort.Strings(sorted)
+		sorted = append(sorted, selfName)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		hdr := "process\t"
+		for _, b := range r.Reports {
+			hdr += b.label() + " MiB\tCPU s\t"
+		}
+		fmt.Fprintln(tw, hdr)
+		for _, n := range sorted {
+			line := n + "\t"
+			for _, b := range r.Reports {
+				p := b.Procs[n]
+				line += fmt.Sprintf("%.1f\t%.2f\t", p.PeakMiB, p.CPUSec)
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+
+		for _, b := range r.Reports {
+			fmt.Fprintf(w, "\ntimeline of %s (record %d; seconds after the request):\n", b.label(), b.RecordID)
+			for i, e := range b.Timeline {
+				if i == maxTimelineRows {
+					fmt.Fprintf(w, "  ... %d more\n", len(b.Timeline)-i)
+					break
+				}
+				extra := ""
+				if e.Stage != nil {
+					extra += fmt.Sprintf(" stage=%v", e.Stage)
+				}
+				if e.Rows != nil {
+					extra += fmt.Sprintf(" rows=%v", e.Rows)
+				}
+				fmt.Fprintf(w, "  %7.3f  %-22s %s%s\n", e.AtSec, e.Process, e.Message, extra)
+			}
+		}
+	}
+
+	if len(r.Small) > 0 {
+		fmt.Fprintln(w, "\nsmall reports, one after the other (publish -> SUCCESS seen by the client, polling every 50 ms; server = updated_at - created_at):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "report\truns\tok\tfailed\trows\tp50 ms\tp95 ms\tmax ms\tserver p50 ms\tserver p95 ms\t")
+		for _, sr := range r.Small {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d-%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", sr.Type, sr.Runs, sr.Succeeded, sr.Failed, sr.RowsMin, sr.RowsMax,
+				sr.WallP50Ms, sr.WallP95Ms, sr.WallMaxMs, sr.ServerP50Ms, sr.ServerP95Ms)
+		}
+		tw.Flush()
+		for _, sr := range r.Small {
+			if sr.Succeeded == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\nmedian timeline of the small %s reports (ms after the request; n = runs that logged it):\n", sr.Type)
+			fmt.Fprintf(w, "  %7s  %-22s %s\n", "0", "client", "insert record + publish to RabbitMQ")
+			for _, e := range sr.Timeline {
+				fmt.Fprintf(w, "  %7.0f  %-22s %s stage=%v n=%v\n", e.AtSec*1000, e.Process, e.Message, e.Stage, e.Rows)
+			}
+			fmt.Fprintf(w, "  %7.0f  %-22s SUCCESS seen (p50, polling every 50 ms)\n", sr.WallP50Ms, "client")
+		}
+	}
+
+	fmt.Fprintln(w, "\nROADMAP Scale targets:")
+	for _, b := range r.Best {
+		if !b.AllSucceeded {
+			fmt.Fprintf(w, "  %s: not every attempt reached SUCCESS\n", b.Type)
+		}
+		fmt.Fprintf(w, "  %s: peak RSS ≤ %d MiB: %s (max %.1f, %s); Redis growth ≤ %.1f× CSV: %s (%.2f×); pipeline ≤ %.0f× MariaDB: %s (%.2f× = %.2fs / %.2fs, best of %d); CSV equals MariaDB's: %v\n",
+			b.Type, targetRSSMiB, okIf(b.PeakRSSMiB <= targetRSSMiB), b.PeakRSSMiB, b.PeakRSSProc, targetRedis, okIf(b.RedisRatio <= targetRedis), b.RedisRatio,
+			targetRatio, okIf(b.Ratio <= targetRatio), b.Ratio, b.PipelineSec, b.MariaDBSec, b.Attempts, b.AllMatch)
+	}
+	for _, sr := range r.Small {
+		if sr.Succeeded == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %s small report ≤ %d ms: p50 %s (%.0f), p95 %s (%.0f)\n", sr.Type, targetSmallMs,
+			okIf(sr.WallP50Ms <= targetSmallMs), sr.WallP50Ms, okIf(sr.WallP95Ms <= targetSmallMs), sr.WallP95Ms)
+	}
+	if r.LogDir != "" {
+		fmt.Fprintf(w, "process logs: %s\n", r.LogDir)
+	}
+}

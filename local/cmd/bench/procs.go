@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// fnProc is one process of the stack: a function server or the shim.
+type fnProc struct {
+	PID  int
+	Name string // FUNCTION_TARGET, or the executable's name
+}
+
+// userHZ is the unit of utime/stime in /proc/<pid>/stat on Linux.
+const userHZ = 100
+
+// statFields returns the fields of /proc/<pid>/stat after the command
+// name: [0] state, [1] ppid, ..., [11] utime, [12] stime.
+func statFields(pid string) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%s/stat: no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
+// stackProcs finds this process's children (the stack spawns every
+// function and the shim with exec from this process) and names them.
+func stackProcs() ([]fnProc, error) {
+	self := strconv.Itoa(os.Getpid())
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []fnProc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := statFields(e.Name())
+		if err != nil || len(f) < 2 || f[1] != self || f[0] == "Z" {
+			continue
+		}
+		out = append(out, fnProc{PID: pid, Name: procName(pid)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func procName(pid int) string {
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
+		name := ""
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte("FUNCTION_TARGET=")); ok {
+				name = string(v) // the last one wins, as in the process
+			}
+		}
+		if name != "" {
+			return name
+		}
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		return filepath.Base(exe)
+	}
+	return strconv.Itoa(pid)
+}
+
+// memKB reads VmRSS and VmHWM of pid ("self" for this process).
+func memKB(pid string) (rss, hwm int64, err error) {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *int64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			dst = &rss
+		case strings.HasPrefix(line, "VmHWM:"):
+			dst = &hwm
+		default:
+			continue
+		}
+		fs := strings.Fields(line)
+		if len(fs) >= 2 {
+			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
+		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+// resetHWM sets VmHWM back to the current RSS (Linux ≥ 4.0), so each
+// report's peak is its own.
+func resetHWM(pid string) error {
+	return os.WriteFile("/proc/"+pid+"/clear_refs", []byte("5"), 0)
+}
+
+// cpuTicks is utime+stime of pid.
+func cpuTicks(pid string) int64 {
+	f, err := statFields(pid)
+	if err != nil || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// ProcMem is one process's memory and CPU during one report.
+type ProcMem struct {
+	PeakMiB    float64 `json:"peakRssMiB"`       // VmHWM at the end (reset before)
+	SampledMiB float64 `json:"sampledMaxRssMiB"` // max VmRSS seen every 50 ms
+	CPUSec     float64 `json:"cpuSec"`
+}
+
+// sampler watches the stack's processes, this process and Redis while one
+// report runs.
+type sampler struct {
+	procs []fnProc
+	rdb   *redis.Client
+
+	mu        sync.Mutex
+	key       string // the report's hash, once its record ID is known
+	maxRSS    map[string]int64
+	cpu0      map[string]int64
+	redisBase int64
+	redisMax  int64
+	hashMax   int64
+	samples   int
+}
+
+func pidKey(p fnProc) string { return strconv.Itoa(p.PID) }
+
+func newSampler(ctx context.Context, procs []fnProc, rdb *redis.Client) *sampler {
+	s := &sampler{procs: procs, rdb: rdb, maxRSS: map[string]int64{}, cpu0: map[string]int64{}}
+	for _, p := range append(append([]fnProc{}, procs...), fnProc{Name: selfName}) {
+		pid := pidKey(p)
+		if p.Name == selfName {
+			pid = "self"
+		}
+		_ = resetHWM(pid)
+		s.cpu0[pid] = cpuTicks(pid)
+	}
+	s.redisBase = usedMemory(ctx, rdb)
+	s.redisMax = s.redisBase
+	return s
+}
+
+// selfName names this process (the push relay, pstest and fake-gcs-server
+// run inside it) in the tables.
+const selfName = "bench (relay+pstest+fake-gcs)"
+
+func (s *sampler) setKey(k string) {
+	s.mu.Lock()
+	s.key = k
+	s.mu.Unlock()
+}
+
+func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func (s *sampler) sample(ctx context.Context) {
+	pids := []string{"self"}
+	for _, p := range s.procs {
+		pids = append(pids, pidKey(p))
+	}
+	for _, pid := range pids {
+		if rss, _, err := memKB(pid); err == nil {
+			s.mu.Lock()
+			s.maxRSS[pid] = max(s.maxRSS[pid], rss)
+			s.mu.Unlock()
+		}
+	}
+	used := usedMemory(ctx, s.rdb)
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	var hash int64
+	if key != "" {
+		hash, _ = s.rdb.MemoryUsage(ctx, key, 0).Result()
+	}
+	s.mu.Lock()
+	s.redisMax = max(s.redisMax, used)
+	s.hashMax = max(s.hashMax, hash)
+	s.samples++
+	s.mu.Unlock()
+}
+
+// run samples every interval until ctx ends.
+func (s *sampler) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		s.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// finish reads every process's VmHWM and CPU time.
+func (s *sampler) finish() map[string]ProcMem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]ProcMem{}
+	for _, p := range append(append([]fnProc{}, s.procs...), fnProc{Name: selfName}) {
+		pid := pidKey(p)
+		if p.Name == selfName {
+			pid = "self"
+		}
+		_, hwm, err := memKB(pid)
+		if err != nil {
+			continue
+		}
+		out[p.Name] = ProcMem{
+			PeakMiB:    float64(hwm) / 1024,
+			SampledMiB: float64(s.maxRSS[pid]) / 1024,
+			CPUSec:     float64(cpuTicks(pid)-s.cpu0[pid]) / userHZ,
+		}
+	}
+	return out
+}

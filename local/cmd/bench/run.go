@@ -1,0 +1,623 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/local/stack"
+	"github.com/fanoutexport/fanoutexport/shared/aggstate"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/report"
+)
+
+// Results is everything one bench run measured.
+type Results struct {
+	RunID       string        `json:"runId"`
+	Spec        genSpec       `json:"spec"`
+	Load        []genResult   `json:"load"`
+	GenerateSec float64       `json:"generateSec"`
+	BuildSec    float64       `json:"buildSec"`
+	StartSec    float64       `json:"stackStartSec"`
+	Procs       []fnProc      `json:"processes"`
+	Reports     []BigResult   `json:"reports"`
+	Best        []Best        `json:"best"`
+	Small       []SmallResult `json:"small"`
+	TotalSec    float64       `json:"totalSec"`
+	LogDir      string        `json:"logDir,omitempty"`
+	Kept        []string      `json:"keptDatabases,omitempty"`
+}
+
+// Best sums up the big reports of one type over the -repeat attempts.
+type Best struct {
+	Type         string  `json:"type"`
+	Attempts     int     `json:"attempts"`
+	PipelineSec  float64 `json:"pipelineBestSec"`
+	MariaDBSec   float64 `json:"mariadbBestSec"`
+	Ratio        float64 `json:"ratio"`
+	PeakRSSMiB   float64 `json:"maxPeakRssMiB"` // over the function processes and attempts
+	PeakRSSProc  string  `json:"maxPeakRssProcess"`
+	RedisRatio   float64 `json:"maxRedisGrowthPerCsvByte"`
+	AllMatch     bool    `json:"csvMatchesMariaDB"`
+	AllSucceeded bool    `json:"allSucceeded"`
+}
+
+// BigResult is one report over most of the data.
+type BigResult struct {
+	Type        string  `json:"type"`
+	Attempt     int     `json:"attempt"`
+	Params      string  `json:"params"`
+	RecordID    int64   `json:"recordId"`
+	Status      string  `json:"status"`
+	FailReason  string  `json:"failReason,omitempty"`
+	Rows        int64   `json:"rowCount"`
+	CSVBytes    int64   `json:"csvBytes"`
+	CSVSHA      string  `json:"csvSha256"`
+	PipelineSec float64 `json:"pipelineSec"` // publish → SUCCESS seen by the client
+	ServerSec   float64 `json:"serverSec"`   // record updated_at − created_at
+
+	MariaDB        []oracleRun `json:"mariadb"`
+	MariaDBBestSec float64     `json:"mariadbBestSec"`
+	Ratio          float64     `json:"ratio"` // pipeline / best MariaDB
+	Match          bool        `json:"csvMatchesMariaDB"`
+
+	RedisBaseline    int64   `json:"redisBaselineBytes"`
+	RedisGrowth      int64   `json:"redisPeakGrowthBytes"`
+	RedisGrowthRatio float64 `json:"redisGrowthPerCsvByte"`
+	HashPeak         int64   `json:"hashPeakBytes"` // MEMORY USAGE of the report's hash
+	HashRatio        float64 `json:"hashPerCsvByte"`
+	Samples          int     `json:"samples"`
+
+	Procs    map[string]ProcMem `json:"processes"`
+	Timeline []Event            `json:"timeline"`
+}
+
+// SmallResult summarises the small reports of one type.
+type SmallResult struct {
+	Type        string  `json:"type"`
+	Runs        int     `json:"runs"`
+	Succeeded   int     `json:"succeeded"`
+	Failed      int     `json:"failed"`
+	RowsMin     int64   `json:"rowsMin"`
+	RowsMax     int64   `json:"rowsMax"`
+	WallP50Ms   float64 `json:"wallP50Ms"`
+	WallP95Ms   float64 `json:"wallP95Ms"`
+	WallMaxMs   float64 `json:"wallMaxMs"`
+	ServerP50Ms float64 `json:"serverP50Ms"`
+	ServerP95Ms float64 `json:"serverP95Ms"`
+	// Timeline is the median time of each log event over the runs.
+	Timeline []Event `json:"medianTimeline"`
+}
+
+// Event is one log line of a function about the report.
+type Event struct {
+	AtSec   float64 `json:"atSec"` // since the request
+	Process string  `json:"process"`
+	Message string  `json:"message"`
+	Stage   any     `json:"stage,omitempty"`
+	Rows    any     `json:"rows,omitempty"`
+}
+
+// bigFrom/bigTo select eleven of the twelve months of withdrawals.
+var (
+	bigFrom = year2026
+	bigTo   = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// smallTag is the one tag the small reports ask for.
+const smallTag = 1
+
+func run(ctx context.Context, o options) (res *Results, err error) {
+	t0 := time.Now()
+	runID := randomID()
+	id := "bench_" + runID
+	spec := genSpec{Seed: o.seed, Users: o.users, Withdrawals: o.withdrawals, Payments: o.payments, Tags: o.tags, MaxTags: o.tagsPerUser}
+	res = &Results{RunID: id, Spec: spec}
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+		res.TotalSec = time.Since(t0).Seconds()
+	}()
+	bg := context.Background()
+
+	// Databases.
+	dsns := schema.DSNs{
+		Record: o.mysqlBase + id + "_plt_report",
+		Sources: map[string]string{
+			"plt_user": o.mysqlBase + id + "_plt_user",
+			"plt_fund": o.mysqlBase + id + "_plt_fund",
+		},
+	}
+	userName, fundName := id+"_plt_user", id+"_plt_fund"
+	cleanups = append(cleanups, func() {
+		if o.keep {
+			res.Kept = []string{id + "_plt_report", userName, fundName}
+			step("kept databases %s_plt_{report,user,fund}", id)
+			return
+		}
+		if err := schema.Drop(bg, dsns); err != nil {
+			step("could not drop the databases: %v", err)
+		}
+	})
+	step("creating databases %s_plt_{report,user,fund}", id)
+	if err := schema.Ensure(ctx, dsns); err != nil {
+		return res, err
+	}
+	userDB, err := mysqldb.Open(dsns.Sources["plt_user"])
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { userDB.Close() })
+	fundDB, err := mysqldb.Open(dsns.Sources["plt_fund"])
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { fundDB.Close() })
+
+	step("generating %d users (0-%d of %d tags each), %d withdrawals, %d payments (seed %d, %s)",
+		spec.Users, spec.MaxTags, spec.Tags, spec.Withdrawals, spec.Payments, spec.Seed, o.load)
+	gstart := time.Now()
+	res.Load, err = generate(ctx, spec, userDB, fundDB, runID, o.load)
+	res.GenerateSec = time.Since(gstart).Seconds()
+	if err != nil {
+		return res, err
+	}
+	for _, l := range res.Load {
+		step("  %-22s %9d rows in %6.2fs (%s)", l.Table, l.Rows, l.Seconds, l.Method)
+	}
+	step("generated in %.2fs", res.GenerateSec)
+
+	// Redis and RabbitMQ names of our own.
+	prefix := id + ":"
+	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr})
+	cleanups = append(cleanups, func() {
+		deleteKeys(bg, rdb, prefix)
+		rdb.Close()
+	})
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return res, fmt.Errorf("redis %s: %w", o.redisAddr, err)
+	}
+	queues := map[string]string{
+		"TRIGGER_QUEUE": id + ".report.trigger",
+		"RETRY_QUEUE":   id + ".report.trigger.retry",
+		"WAIT_QUEUE":    id + ".report.trigger.wait",
+		"PARKED_QUEUE":  id + ".report.trigger.parked",
+	}
+	cleanups = append(cleanups, func() { deleteQueues(o.amqpURL, queues) })
+
+	// Binaries and processes.
+	binDir, err := os.MkdirTemp("", "bench-bin-")
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(binDir) })
+	logDir, err := os.MkdirTemp("", "bench-logs-")
+	if err != nil {
+		return res, err
+	}
+	res.LogDir = logDir
+	cleanups = append(cleanups, func() {
+		if o.keep || err != nil {
+			step("process logs kept in %s", logDir)
+			return
+		}
+		os.RemoveAll(logDir)
+		res.LogDir = ""
+	})
+	step("building the function server and the shim")
+	bstart := time.Now()
+	if err := stack.Build(ctx, o.moduleRoot, binDir); err != nil {
+		return res, err
+	}
+	res.BuildSec = time.Since(bstart).Seconds()
+	vars := []string{
+		"RECORD_DSN=" + dsns.Record,
+		"DSN_PLT_USER=" + dsns.Sources["plt_user"],
+		"DSN_PLT_FUND=" + dsns.Sources["plt_fund"],
+		"REDIS_ADDR=" + o.redisAddr,
+		"REDIS_KEY_PREFIX=" + prefix,
+		"AMQP_URL=" + o.amqpURL,
+		"RETRY_DELAY=1s",
+		"NOT_FOUND_DELAY=200ms",
+		"NOT_FOUND_ATTEMPTS=3",
+		// CLAIM_TTL keeps its default (the function timeout): a long join
+		// must not be taken over.
+		"TZ=America/Sao_Paulo",
+		"LOG_LEVEL=INFO",
+	}
+	for k, v := range queues {
+		vars = append(vars, k+"="+v)
+	}
+	step("starting the stack")
+	sstart := time.Now()
+	st, err := stack.Start(ctx, stack.Config{
+		BinDir: binDir, Project: "bench-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
+		Bucket: "reports", Backoff: time.Second, AckDeadline: 30 * time.Second,
+		Env: vars, LogDir: logDir, Log: logger(),
+	})
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { step("stopping the stack"); st.Close() })
+	res.StartSec = time.Since(sstart).Seconds()
+	if res.Procs, err = stackProcs(); err != nil {
+		return res, err
+	}
+	names := make([]string, len(res.Procs))
+	for i, p := range res.Procs {
+		names[i] = fmt.Sprintf("%s=%d", p.Name, p.PID)
+	}
+	step("stack up in %.2fs (build %.2fs): %s", res.StartSec, res.BuildSec, strings.Join(names, " "))
+
+	recDB, err := mysqldb.Open(dsns.Record)
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { recDB.Close() })
+	c := &client.Client{
+		Records: record.NewRepo(recDB), State: aggstate.New(rdb, prefix, 10*time.Minute),
+		AMQPURL: o.amqpURL, TriggerQueue: queues["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
+	}
+	b := &bench{o: o, c: c, rdb: rdb, fund: fundDB, userName: userName, fundName: fundName, logDir: logDir, procs: res.Procs}
+
+	types := report.Types()
+	if o.report != "all" {
+		types = []string{o.report}
+	}
+	for _, typ := range types {
+		best := Best{Type: typ, AllMatch: true, AllSucceeded: true}
+		for a := 1; a <= o.repeat; a++ {
+			br, err := b.big(ctx, typ)
+			br.Attempt = a
+			res.Reports = append(res.Reports, br)
+			best.add(br)
+			if err != nil {
+				res.Best = append(res.Best, best)
+				return res, err
+			}
+		}
+		res.Best = append(res.Best, best)
+	}
+	if o.smallRuns > 0 {
+		for _, typ := range types {
+			sr, err := b.small(ctx, typ)
+			res.Small = append(res.Small, sr)
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+type bench struct {
+	o                  options
+	c                  *client.Client
+	rdb                *redis.Client
+	fund               *sql.DB
+	userName, fundName string
+	logDir             string
+	procs              []fnProc
+}
+
+func paramsJSON(tags []int64, from, to time.Time) string {
+	s := make([]string, len(tags))
+	for i, t := range tags {
+		s[i] = strconv.FormatInt(t, 10)
+	}
+	return fmt.Sprintf(`{"tagIds":[%s],"from":%q,"to":%q}`, strings.Join(s, ","),
+		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+}
+
+// big requests one report over most of the data, watching the processes
+// and Redis, then runs MariaDB's single-query join of the same report.
+func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
+	rep, _ := report.Lookup(typ)
+	var tags []int64
+	for t := 1; t <= b.o.selectTags; t++ {
+		tags = append(tags, int64(t))
+	}
+	params := paramsJSON(tags, bigFrom, bigTo)
+	br = BigResult{Type: typ, Params: params}
+	step("%s: requesting tags 1..%d, %s to %s", typ, b.o.selectTags, bigFrom.Format(time.DateOnly), bigTo.Format(time.DateOnly))
+
+	smp := newSampler(ctx, b.procs, b.rdb)
+	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); smp.run(sctx, 50*time.Millisecond) }()
+	start := time.Now()
+	var rid int64
+	rid, err = b.c.Request(ctx, typ, []byte(params))
+	var rec record.Record
+	if err == nil {
+		smp.setKey(b.c.State.Key(rid))
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		rec, err = b.c.Wait(wctx, rid, nil)
+		cancel()
+	}
+	wall := time.Since(start)
+	stop()
+	wg.Wait()
+	br.Procs = smp.finish()
+	br.RecordID, br.PipelineSec = rid, wall.Seconds()
+	br.RedisBaseline, br.RedisGrowth, br.HashPeak, br.Samples = smp.redisBase, smp.redisMax-smp.redisBase, smp.hashMax, smp.samples
+	// Read the logs last: a function may log after the client saw SUCCESS.
+	defer func() { br.Timeline = timelines(b.logDir, map[int64]time.Time{rid: start})[rid] }()
+	if err != nil {
+		return br, err
+	}
+	br.Status, br.FailReason, br.Rows = rec.Status.String(), rec.FailReason, rec.RowCount
+	br.ServerSec = rec.UpdatedAt.Sub(rec.CreatedAt).Seconds()
+	if rec.Status != record.Success {
+		return br, fmt.Errorf("%s: record %d %s: %s (logs: %s)", typ, rid, rec.Status, rec.FailReason, b.logDir)
+	}
+	body, err := b.c.Fetch(ctx, rec.FilePath)
+	if err != nil {
+		return br, err
+	}
+	br.CSVBytes = int64(len(body))
+	br.CSVSHA = fmt.Sprintf("%x", sha256.Sum256(body))
+	b.deleteObject(ctx, rec.FilePath) // the emulator keeps objects in this process's memory
+	if br.CSVBytes > 0 {
+		br.RedisGrowthRatio = float64(br.RedisGrowth) / float64(br.CSVBytes)
+		br.HashRatio = float64(br.HashPeak) / float64(br.CSVBytes)
+	}
+	step("%s: SUCCESS in %.2fs, %d rows, %.1f MiB CSV, Redis +%.1f MiB (hash %.1f MiB)", typ, br.PipelineSec, br.Rows,
+		mib(br.CSVBytes), mib(br.RedisGrowth), mib(br.HashPeak))
+
+	variants := []string{variantPlain}
+	if len(rep.Stages) > 1 {
+		variants = []string{variantCorrelated, variantGrouped}
+	}
+	br.Match = true
+	for _, v := range variants {
+		q, args := oracleSQL(b.userName, b.fundName, v, tags, bigFrom, bigTo)
+		step("%s: MariaDB single-query join (%s)", typ, v)
+		r, err := runOracle(ctx, b.fund, v, q, args, rep.Header)
+		if err != nil {
+			return br, err
+		}
+		br.MariaDB = append(br.MariaDB, r)
+		if br.MariaDBBestSec == 0 || r.Seconds < br.MariaDBBestSec {
+			br.MariaDBBestSec = r.Seconds
+		}
+		br.Match = br.Match && r.CSVSHA == br.CSVSHA
+		step("%s: MariaDB %s: %.2fs, %d rows, same CSV: %v", typ, v, r.Seconds, r.Rows, r.CSVSHA == br.CSVSHA)
+	}
+	br.Ratio = br.PipelineSec / br.MariaDBBestSec
+	return br, nil
+}
+
+// small runs the small reports of one type one after the other.
+func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err error) {
+	sr = SmallResult{Type: typ, Runs: b.o.smallRuns}
+	step("%s: %d small reports (tag %d, ~%d rows each)", typ, b.o.smallRuns, smallTag, b.o.smallRows)
+	var wall, server []float64
+	starts := map[int64]time.Time{}
+	// Whatever ran is summed up, even if a later run fails.
+	defer func() {
+		sr.Succeeded = len(wall)
+		if len(wall) == 0 {
+			return
+		}
+		sr.WallP50Ms, sr.WallP95Ms, sr.WallMaxMs = percentile(wall, 50), percentile(wall, 95), percentile(wall, 100)
+		sr.ServerP50Ms, sr.ServerP95Ms = percentile(server, 50), percentile(server, 95)
+		// Read the logs last: a function may log after the client saw SUCCESS.
+		time.Sleep(200 * time.Millisecond)
+		sr.Timeline = medianTimeline(timelines(b.logDir, starts))
+	}()
+	span := 330 * 24 * time.Hour
+	for i := range b.o.smallRuns {
+		start := year2026.Add(span * time.Duration(i) / time.Duration(b.o.smallRuns))
+		from, to, err := smallWindow(ctx, b.fund, b.userName, b.fundName, smallTag, start, b.o.smallRows)
+		if err != nil {
+			return sr, err
+		}
+		params := paramsJSON([]int64{smallTag}, from, to)
+		t := time.Now()
+		rid, err := b.c.Request(ctx, typ, []byte(params))
+		if err != nil {
+			return sr, err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		rec, err := b.c.Wait(wctx, rid, nil)
+		cancel()
+		d := time.Since(t)
+		if err != nil {
+			return sr, err
+		}
+		if rec.Status != record.Success {
+			sr.Failed++
+			step("%s: small report %d %s: %s", typ, rid, rec.Status, rec.FailReason)
+			continue
+		}
+		starts[rid] = t
+		wall = append(wall, float64(d.Microseconds())/1000)
+		server = append(server, float64(rec.UpdatedAt.Sub(rec.CreatedAt).Microseconds())/1000)
+		if len(wall) == 1 {
+			sr.RowsMin, sr.RowsMax = rec.RowCount, rec.RowCount
+		}
+		sr.RowsMin, sr.RowsMax = min(sr.RowsMin, rec.RowCount), max(sr.RowsMax, rec.RowCount)
+	}
+	if len(wall) == 0 {
+		return sr, fmt.Errorf("%s: every small report failed", typ)
+	}
+	step("%s: small reports p50 %.0f ms, p95 %.0f ms", typ, percentile(wall, 50), percentile(wall, 95))
+	return sr, nil
+}
+
+// medianTimeline is the median time of each distinct log event over the
+// runs; Rows holds how many runs logged it.
+func medianTimeline(tls map[int64][]Event) []Event {
+	events := map[string][]float64{}
+	var order []Event
+	for _, tl := range tls {
+		for _, e := range tl {
+			k := fmt.Sprintf("%s|%s|%v", e.Process, e.Message, e.Stage)
+			if _, ok := events[k]; !ok {
+				order = append(order, Event{Process: e.Process, Message: e.Message, Stage: e.Stage})
+			}
+			events[k] = append(events[k], e.AtSec)
+		}
+	}
+	for i, e := range order {
+		at := events[fmt.Sprintf("%s|%s|%v", e.Process, e.Message, e.Stage)]
+		order[i].AtSec, order[i].Rows = percentile(at, 50), len(at)
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].AtSec < order[j].AtSec })
+	return order
+}
+
+func (b *Best) add(r BigResult) {
+	b.Attempts++
+	b.AllSucceeded = b.AllSucceeded && r.Status == "SUCCESS"
+	b.AllMatch = b.AllMatch && r.Match
+	if r.Status == "SUCCESS" && (b.PipelineSec == 0 || r.PipelineSec < b.PipelineSec) {
+		b.PipelineSec = r.PipelineSec
+	}
+	for _, m := range r.MariaDB {
+		if b.MariaDBSec == 0 || m.Seconds < b.MariaDBSec {
+			b.MariaDBSec = m.Seconds
+		}
+	}
+	if b.MariaDBSec > 0 {
+		b.Ratio = b.PipelineSec / b.MariaDBSec
+	}
+	for n, p := range r.Procs {
+		if n != selfName && p.PeakMiB > b.PeakRSSMiB {
+			b.PeakRSSMiB, b.PeakRSSProc = p.PeakMiB, n
+		}
+	}
+	b.RedisRatio = max(b.RedisRatio, r.RedisGrowthRatio)
+}
+
+// percentile is the nearest-rank percentile p of xs.
+func percentile(xs []float64, p float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// timelines collects the functions' log lines about the given records,
+// timed from each record's request.
+func timelines(logDir string, starts map[int64]time.Time) map[int64][]Event {
+	files, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+	type timed struct {
+		t time.Time
+		e Event
+	}
+	all := map[int64][]timed{}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		proc := strings.TrimSuffix(filepath.Base(f), ".log")
+		for sc.Scan() {
+			line := sc.Bytes()
+			if !strings.Contains(string(line), `"recordId":`) {
+				continue
+			}
+			var m struct {
+				Time     time.Time `json:"time"`
+				Message  string    `json:"message"`
+				RecordID int64     `json:"recordId"`
+				Stage    any       `json:"stage"`
+				Rows     any       `json:"rows"`
+			}
+			if json.Unmarshal(line, &m) != nil {
+				continue
+			}
+			start, ok := starts[m.RecordID]
+			if !ok {
+				continue
+			}
+			all[m.RecordID] = append(all[m.RecordID], timed{m.Time, Event{AtSec: m.Time.Sub(start).Seconds(), Process: proc, Message: m.Message, Stage: m.Stage, Rows: m.Rows}})
+		}
+		fh.Close()
+	}
+	out := map[int64][]Event{}
+	for id, ts := range all {
+		sort.SliceStable(ts, func(i, j int) bool { return ts[i].t.Before(ts[j].t) })
+		for _, t := range ts {
+			out[id] = append(out[id], t.e)
+		}
+	}
+	return out
+}
+
+func (b *bench) deleteObject(ctx context.Context, gsPath string) {
+	rest, _ := strings.CutPrefix(gsPath, "gs://")
+	bucket, object, ok := strings.Cut(rest, "/")
+	if !ok {
+		return
+	}
+	u := fmt.Sprintf("%s/storage/v1/b/%s/o/%s", strings.TrimSuffix(b.c.StorageURL, "/"), url.PathEscape(bucket), url.PathEscape(object))
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// deleteKeys removes every key under prefix (SCAN, not KEYS).
+func deleteKeys(ctx context.Context, rdb *redis.Client, prefix string) {
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		rdb.Del(ctx, keys...)
+	}
+}
+
+func deleteQueues(amqpURL string, queues map[string]string) {
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil && !errors.Is(err, amqp.ErrClosed) {
+			// A failed delete closes the channel; open another for the rest.
+			if ch, err = conn.Channel(); err != nil {
+				return
+			}
+		}
+	}
+}
