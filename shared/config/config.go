@@ -56,7 +56,7 @@ type Listener struct {
 	Redis  Redis
 	// DSN is read from DSN_{DATABASE} of the listener's source.
 	DSN        string
-	ChunkBytes int `env:"CHUNK_BYTES, default=262144"`
+	ChunkBytes int `env:"CHUNK_BYTES, default=261120"`
 }
 
 // Aggregator configures the aggregator function.
@@ -66,7 +66,7 @@ type Aggregator struct {
 	Redis      Redis
 	Records    Records
 	Storage    Storage
-	ChunkBytes int `env:"CHUNK_BYTES, default=262144"`
+	ChunkBytes int `env:"CHUNK_BYTES, default=261120"`
 	// ClaimTTL is how long a stage claim holds before another message may
 	// take it over: the function's timeout.
 	ClaimTTL time.Duration `env:"CLAIM_TTL, default=540s"`

@@ -58,7 +58,7 @@ func defaultShim() Shim {
 
 func defaultAggregator() Aggregator {
 	return Aggregator{PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
-		Storage: Storage{Bucket: "reports"}, ChunkBytes: 262144, ClaimTTL: 540 * time.Second}
+		Storage: Storage{Bucket: "reports"}, ChunkBytes: 261120, ClaimTTL: 540 * time.Second}
 }
 
 // Not parallel: these tests set the process environment.
@@ -92,7 +92,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Listener{PubSub: defPubSub, DB: defDB, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 262144}
+		want := Listener{PubSub: defPubSub, DB: defDB, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 261120}
 		if diff := cmp.Diff(want, l); diff != "" {
 			t.Errorf("Listener %s defaults (-want +got):\n%s", src.Name(), diff)
 		}

@@ -13,9 +13,11 @@ import (
 	"io"
 )
 
-// DefaultChunkBytes bounds one chunk. 256 KiB keeps Redis values small and
+// DefaultChunkBytes bounds one chunk. Just under 256 KiB keeps Redis values
+// small (and inside jemalloc's 256 KiB size class: a value of exactly 256 KiB
+// plus Redis's header is rounded up to 320 KiB) and
 // round trips few (a million 60-byte rows make about 230 chunks).
-const DefaultChunkBytes = 256 << 10
+const DefaultChunkBytes = 255 << 10
 
 // Store keeps the chunks of named datasets.
 type Store interface {
@@ -74,12 +76,25 @@ func NewWriter(ctx context.Context, store Store, name string, limit int) *Writer
 
 // Write appends one row.
 func (w *Writer) Write(row []string) error {
+	prev := w.buf.Len()
 	if err := w.enc.Write(row); err != nil {
 		return fmt.Errorf("dataset %s: encode row: %w", w.name, err)
 	}
 	w.rows++
 	// csv.Writer buffers 4 KiB itself; flushing per row keeps the size check exact.
 	w.enc.Flush()
+	if w.buf.Len() > w.limit && prev > 0 {
+		// The row does not fit: put the chunk without it and carry it over,
+		// so chunks stay within the limit (only a row larger than the limit
+		// makes a larger chunk, on its own).
+		if err := w.store.PutChunk(w.ctx, w.name, w.chunks, w.buf.Bytes()[:prev]); err != nil {
+			return err
+		}
+		w.chunks++
+		rest := w.buf.Bytes()[prev:]
+		w.buf.Reset()
+		w.buf.Write(rest) // copy handles the overlap
+	}
 	if w.buf.Len() >= w.limit {
 		return w.flush()
 	}
