@@ -114,7 +114,7 @@ const (
 	defaultConcurrency = 8
 	// idlePoll is the pause after an empty pull, so an idle relay does not
 	// spin while a new message still goes out within a few tens of ms.
-	idlePoll = 50 * time.Millisecond
+	idlePoll = 20 * time.Millisecond
 	// leaseMargin is added to every lease the relay takes, so the emulator
 	// does not redeliver a message the relay is still working on.
 	leaseMargin = 10 * time.Second
