@@ -5,7 +5,7 @@
 GO ?= go
 PKGS = ./...
 
-.PHONY: all test demo up services check fmt vet tidy-check bench tf-fmt tf-validate clean
+.PHONY: all test demo up services check fmt vet tidy-check bench bench-e2e tf-fmt tf-validate clean
 
 all: test
 
@@ -41,9 +41,14 @@ tidy-check:
 	  mv .go.mod.bak go.mod; mv .go.sum.bak go.sum; echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; fi; \
 	rm -f .go.mod.bak .go.sum.bak
 
-## bench: join and state benchmarks, then the end-to-end scale benchmark.
+## bench: the join benchmarks, then the end-to-end scale benchmark (200k withdrawals, ~1 min).
 bench: services
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
+	$(GO) run ./local/cmd/bench
+
+## bench-e2e: only the end-to-end benchmark; pass flags with ARGS="-withdrawals 1000000".
+bench-e2e: services
+	$(GO) run ./local/cmd/bench $(ARGS)
 
 ## tf-fmt: rewrite terraform/ in canonical format (make test fails on unformatted files via local/tfcheck).
 tf-fmt:
