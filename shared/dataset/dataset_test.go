@@ -14,7 +14,8 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
 
-// awkward rows: every field CSV must quote, and some it must not touch.
+// awkward rows: every byte of every field must survive, including the
+// ones CSV would have to quote or would rewrite ("\r\n" inside a field).
 var awkward = [][]string{
 	{"1", "plain", "12.50"},
 	{"2", "a,b", `say "hi"`},
@@ -26,6 +27,7 @@ var awkward = [][]string{
 	{"8", `\.`, "tab\there"},
 	{"9", "a\rb", "#not a comment"},
 	{"10", strings.Repeat("x", 300), ",,,"},
+	{"11", "crlf\r\ninside", "\x00nul"},
 }
 
 // readAll reads every row of name; rows are copied (the Reader reuses them).
@@ -191,14 +193,15 @@ func TestReaderErrors(t *testing.T) {
 		{"rows of different widths", func(ctx context.Context, st *dataset.MemStore) error {
 			return st.Put(ctx, "d", 64, [][]string{{"1", "a"}, {"2", "b", "extra"}})
 		}, 2, dataset.ErrCorrupt},
-		{"unterminated quote", func(ctx context.Context, st *dataset.MemStore) error {
-			if err := st.PutChunk(ctx, "d", 0, []byte("1,\"open\n")); err != nil {
+		{"field longer than the chunk", func(ctx context.Context, st *dataset.MemStore) error {
+			// 2 fields; the first claims 9 bytes but only "1" follows.
+			if err := st.PutChunk(ctx, "d", 0, []byte{2, 9, '1'}); err != nil {
 				return err
 			}
 			return st.Finish(ctx, "d", 1, 1)
 		}, 2, dataset.ErrCorrupt},
-		{"bare quote", func(ctx context.Context, st *dataset.MemStore) error {
-			if err := st.PutChunk(ctx, "d", 0, []byte("1,a\"b\n")); err != nil {
+		{"truncated length", func(ctx context.Context, st *dataset.MemStore) error {
+			if err := st.PutChunk(ctx, "d", 0, []byte{2, 0x80}); err != nil {
 				return err
 			}
 			return st.Finish(ctx, "d", 1, 1)
@@ -328,5 +331,24 @@ func TestMemStoreCopiesChunks(t *testing.T) {
 	}
 	if _, err := st.GetChunk(ctx, "d", 1); !errors.Is(err, dataset.ErrMissing) {
 		t.Errorf("GetChunk of a missing chunk = %v, want ErrMissing", err)
+	}
+}
+
+// Rows of one empty field are rows too (a CSV line for them would be blank
+// and skipped).
+func TestEmptySingleFieldRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dataset.NewMemStore()
+	want := [][]string{{""}, {""}, {"x"}}
+	if err := st.Put(ctx, "d", 0, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(ctx, st, "d", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
