@@ -1,6 +1,42 @@
 # DeadLetter: push subscription "dead-letter" on report-dead-letter. Marks the
 # record FAILED with a reason naming the stage and listener; parks what it
-# cannot attribute on report-parked.
+# cannot attribute on report-parked. The function itself, its push
+# subscription and the grants its entry implies are in functions.tf.
+
+locals {
+  # The named exception to local.push_delivery (6 deliveries 60 s apart):
+  # marking a record FAILED must not itself be dropped, so it retries with
+  # exponential backoff for longer and then parks the message on
+  # report-parked (held by report-parked-hold) instead of losing it.
+  dead_letter_delivery = {
+    dead_letter_topic     = "report-parked"
+    max_delivery_attempts = 20
+    minimum_backoff       = "10s"
+    maximum_backoff       = "600s"
+  }
+
+  dead_letter_function = {
+    DeadLetter = {
+      name            = "${var.name}-dead-letter"
+      description     = "Marks records FAILED for dead-lettered messages (entry point DeadLetter)."
+      service_account = google_service_account.dead_letter
+      memory          = "256Mi"
+      timeout_seconds = var.dead_letter_timeout_seconds
+      max_instances   = var.dead_letter_max_instances
+      database        = "record"
+      network_tags    = []
+      env             = {}
+      secrets         = { RECORD_DSN = var.record_dsn_secret }
+      publishes       = ["report-parked"]
+      push = {
+        subscription = "dead-letter"
+        topic        = "report-dead-letter"
+        identity     = google_service_account.dead_letter_push
+        delivery     = local.dead_letter_delivery
+      }
+    }
+  }
+}
 
 resource "google_service_account" "dead_letter" {
   account_id   = "${var.name}-dead-letter"
@@ -10,152 +46,4 @@ resource "google_service_account" "dead_letter" {
 resource "google_service_account" "dead_letter_push" {
   account_id   = "${var.name}-dead-letter-push"
   display_name = "fanout export: pushes report-dead-letter to DeadLetter"
-}
-
-resource "google_cloudfunctions2_function" "dead_letter" {
-  name        = "${var.name}-dead-letter"
-  location    = var.region
-  description = "Marks records FAILED for dead-lettered messages (entry point DeadLetter)."
-
-  build_config {
-    runtime           = local.go_runtime
-    entry_point       = "DeadLetter"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email            = google_service_account.dead_letter.email
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    available_memory                 = "256Mi"
-    timeout_seconds                  = var.dead_letter_timeout_seconds
-    min_instance_count               = 0
-    max_instance_count               = var.dead_letter_max_instances
-    max_instance_request_concurrency = 1
-
-    direct_vpc_network_interface {
-      network    = google_compute_network.vpc.name
-      subnetwork = google_compute_subnetwork.functions.name
-      tags       = [local.function_tag]
-    }
-    direct_vpc_egress = var.vpc_egress
-
-    environment_variables = local.common_env
-
-    secret_environment_variables {
-      key        = "REDIS_PASSWORD"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.redis_auth.secret_id
-      version    = google_secret_manager_secret_version.redis_auth.version
-    }
-    secret_environment_variables {
-      key        = "REDIS_CA_CERT"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.redis_ca.secret_id
-      version    = google_secret_manager_secret_version.redis_ca.version
-    }
-    secret_environment_variables {
-      key        = "RECORD_DSN"
-      project_id = var.project_id
-      secret     = var.record_dsn_secret
-      version    = "latest"
-    }
-  }
-
-  depends_on = [
-    google_project_service.this,
-    google_secret_manager_secret_iam_member.dead_letter,
-    google_project_iam_member.build_log_writer,
-    google_project_iam_member.build_source_reader,
-    google_artifact_registry_repository_iam_member.build_image_writer,
-  ]
-}
-
-# The named exception to 6 deliveries 60 s apart: marking a record FAILED
-# must not itself be dropped, so it retries with exponential backoff for
-# longer and then parks the message on report-parked (held by
-# report-parked-hold) instead of losing it.
-resource "google_pubsub_subscription" "dead_letter" {
-  name  = "${var.pubsub_name_prefix}dead-letter"
-  topic = google_pubsub_topic.topic["report-dead-letter"].id
-
-  ack_deadline_seconds       = local.push_ack_deadline_seconds
-  message_retention_duration = local.push_message_retention
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  push_config {
-    push_endpoint = google_cloudfunctions2_function.dead_letter.service_config[0].uri
-
-    oidc_token {
-      service_account_email = google_service_account.dead_letter_push.email
-      audience              = google_cloudfunctions2_function.dead_letter.service_config[0].uri
-    }
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.topic["report-parked"].id
-    max_delivery_attempts = local.dead_letter_max_delivery_attempts
-  }
-
-  retry_policy {
-    minimum_backoff = local.dead_letter_min_backoff
-    maximum_backoff = local.dead_letter_max_backoff
-  }
-
-  depends_on = [
-    google_cloud_run_v2_service_iam_member.dead_letter_invoker,
-    google_service_account_iam_member.dead_letter_push_token_creator,
-  ]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "dead_letter_invoker" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.dead_letter.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.dead_letter_push.email}"
-}
-
-resource "google_service_account_iam_member" "dead_letter_push_token_creator" {
-  service_account_id = google_service_account.dead_letter_push.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_pubsub_agent" {
-  subscription = google_pubsub_subscription.dead_letter.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
-}
-
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = toset(local.dead_letter_publishes)
-
-  topic  = google_pubsub_topic.topic[each.key].name
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.dead_letter.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "dead_letter" {
-  for_each = {
-    redis_auth = google_secret_manager_secret.redis_auth.secret_id
-    redis_ca   = google_secret_manager_secret.redis_ca.secret_id
-    record_dsn = var.record_dsn_secret
-  }
-
-  project   = var.project_id
-  secret_id = each.value
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.dead_letter.email}"
 }

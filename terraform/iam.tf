@@ -1,7 +1,8 @@
 # Identities that are not one function's own: the build identity, and the
-# optional Cloud SQL client grants. Each function's runtime identity, its
-# push (or scheduler) invoker identity and every grant they hold are in the
-# function's own file.
+# optional Cloud SQL client grants. Each function's runtime identity and its
+# push (or scheduler) invoker identity are in the function's own file, with
+# the grants only it holds; the grants every function's entry implies
+# (invoker, secrets, publishing) are in functions.tf.
 
 # Cloud Build builds the functions as this account instead of the default
 # Compute Engine service account (which often holds Editor).
@@ -41,26 +42,12 @@ resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
 # Optional: functions whose DSN dials a Cloud SQL instance through the Cloud
 # SQL Go connector may connect to that instance only.
 locals {
-  record_readers = {
-    drain_triggers = google_service_account.drain_triggers.email
-    aggregate      = google_service_account.aggregate.email
-    dead_letter    = google_service_account.dead_letter.email
+  cloud_sql_grants = {
+    for ep, f in local.functions : "${ep}/${f.database}" => {
+      database = f.database
+      email    = f.service_account.email
+    } if contains(keys(var.cloud_sql_instances), f.database)
   }
-
-  cloud_sql_grants = merge(
-    {
-      for ep, l in local.listeners : "${ep}/${l.database}" => {
-        database = l.database
-        email    = google_service_account.listener[ep].email
-      } if contains(keys(var.cloud_sql_instances), l.database)
-    },
-    {
-      for fn, email in local.record_readers : "${fn}/record" => {
-        database = "record"
-        email    = email
-      } if contains(keys(var.cloud_sql_instances), "record")
-    },
-  )
 }
 
 resource "google_project_iam_member" "cloud_sql_client" {

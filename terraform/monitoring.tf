@@ -1,21 +1,8 @@
 # Alerts an operator acts on. Every policy notifies var.notification_channels.
 
 locals {
-  push_subscription_names = concat(
-    [for l in values(local.listeners) : "${var.pubsub_name_prefix}${l.subscription}"],
-    ["${var.pubsub_name_prefix}aggregate", "${var.pubsub_name_prefix}dead-letter"],
-  )
-  push_subscription_regex = "(${join("|", local.push_subscription_names)})"
-
-  function_names = concat(
-    [for f in values(google_cloudfunctions2_function.listener) : f.name],
-    [
-      google_cloudfunctions2_function.aggregate.name,
-      google_cloudfunctions2_function.dead_letter.name,
-      google_cloudfunctions2_function.drain_triggers.name,
-    ],
-  )
-  function_regex = "(${join("|", local.function_names)})"
+  push_subscription_regex = "(${join("|", [for s in values(google_pubsub_subscription.push) : s.name])})"
+  function_regex          = "(${join("|", [for f in values(google_cloudfunctions2_function.function) : f.name])})"
 }
 
 # A report failed 6 deliveries (or the DLQ function itself gave up and parked

@@ -6,25 +6,14 @@ output "topics" {
 output "subscriptions" {
   description = "Subscription names, keyed by entry point of the function they push to (report-parked-hold under \"parked\")."
   value = merge(
-    { for ep, s in google_pubsub_subscription.listener : ep => s.name },
-    {
-      Aggregate  = google_pubsub_subscription.aggregate.name
-      DeadLetter = google_pubsub_subscription.dead_letter.name
-      parked     = google_pubsub_subscription.parked_hold.name
-    },
+    { for ep, s in google_pubsub_subscription.push : ep => s.name },
+    { parked = google_pubsub_subscription.parked_hold.name },
   )
 }
 
 output "function_urls" {
   description = "Function URLs, keyed by entry point. Ingress is internal only: callable from the VPC, Pub/Sub and Cloud Scheduler, not the internet."
-  value = merge(
-    { for ep, f in google_cloudfunctions2_function.listener : ep => f.service_config[0].uri },
-    {
-      Aggregate     = google_cloudfunctions2_function.aggregate.service_config[0].uri
-      DeadLetter    = google_cloudfunctions2_function.dead_letter.service_config[0].uri
-      DrainTriggers = google_cloudfunctions2_function.drain_triggers.service_config[0].uri
-    },
-  )
+  value       = { for ep, f in google_cloudfunctions2_function.function : ep => f.service_config[0].uri }
 }
 
 output "report_bucket" {
@@ -47,14 +36,7 @@ output "redis_secrets" {
 
 output "service_accounts" {
   description = "Runtime service account of each function, keyed by entry point."
-  value = merge(
-    { for ep, sa in google_service_account.listener : ep => sa.email },
-    {
-      Aggregate     = google_service_account.aggregate.email
-      DeadLetter    = google_service_account.dead_letter.email
-      DrainTriggers = google_service_account.drain_triggers.email
-    },
-  )
+  value       = { for ep, f in local.functions : ep => f.service_account.email }
 }
 
 output "scheduler_job" {

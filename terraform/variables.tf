@@ -363,6 +363,11 @@ variable "drain_triggers_timeout_seconds" {
     condition     = var.drain_triggers_timeout_seconds >= 60 && var.drain_triggers_timeout_seconds <= 600
     error_message = "drain_triggers_timeout_seconds must be between 60 and 600."
   }
+
+  validation {
+    condition     = var.drain_triggers_timeout_seconds >= var.drain_for_seconds + 30
+    error_message = "drain_triggers_timeout_seconds must exceed drain_for_seconds by at least 30 s, to finish the last publishes after the drain."
+  }
 }
 
 variable "drain_schedule" {

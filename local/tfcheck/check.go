@@ -439,13 +439,9 @@ func (c *checker) checkScaling(f *fnRes, addr string) {
 		}
 		return
 	}
-	fromVar := false
-	for _, t := range a.Expr.Variables() {
-		if t.RootName() == "var" {
-			fromVar = true
-		}
-	}
-	if !fromVar {
+	// Set by the operator: the value comes from a variable, directly or
+	// through locals (each.value of a function map).
+	if len(Vars(c.eval(f.svc, "max_instance_count"))) == 0 {
 		c.add(RuleScaling, pos(a.SrcRange), "%s: max_instance_count is not taken from a variable", addr)
 	}
 	if known && n < 1 {

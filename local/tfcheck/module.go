@@ -56,6 +56,11 @@ func (r Ref) Addr() string {
 	return a
 }
 
+// Var marks a value derived from input variable var.<name>, so a check can
+// tell a setting the operator controls from a literal, also when it reaches
+// a resource through locals or each.value.
+type Var string
+
 // Placeholders for the data a provider would read. The project number is
 // known here so that the Pub/Sub service agent's address evaluates to a
 // string a check can recognise.
@@ -167,7 +172,34 @@ func Load(dir string) (*Module, error) {
 		m.expand(r)
 	}
 	m.evalLocals(true)
+	for _, r := range m.Resources {
+		m.refreshEach(r)
+	}
 	return m, nil
+}
+
+// refreshEach sets each.value again from the final locals. expand took it
+// while every resource was still one unexpanded value, so a for_each map
+// whose values name resource instances (service_account =
+// google_service_account.listener[ep]) would otherwise lose their keys.
+// The keys cannot change: they were known without any resource.
+func (m *Module) refreshEach(r *Resource) {
+	a, ok := r.Block.Body.Attributes["for_each"]
+	if !ok || len(r.Instances) == 0 {
+		return
+	}
+	v, diags := a.Expr.Value(m.evalContext(true))
+	if diags.HasErrors() {
+		return // expand reported what it could not evaluate
+	}
+	// As in expand, an element keeps only its own marks: the map's marks
+	// include every mark a filter (`if f.push != null`) looked at.
+	v, _ = v.Unmark()
+	for _, in := range r.Instances {
+		if e, ok := Index(v, in.Key); ok && in.each != cty.NilVal {
+			in.each = cty.ObjectVal(map[string]cty.Value{"key": cty.StringVal(in.Key), "value": e})
+		}
+	}
 }
 
 func (m *Module) loadVariable(b *hclsyntax.Block) {
@@ -187,13 +219,13 @@ func (m *Module) loadVariable(b *hclsyntax.Block) {
 	a, ok := b.Body.Attributes["default"]
 	if !ok {
 		// Set at apply time: unknown here.
-		m.vars[name] = cty.UnknownVal(ty)
+		m.vars[name] = cty.UnknownVal(ty).Mark(Var(name))
 		return
 	}
 	v, diags := a.Expr.Value(nil)
 	m.diags("parse", diags)
 	if diags.HasErrors() {
-		m.vars[name] = cty.UnknownVal(ty)
+		m.vars[name] = cty.UnknownVal(ty).Mark(Var(name))
 		return
 	}
 	if def != nil {
@@ -204,7 +236,7 @@ func (m *Module) loadVariable(b *hclsyntax.Block) {
 	} else {
 		m.problem("parse", a.SrcRange, "var.%s: default does not match its type: %s", name, err)
 	}
-	m.vars[name] = v
+	m.vars[name] = v.Mark(Var(name))
 }
 
 // evalLocals evaluates the locals to a fixed point: a local that refers to
@@ -535,6 +567,22 @@ func Refs(v cty.Value, typ string) []Ref {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr() < out[j].Addr() })
+	return out
+}
+
+// Vars lists the input variables a value was derived from.
+func Vars(v cty.Value) []string {
+	if v == cty.NilVal {
+		return nil
+	}
+	_, marks := v.UnmarkDeep()
+	var out []string
+	for mk := range marks {
+		if n, ok := mk.(Var); ok {
+			out = append(out, string(n))
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -184,8 +184,8 @@ func TestFormat(t *testing.T) {
 }
 
 // TestTerraformFmt runs the real formatter where it is installed, on the
-// module and on the unformatted fixture (which it must reject too, so both
-// formatters agree on what the fixture proves).
+// module and on the module with the unformatted fixture applied (which it
+// must reject too, so both formatters agree on what the fixture proves).
 func TestTerraformFmt(t *testing.T) {
 	t.Parallel()
 	tf, err := exec.LookPath("terraform")
@@ -207,15 +207,16 @@ func TestTerraformFmt(t *testing.T) {
 		t.Errorf("terraform fmt -check %s: %v", moduleDir, err)
 	}
 	var exit *exec.ExitError
-	if err := run(filepath.Join(fixturesDir, "unformatted")); !errors.As(err, &exit) {
+	if err := run(fixtureModule(t, filepath.Join(fixturesDir, "unformatted"))); !errors.As(err, &exit) {
 		t.Errorf("terraform fmt -check accepted the unformatted fixture (err %v)", err)
 	}
 }
 
-// TestBrokenCopiesFail overlays each fixture on a copy of the module. Each
-// must fail exactly the rules its want.txt names, with the messages it
-// names, and nothing else: a fixture that fails for another reason proves
-// nothing about its own.
+// TestBrokenCopiesFail applies each fixture to a fresh copy of the module
+// (fixture_test.go). Each must fail exactly the rules its want.txt names,
+// with the messages it names, and nothing else: a fixture that fails for
+// another reason proves nothing about its own. A fixture whose edits no
+// longer find their lines in the module fails before the check runs.
 func TestBrokenCopiesFail(t *testing.T) {
 	t.Parallel()
 	e := expect(t)
@@ -234,21 +235,8 @@ func TestBrokenCopiesFail(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			src := filepath.Join(fixturesDir, name)
-			dir := t.TempDir()
-			copyTF(t, moduleDir, dir)
-			overlaid := copyTF(t, src, dir)
 			want := readWant(t, filepath.Join(src, "want.txt"))
-			if len(overlaid) == 0 {
-				t.Fatal("fixture has no .tf files")
-			}
-			for _, f := range overlaid {
-				if orig, err := os.ReadFile(filepath.Join(moduleDir, f)); err == nil {
-					got, _ := os.ReadFile(filepath.Join(src, f))
-					if bytes.Equal(orig, got) {
-						t.Errorf("%s is identical to the module's: it breaks nothing", f)
-					}
-				}
-			}
+			dir := fixtureModule(t, src)
 
 			m := load(t, dir)
 			problems := Check(m, e)
@@ -307,30 +295,6 @@ func readWant(t *testing.T, file string) []wantLine {
 		t.Fatalf("%s names no failure", file)
 	}
 	return out
-}
-
-// copyTF copies the .tf files of src into dst and returns their names.
-func copyTF(t *testing.T, src, dst string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tf") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 func list(ps []Problem) string {

@@ -3,7 +3,7 @@
 resource "google_cloud_run_v2_service_iam_member" "aggregate_public" {
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.aggregate.name
+  name     = google_cloudfunctions2_function.function["Aggregate"].name
   role     = "roles/run.invoker"
   member   = "allUsers"
 }
