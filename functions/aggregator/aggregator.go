@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"cloud.google.com/go/storage"
 
@@ -100,12 +101,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("messageId", push.ID(), "deliveryAttempt", push.DeliveryAttempt)
+	// Stop before the stage claim expires: after that another message may
+	// take the stage over, and two aggregators must not work on it at once.
+	ctx, cancel := context.WithTimeout(ctx, d.workTimeout())
+	defer cancel()
 	if err := d.Handle(ctx, push, log); err != nil {
 		log.Error("aggregation failed; Pub/Sub will redeliver", "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// workTimeout is how long one message may work: the claim's lifetime less
+// a margin for the final writes.
+func (d *Deps) workTimeout() time.Duration {
+	return max(d.Cfg.ClaimTTL-d.Cfg.ClaimTTL/10, time.Second)
 }
 
 // Handle processes one "done" message. nil means ack.
@@ -280,6 +291,9 @@ func (d *Deps) recordError(ctx context.Context, id int64, err error, log *slog.L
 	if id <= 0 {
 		return
 	}
+	// The work's own deadline may be what failed it: record on a fresh one.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if rerr := d.State.RecordError(ctx, id, aggstate.AggregatorName, err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
 		log.Warn("could not record the error in Redis", "error", rerr)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/bus"
@@ -199,6 +200,9 @@ func (d *deps) recordError(ctx context.Context, id int64, src report.Source, err
 	if id <= 0 {
 		return
 	}
+	// The request's own deadline may be what failed it: record on a fresh one.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if rerr := d.state.RecordError(ctx, id, src.Name(), err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
 		log.Warn("could not record the error in Redis", "error", rerr)
 	}

@@ -236,6 +236,18 @@ func (e *env) hashExists(id int64) bool {
 	return n == 1
 }
 
+// hashGone waits briefly for record id's hash to go: functions mark the
+// record final first and delete the hash right after.
+func (e *env) hashGone(id int64) bool {
+	e.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !e.hashExists(id) {
+			return true
+		}
+	}
+	return false
+}
+
 // parked pops every message from our parking queue.
 func (e *env) parked() []amqp.Delivery {
 	e.t.Helper()

@@ -81,7 +81,7 @@ func runGoldens(t *testing.T, e *env) {
 			if diff := cmp.Diff(string(want), string(got)); diff != "" {
 				t.Errorf("%s: CSV mismatch (-want +got):\n%s", g.file, diff)
 			}
-			if e.hashExists(id) {
+			if !e.hashGone(id) {
 				t.Errorf("%s: hash of record %d still in Redis after SUCCESS", g.file, id)
 			}
 		}()
@@ -143,7 +143,34 @@ func TestListenerFailingEveryTime(t *testing.T) {
 	if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got < 1 {
 		t.Errorf("DLQ function got %d POSTs, want ≥ 1", got)
 	}
-	if e.hashExists(id) {
+	if !e.hashGone(id) {
+		t.Errorf("hash of FAILED record %d still in Redis", id)
+	}
+}
+
+// The aggregator failing every delivery (Cloud Storage unreachable): the
+// done message is dead-lettered after 6 POSTs and the record ends FAILED
+// naming the aggregator and its last error; nothing is uploaded.
+func TestAggregatorFailingEveryTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{envFor: func(*env) map[string][]string {
+		return map[string][]string{"Aggregate": {"STORAGE_EMULATOR_HOST=127.0.0.1:1"}}
+	}})
+	id := e.request("withdraw_by_tag", seed.Params)
+	rec := e.wait(id, 3*time.Minute)
+	if rec.Status != record.Failed {
+		t.Fatalf("record %d is %s, want FAILED", id, rec.Status)
+	}
+	for _, want := range []string{"stage 1 aggregator failed 6 delivery attempts", "last error from aggregate", "storage upload"} {
+		if !strings.Contains(rec.FailReason, want) {
+			t.Errorf("fail_reason %q does not mention %q", rec.FailReason, want)
+		}
+	}
+	// One done message waited for the other; the other failed 6 times.
+	if got := e.stack.Relay.Stats(topology.SubAggregate).Posts; got != 1+topology.MaxDeliveryAttempts {
+		t.Errorf("aggregate got %d POSTs, want %d", got, 1+topology.MaxDeliveryAttempts)
+	}
+	if !e.hashGone(id) {
 		t.Errorf("hash of FAILED record %d still in Redis", id)
 	}
 }
