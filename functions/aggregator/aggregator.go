@@ -6,7 +6,6 @@ package aggregator
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -17,16 +16,15 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/csvout"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/lazy"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/pushfn"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/reportstore"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
@@ -37,12 +35,10 @@ type Handler struct{ deps *lazy.Value[*Deps] }
 
 // Deps are the aggregator's clients; Handle is its logic.
 type Deps struct {
-	Cfg     config.Aggregator
-	State   *aggstate.State
+	Cfg config.Aggregator
+	*clients.Clients
 	Records *record.Repo
-	Bus     *bus.Bus
 	Store   *reportstore.Store
-	db      *sql.DB
 }
 
 // New returns the handler; clients are created on first request.
@@ -58,59 +54,27 @@ func New() *Handler {
 
 // NewDeps creates the clients for cfg.
 func NewDeps(ctx context.Context, cfg config.Aggregator) (*Deps, error) {
-	rdb, err := redisconn.New(cfg.Redis)
-	if err != nil {
-		return nil, err
-	}
-	db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
+	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
 	if err != nil {
 		return nil, err
 	}
 	gcs, err := storage.NewClient(ctx)
 	if err != nil {
-		db.Close()
+		c.DB.Close()
 		return nil, fmt.Errorf("storage.NewClient: %w", err)
 	}
-	b, err := bus.New(ctx, cfg.PubSub.ProjectID, topology.Names{Prefix: cfg.PubSub.NamePrefix})
-	if err != nil {
-		db.Close()
-		gcs.Close()
-		return nil, err
-	}
-	return &Deps{
-		Cfg: cfg, State: aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
-		Records: record.NewRepo(db), Bus: b, Store: reportstore.New(gcs, cfg.Storage.Bucket), db: db,
-	}, nil
+	return &Deps{Cfg: cfg, Clients: c, Records: record.NewRepo(c.DB), Store: reportstore.New(gcs, cfg.Storage.Bucket)}, nil
 }
 
 // ServeHTTP handles one push delivery: 2xx acks, anything else retries.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	log := logging.Default.With(logging.KeySource, aggstate.AggregatorName)
-	d, err := h.deps.Get(ctx)
+	d, err := h.deps.Get(r.Context())
 	if err != nil {
-		log.Error("aggregator not ready", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pushfn.Serve(w, r, log, "", nil, err)
 		return
 	}
-	log = log.With(logging.Trace(d.Cfg.PubSub.ProjectID, r.Header.Get("X-Cloud-Trace-Context")))
-	push, err := message.ReadPush(r)
-	if err != nil {
-		log.Error("bad push request", "error", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	log = log.With("messageId", push.ID(), "deliveryAttempt", push.DeliveryAttempt)
-	// Stop before the stage claim expires: after that another message may
-	// take the stage over, and two aggregators must not work on it at once.
-	ctx, cancel := context.WithTimeout(ctx, d.workTimeout())
-	defer cancel()
-	if err := d.Handle(ctx, push, log); err != nil {
-		log.Error("aggregation failed; Pub/Sub will redeliver", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	pushfn.Serve(w, r, log, d.Cfg.PubSub.ProjectID, d.Handle, nil)
 }
 
 // workTimeout is how long one message may work: the claim's lifetime less
@@ -121,6 +85,10 @@ func (d *Deps) workTimeout() time.Duration {
 
 // Handle processes one "done" message. nil means ack.
 func (d *Deps) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+	// Stop before the stage claim expires: after that another message may
+	// take the stage over, and two aggregators must not work on it at once.
+	ctx, cancel := context.WithTimeout(ctx, d.workTimeout())
+	defer cancel()
 	m, id, err := message.DecodeDone(push.Message.Data)
 	if id > 0 {
 		log = log.With(logging.KeyRecordID, id)

@@ -5,7 +5,6 @@ package dlq
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,14 +14,13 @@ import (
 	"strings"
 
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/lazy"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/pushfn"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -38,11 +36,9 @@ const (
 type Handler struct{ deps *lazy.Value[*deps] }
 
 type deps struct {
-	cfg     config.DeadLetter
-	state   *aggstate.State
+	cfg config.DeadLetter
+	*clients.Clients
 	records *record.Repo
-	bus     *bus.Bus
-	db      *sql.DB
 }
 
 // New returns the handler; clients are created on first request.
@@ -52,46 +48,23 @@ func New() *Handler {
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		rdb, err := redisconn.New(cfg.Redis)
+		c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
 		if err != nil {
 			return nil, err
 		}
-		db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
-		if err != nil {
-			return nil, err
-		}
-		b, err := bus.New(ctx, cfg.PubSub.ProjectID, topology.Names{Prefix: cfg.PubSub.NamePrefix})
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		return &deps{cfg: cfg, state: aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL), records: record.NewRepo(db), bus: b, db: db}, nil
+		return &deps{cfg: cfg, Clients: c, records: record.NewRepo(c.DB)}, nil
 	})}
 }
 
 // ServeHTTP handles one dead letter.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	log := logging.Default.With(logging.KeySource, "dead-letter")
-	d, err := h.deps.Get(ctx)
+	d, err := h.deps.Get(r.Context())
 	if err != nil {
-		log.Error("dead-letter handler not ready", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pushfn.Serve(w, r, log, "", nil, err)
 		return
 	}
-	push, err := message.ReadPush(r)
-	if err != nil {
-		log.Error("bad push request", "error", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	log = log.With("messageId", push.ID(), "deliveryAttempt", push.DeliveryAttempt)
-	if err := d.handle(ctx, push, log); err != nil {
-		log.Error("dead letter not handled; will retry", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	pushfn.Serve(w, r, log, d.cfg.PubSub.ProjectID, d.handle, nil)
 }
 
 // deadLetter is what any of our messages holds that the DLQ needs. Decoding
@@ -110,7 +83,7 @@ func (d *deps) handle(ctx context.Context, push *message.Push, log *slog.Logger)
 	var m deadLetter
 	attrs := push.Message.Attributes
 	if err := json.Unmarshal(push.Message.Data, &m); err != nil || m.RecordID <= 0 {
-		return d.bus.Park(ctx, log, push.Message.Data, attrs, "dead letter that names no record")
+		return d.Bus.Park(ctx, log, push.Message.Data, attrs, "dead letter that names no record")
 	}
 	log = log.With(logging.KeyRecordID, m.RecordID, logging.KeyStage, m.Stage)
 	reason, err := d.reason(ctx, m, attrs)
@@ -126,7 +99,7 @@ func (d *deps) handle(ctx context.Context, push *message.Push, log *slog.Logger)
 		return nil
 	}
 	log.Error("report FAILED", "reason", reason)
-	if err := d.state.Delete(ctx, m.RecordID); err != nil {
+	if err := d.State.Delete(ctx, m.RecordID); err != nil {
 		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
 	return nil
@@ -149,7 +122,7 @@ func (d *deps) reason(ctx context.Context, m deadLetter, attrs map[string]string
 			stages = append(stages, rep.SourceNames(n+1))
 		}
 	}
-	snap, err := d.state.Read(ctx, m.RecordID, stages)
+	snap, err := d.State.Read(ctx, m.RecordID, stages)
 	stateGone := errors.Is(err, aggstate.ErrGone)
 	if err != nil && !stateGone {
 		return "", err

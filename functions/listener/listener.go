@@ -5,7 +5,6 @@ package listener
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,15 +14,14 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/fetch"
 	"github.com/fanoutexport/fanoutexport/shared/lazy"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
+	"github.com/fanoutexport/fanoutexport/shared/pushfn"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -35,10 +33,8 @@ type Handler struct {
 }
 
 type deps struct {
-	cfg   config.Listener
-	db    *sql.DB
-	state *aggstate.State
-	bus   *bus.Bus
+	cfg config.Listener
+	*clients.Clients
 }
 
 // New returns the listener for source. No client is created until the
@@ -50,54 +46,27 @@ func New(source report.Source) *Handler {
 		if err != nil {
 			return nil, err
 		}
-		return newDeps(ctx, cfg)
+		c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.DSN)
+		if err != nil {
+			return nil, err
+		}
+		return &deps{cfg: cfg, Clients: c}, nil
 	})
 	return h
-}
-
-func newDeps(ctx context.Context, cfg config.Listener) (*deps, error) {
-	rdb, err := redisconn.New(cfg.Redis)
-	if err != nil {
-		return nil, err
-	}
-	db, err := mysqldb.OpenPool(cfg.DSN, cfg.DB.MaxConns)
-	if err != nil {
-		return nil, err
-	}
-	b, err := bus.New(ctx, cfg.PubSub.ProjectID, topology.Names{Prefix: cfg.PubSub.NamePrefix})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return &deps{cfg: cfg, db: db, state: aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL), bus: b}, nil
 }
 
 // ServeHTTP handles one push delivery: 2xx acks it, anything else makes
 // Pub/Sub redeliver it (at most 6 times, then dead-letter it).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	src := h.source.Name()
-	log := logging.Default.With(logging.KeySource, src)
-	d, err := h.deps.Get(ctx)
+	log := logging.Default.With(logging.KeySource, h.source.Name())
+	d, err := h.deps.Get(r.Context())
 	if err != nil {
-		log.Error("listener not ready", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		pushfn.Serve(w, r, log, "", nil, err)
 		return
 	}
-	log = log.With(logging.Trace(d.cfg.PubSub.ProjectID, r.Header.Get("X-Cloud-Trace-Context")))
-	push, err := message.ReadPush(r)
-	if err != nil {
-		log.Error("bad push request", "error", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	log = log.With("messageId", push.ID(), "deliveryAttempt", push.DeliveryAttempt)
-	if err := d.handle(ctx, h.source, push, log); err != nil {
-		log.Error("listener failed; Pub/Sub will redeliver", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	pushfn.Serve(w, r, log, d.cfg.PubSub.ProjectID, func(ctx context.Context, push *message.Push, log *slog.Logger) error {
+		return d.handle(ctx, h.source, push, log)
+	}, nil)
 }
 
 // handle returns nil to ack; an error means "retry".
@@ -118,7 +87,7 @@ func (d *deps) handle(ctx context.Context, src report.Source, push *message.Push
 		return d.fail(ctx, message.Done{RecordID: id, ReportType: orUnknown(attrs[message.AttrReportType]), Stage: max(stage, 1), Source: src.Name()},
 			fmt.Sprintf("listener %s could not decode its stage message: %v", src.Name(), err), log)
 	case err != nil:
-		return d.bus.Park(ctx, log, push.Message.Data, attrs, fmt.Sprintf("listener %s: %v", src.Name(), err))
+		return d.Bus.Park(ctx, log, push.Message.Data, attrs, fmt.Sprintf("listener %s: %v", src.Name(), err))
 	}
 	log = log.With(logging.KeyStage, m.Stage)
 	if !slices.Contains(m.Sources, src.Name()) {
@@ -135,7 +104,7 @@ func (d *deps) handle(ctx context.Context, src report.Source, push *message.Push
 		return d.fail(ctx, done, fmt.Sprintf("listener %s: %v", src.Name(), err), log)
 	}
 
-	already, err := d.state.IsDone(ctx, id, m.Stage, src.Name())
+	already, err := d.State.IsDone(ctx, id, m.Stage, src.Name())
 	switch {
 	case errors.Is(err, aggstate.ErrGone):
 		// Expired, finished or failed: the aggregator decides which.
@@ -148,9 +117,9 @@ func (d *deps) handle(ctx context.Context, src report.Source, push *message.Push
 		return d.publishDone(ctx, done)
 	}
 
-	store := d.state.Datasets(id)
+	store := d.State.Datasets(id)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), d.cfg.ChunkBytes)
-	err = fetch.Run(ctx, d.db, src, params, store, out)
+	err = fetch.Run(ctx, d.DB, src, params, store, out)
 	var chunks, rows int64
 	if err == nil {
 		chunks, rows, err = out.Close()
@@ -158,7 +127,7 @@ func (d *deps) handle(ctx context.Context, src report.Source, push *message.Push
 	if err == nil {
 		var counted bool
 		var count int64
-		counted, count, err = d.state.MarkDone(ctx, id, m.Stage, src.Name(), src.Dataset(), chunks, rows)
+		counted, count, err = d.State.MarkDone(ctx, id, m.Stage, src.Name(), src.Dataset(), chunks, rows)
 		if err == nil {
 			log.Info("fetched", "rows", rows, "chunks", chunks, "counted", counted, aggstate.FieldDoneCount, count)
 		}
@@ -183,7 +152,7 @@ func orUnknown(s string) string {
 
 func (d *deps) publishDone(ctx context.Context, m message.Done) error {
 	m.V = message.SchemaVersion
-	_, err := d.bus.PublishJSON(ctx, topology.TopicAggregate, m, m.Attributes())
+	_, err := d.Bus.PublishJSON(ctx, topology.TopicAggregate, m, m.Attributes())
 	return err
 }
 
@@ -203,7 +172,7 @@ func (d *deps) recordError(ctx context.Context, id int64, src report.Source, err
 	// The request's own deadline may be what failed it: record on a fresh one.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if rerr := d.state.RecordError(ctx, id, src.Name(), err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
+	if rerr := d.State.RecordError(ctx, id, src.Name(), err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
 		log.Warn("could not record the error in Redis", "error", rerr)
 	}
 }

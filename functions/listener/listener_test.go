@@ -18,10 +18,14 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/redis/go-redis/v9"
 
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/lazy"
@@ -29,9 +33,6 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // fixture is a listener wired to real MariaDB and Redis and an in-process
@@ -97,17 +98,13 @@ func newFixture(t *testing.T, src report.Source) *fixture {
 	})
 	cfg := config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
 		DSN: dsns.Sources[src.Database], ChunkBytes: 128}
-	db, err := mysqldb.Open(cfg.DSN)
+	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.DSN, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	bs, err := bus.New(ctx, "p", topology.Names{}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := aggstate.New(rdb, prefix, cfg.Redis.StateTTL)
-	d := &deps{cfg: cfg, db: db, state: state, bus: bs}
+	t.Cleanup(func() { c.DB.Close() })
+	state := c.State
+	d := &deps{cfg: cfg, Clients: c}
 	h := &Handler{source: src, deps: lazy.New(func(context.Context) (*deps, error) { return d, nil })}
 	return &fixture{h: h, state: state, rdb: rdb, psc: psc, sub: sub}
 }
@@ -185,7 +182,7 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 	chunks, _ := f.rdb.HGet(ctx, key, dataset.ChunksField(src.Dataset())).Int()
 	var want int
 	d, _ := f.h.deps.Get(ctx)
-	if err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&want); err != nil {
+	if err := d.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&want); err != nil {
 		t.Fatal(err)
 	}
 	if rows != want || chunks < 2 {

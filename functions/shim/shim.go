@@ -13,41 +13,24 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dispatch"
 	"github.com/fanoutexport/fanoutexport/shared/lazy"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
-	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 // NewConsumer builds a Consumer and its clients from cfg.
 func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
-	rdb, err := redisconn.New(cfg.Redis)
+	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
 	if err != nil {
-		return nil, err
-	}
-	db, err := mysqldb.OpenPool(cfg.Records.DSN, cfg.DB.MaxConns)
-	if err != nil {
-		return nil, err
-	}
-	b, err := bus.New(ctx, cfg.PubSub.ProjectID, topology.Names{Prefix: cfg.PubSub.NamePrefix})
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	return &Consumer{
-		Cfg: cfg,
-		Dispatcher: &dispatch.Dispatcher{
-			Records: record.NewRepo(db),
-			State:   aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
-			Bus:     b,
-		},
-		Log: log.With(logging.KeySource, "mq1-shim"),
+		Cfg:        cfg,
+		Dispatcher: &dispatch.Dispatcher{Records: record.NewRepo(c.DB), State: c.State, Bus: c.Bus},
+		Log:        log.With(logging.KeySource, "mq1-shim"),
 	}, nil
 }
 
