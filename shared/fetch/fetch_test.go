@@ -293,3 +293,36 @@ func TestRunQueryError(t *testing.T) {
 		t.Errorf("query on a missing table: no error")
 	}
 }
+
+// The currency column's own collation decides equality, whatever the
+// connection's: a binary collation tells "usd" from "USD", a case-insensitive
+// one other than the connection's does not, and neither is an error.
+func TestRunPaymentColumnCollation(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		collation string
+		usdCount  string
+	}{
+		{"utf8mb4_bin", "1"},
+		{"utf8mb4_unicode_ci", "2"},
+	} {
+		t.Run(tt.collation, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			if _, err := db.Exec("ALTER TABLE vs_payment MODIFY currency CHAR(3) CHARACTER SET utf8mb4 COLLATE " + tt.collation + " NOT NULL"); err != nil {
+				t.Fatal(err)
+			}
+			insert(t, db, insertPayment,
+				[]any{1, 1, "1.00", "USD", "SUCCESS", "2026-01-05 10:00:00"},
+				[]any{2, 1, "2.00", "usd", "SUCCESS", "2026-01-06 10:00:00"},
+			)
+			got, _, err := run(t, db, payment, report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}, pairsStore(t, [][]string{{"1", "USD"}}), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0][2] != tt.usdCount {
+				t.Errorf("rows %v, want USD counted %s times under %s", got, tt.usdCount, tt.collation)
+			}
+		})
+	}
+}
