@@ -144,7 +144,7 @@ var payment = addSource(Source{
 	},
 	Stage:      2,
 	EntryPoint: "ListenPayment", Subscription: "listen-payment",
-	Input:      stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
+	Input: stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
 	// The batch's pairs become a derived table joined to the payments, so
 	// the database decides equality: bound values are coercible, so the
 	// currency column's own collation applies. LEFT JOIN and COUNT(p.id)
