@@ -1,6 +1,8 @@
 package dataset_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +51,7 @@ func readAll(ctx context.Context, st dataset.Store, name string, width int) ([][
 	}
 }
 
-// sizes records the size of every chunk put.
+// sizes records the size of every chunk put, before compression.
 type sizes struct {
 	*dataset.MemStore
 	put []int
@@ -59,7 +61,60 @@ func (s *sizes) PutChunk(ctx context.Context, name string, i int64, data []byte)
 	if int(i) != len(s.put) {
 		return fmt.Errorf("chunk %d put after %d chunks", i, len(s.put))
 	}
-	s.put = append(s.put, len(data))
+	raw, err := inflate(data)
+	if err != nil {
+		return err
+	}
+	s.put = append(s.put, len(raw))
+	return s.MemStore.PutChunk(ctx, name, i, data)
+}
+
+// chunk is a chunk in the stored format: format byte 1, then DEFLATE.
+func chunk(raw []byte) []byte {
+	var b bytes.Buffer
+	b.WriteByte(1)
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	w.Write(raw)
+	w.Close()
+	return b.Bytes()
+}
+
+func inflate(data []byte) ([]byte, error) {
+	if len(data) == 0 || data[0] != 1 {
+		return nil, fmt.Errorf("chunk format %v, want 1", data[:min(1, len(data))])
+	}
+	return io.ReadAll(flate.NewReader(bytes.NewReader(data[1:])))
+}
+
+// Chunks are stored compressed: repetitive rows take far less than their size.
+func TestChunksCompressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &stored{MemStore: dataset.NewMemStore()}
+	w := dataset.NewWriter(ctx, st, "d", 0)
+	raw := 0
+	for i := range 5000 {
+		row := []string{fmt.Sprint(1000 + i), fmt.Sprint(i), "12.50", "USD", "SUCCESS", "2026-01-05T10:00:00Z"}
+		raw += len(strings.Join(row, ","))
+		if err := w.Write(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.bytes*2 > raw {
+		t.Errorf("stored %d bytes for %d bytes of rows, want less than half", st.bytes, raw)
+	}
+}
+
+type stored struct {
+	*dataset.MemStore
+	bytes int
+}
+
+func (s *stored) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
+	s.bytes += len(data)
 	return s.MemStore.PutChunk(ctx, name, i, data)
 }
 
@@ -195,13 +250,25 @@ func TestReaderErrors(t *testing.T) {
 		}, 2, dataset.ErrCorrupt},
 		{"field longer than the chunk", func(ctx context.Context, st *dataset.MemStore) error {
 			// 2 fields; the first claims 9 bytes but only "1" follows.
-			if err := st.PutChunk(ctx, "d", 0, []byte{2, 9, '1'}); err != nil {
+			if err := st.PutChunk(ctx, "d", 0, chunk([]byte{2, 9, '1'})); err != nil {
 				return err
 			}
 			return st.Finish(ctx, "d", 1, 1)
 		}, 2, dataset.ErrCorrupt},
 		{"truncated length", func(ctx context.Context, st *dataset.MemStore) error {
-			if err := st.PutChunk(ctx, "d", 0, []byte{2, 0x80}); err != nil {
+			if err := st.PutChunk(ctx, "d", 0, chunk([]byte{2, 0x80})); err != nil {
+				return err
+			}
+			return st.Finish(ctx, "d", 1, 1)
+		}, 2, dataset.ErrCorrupt},
+		{"unknown chunk format", func(ctx context.Context, st *dataset.MemStore) error {
+			if err := st.PutChunk(ctx, "d", 0, []byte{2, 2, 1, '1', 1, 'a'}); err != nil {
+				return err
+			}
+			return st.Finish(ctx, "d", 1, 1)
+		}, 2, dataset.ErrCorrupt},
+		{"not DEFLATE", func(ctx context.Context, st *dataset.MemStore) error {
+			if err := st.PutChunk(ctx, "d", 0, []byte{1, 0xff, 0xff, 0xff}); err != nil {
 				return err
 			}
 			return st.Finish(ctx, "d", 1, 1)
