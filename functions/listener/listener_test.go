@@ -3,9 +3,7 @@ package listener
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,8 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
@@ -48,17 +46,8 @@ type fixture struct {
 func newFixture(t *testing.T, src report.Source) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	b := make([]byte, 4)
-	rand.Read(b)
-	id := "lt_" + hex.EncodeToString(b)
-	dsns := schema.DSNs{Record: "root@tcp(127.0.0.1:3306)/" + id + "_plt_report", Sources: map[string]string{
-		"plt_user": "root@tcp(127.0.0.1:3306)/" + id + "_plt_user",
-		"plt_fund": "root@tcp(127.0.0.1:3306)/" + id + "_plt_fund",
-	}}
-	if err := schema.Ensure(ctx, dsns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { schema.Drop(context.Background(), dsns) })
+	id := testdb.UniqueName(t, "lt")
+	dsns := testdb.Pipeline(t, "lt")
 	user, _ := mysqldb.Open(dsns.Sources["plt_user"])
 	fund, _ := mysqldb.Open(dsns.Sources["plt_fund"])
 	defer user.Close()

@@ -2,8 +2,6 @@ package shim
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,8 +14,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -31,16 +29,8 @@ const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
 // the handler reads its config from the process environment.
 func TestDrainTriggers(t *testing.T) {
 	ctx := context.Background()
-	b := make([]byte, 4)
-	rand.Read(b)
-	id := "shimtest_" + hex.EncodeToString(b)
-
-	dsns := schema.DSNs{Record: "root@tcp(127.0.0.1:3306)/" + id + "_plt_report", Sources: map[string]string{
-		"plt_user": "root@tcp(127.0.0.1:3306)/" + id + "_plt_user", "plt_fund": "root@tcp(127.0.0.1:3306)/" + id + "_plt_fund"}}
-	if err := schema.Ensure(ctx, dsns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { schema.Drop(context.Background(), dsns) })
+	id := testdb.UniqueName(t, "shimtest")
+	dsns := testdb.Pipeline(t, "shimtest")
 	db, err := mysqldb.Open(dsns.Record)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -24,7 +23,6 @@ import (
 
 // Servers the tests use; make test ensures they listen.
 var (
-	mysqlBase = envOr("TEST_MYSQL_BASE", "root@tcp(127.0.0.1:3306)/")
 	redisAddr = envOr("TEST_REDIS_ADDR", "127.0.0.1:6379")
 	amqpURL   = envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 	binDir    string
@@ -77,33 +75,11 @@ type options struct {
 	envFor func(e *env) map[string][]string
 }
 
-func randomID(t *testing.T) string {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, id: "e2e_" + randomID(t)}
-	e.dsns = schema.DSNs{
-		Record: mysqlBase + e.id + "_plt_report",
-		Sources: map[string]string{
-			"plt_user": mysqlBase + e.id + "_plt_user",
-			"plt_fund": mysqlBase + e.id + "_plt_fund",
-		},
-	}
-	if err := schema.Ensure(ctx, e.dsns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := schema.Drop(context.Background(), e.dsns); err != nil {
-			t.Errorf("drop databases: %v", err)
-		}
-	})
+	e := &env{t: t, id: testdb.UniqueName(t, "e2e")}
+	e.dsns = testdb.Pipeline(t, e.id)
 	user, err := mysqldb.Open(e.dsns.Sources["plt_user"])
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +252,7 @@ func (e *env) parked() []amqp.Delivery {
 // emptyDatabase creates a throwaway database with no tables.
 func (e *env) emptyDatabase(suffix string) string {
 	e.t.Helper()
-	dsns := schema.DSNs{Record: mysqlBase + e.id + "_" + suffix}
+	dsns := schema.DSNs{Record: testdb.Server() + e.id + "_" + suffix}
 	if err := schema.CreateDatabase(context.Background(), dsns.Record); err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,9 +2,7 @@ package fetch_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"io"
 	"slices"
@@ -12,15 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/fetch"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
-
-const server = "root@tcp(127.0.0.1:3306)/"
 
 var (
 	userTags = report.Sources["plt_user.vs_user_tag_relation"]
@@ -29,39 +26,10 @@ var (
 )
 
 // newDB creates a throwaway database holding every source table (made by
-// the sources' own DDL), dropped when the test ends. It fails, never
-// skips, if MariaDB is not there. The collation is fixed so that the
-// collation case below does not depend on the server's default.
+// the sources' own DDL), dropped when the test ends.
 func newDB(t *testing.T) *sql.DB {
 	t.Helper()
-	ctx := context.Background()
-	admin, err := mysqldb.Open(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "fetchtest_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
-		t.Fatalf("MariaDB at %s: %v", server, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE "+name); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	db, err := mysqldb.Open(server + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	for _, s := range []report.Source{userTags, withdraw, payment} {
-		if _, err := db.ExecContext(ctx, s.DDL); err != nil {
-			t.Fatalf("DDL of %s: %v", s.Name(), err)
-		}
-	}
-	return db
+	return testdb.New(t, "fetchtest", userTags.DDL, withdraw.DDL, payment.DDL)
 }
 
 func insert(t *testing.T, db *sql.DB, query string, rows ...[]any) {

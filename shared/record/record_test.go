@@ -2,9 +2,7 @@ package record_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,44 +11,19 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 )
 
-const server = "root@tcp(127.0.0.1:3306)/"
-
 // newRepo creates a throwaway database with the record table, dropped
-// when the test ends. It fails (never skips) if MariaDB is not there.
+// when the test ends.
 func newRepo(t *testing.T) (*record.Repo, *sql.DB) {
 	t.Helper()
-	ctx := context.Background()
-	admin, err := mysqldb.Open(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "rectest_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		t.Fatalf("MariaDB at %s: %v", server, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE "+name); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	db, err := mysqldb.Open(server + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.ExecContext(ctx, record.DDL); err != nil {
-		t.Fatal(err)
-	}
+	db := testdb.New(t, "rectest", record.DDL)
 	return record.NewRepo(db), db
 }
 

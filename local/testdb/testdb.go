@@ -1,0 +1,93 @@
+// Package testdb gives a test its own throwaway MariaDB databases on the
+// shared server, dropped when the test ends, so tests can run in parallel.
+// It fails, never skips, when the server is not there: make test starts it.
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"testing"
+
+	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/report"
+)
+
+// Server is the DSN prefix of the shared server (TEST_MYSQL_BASE).
+func Server() string {
+	if v := os.Getenv("TEST_MYSQL_BASE"); v != "" {
+		return v
+	}
+	return "root@tcp(127.0.0.1:3306)/"
+}
+
+// UniqueName returns prefix_<random hex>, for databases, keys and queues.
+func UniqueName(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+// New creates a database (utf8mb4, general_ci, so collation-sensitive tests
+// do not depend on the server's default), runs ddl in it and returns it.
+func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
+	t.Helper()
+	ctx := context.Background()
+	name := UniqueName(t, prefix)
+	admin, err := mysqldb.Open(Server())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
+		t.Fatalf("MariaDB at %s: %v", Server(), err)
+	}
+	t.Cleanup(func() {
+		admin, err := mysqldb.Open(Server())
+		if err != nil {
+			t.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	db, err := mysqldb.Open(Server() + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, stmt := range ddl {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	return db
+}
+
+// Pipeline creates the record database and every source database, with
+// their tables, as {prefix}_<random>_plt_report and so on.
+func Pipeline(t testing.TB, prefix string) schema.DSNs {
+	t.Helper()
+	base := Server() + UniqueName(t, prefix)
+	d := schema.DSNs{Record: base + "_plt_report", Sources: map[string]string{}}
+	for _, db := range report.Databases() {
+		d.Sources[db] = base + "_" + db
+	}
+	if err := schema.Ensure(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := schema.Drop(context.Background(), d); err != nil {
+			t.Errorf("drop databases: %v", err)
+		}
+	})
+	return d
+}
