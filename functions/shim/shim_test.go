@@ -13,9 +13,9 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
@@ -31,7 +31,8 @@ const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
 func TestDrainTriggers(t *testing.T) {
 	ctx := context.Background()
 	id := testdb.UniqueName(t, "shimtest")
-	dsns := testdb.Pipeline(t, "shimtest")
+	iso := stack.Isolation{ID: id, DSNs: testdb.Pipeline(t, id), RedisAddr: "127.0.0.1:6379", AMQPURL: amqpURL}
+	dsns := iso.DSNs
 	db, err := mysqldb.Open(dsns.Record)
 	if err != nil {
 		t.Fatal(err)
@@ -49,15 +50,16 @@ func TestDrainTriggers(t *testing.T) {
 	// calls; create the stage-1 topic the shim publishes to.
 	srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.StageTopic(1)})
 
-	queue := id + ".report.trigger"
-	for k, v := range map[string]string{
-		"PUBSUB_EMULATOR_HOST": srv.Addr, "GOOGLE_CLOUD_PROJECT": "p", "RECORD_DSN": dsns.Record,
-		"REDIS_KEY_PREFIX": id + ":", "AMQP_URL": amqpURL, "TRIGGER_QUEUE": queue,
-		"RETRY_QUEUE": queue + ".retry", "WAIT_QUEUE": queue + ".wait", "PARKED_QUEUE": queue + ".parked",
-		"DRAIN_FOR": "2s",
-	} {
+	for _, kv := range append(iso.Env(), "PUBSUB_EMULATOR_HOST="+srv.Addr, "GOOGLE_CLOUD_PROJECT=p", "DRAIN_FOR=2s") {
+		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
+	t.Cleanup(func() {
+		if err := iso.Cleanup(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	queue := iso.Queues()["TRIGGER_QUEUE"]
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		t.Fatal(err)
@@ -67,19 +69,6 @@ func TestDrainTriggers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Runs before the deferred conn.Close: remove our queues and keys.
-	defer func() {
-		for _, q := range []string{queue, queue + ".retry", queue + ".wait", queue + ".parked"} {
-			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-				t.Errorf("delete queue %s: %v", q, err)
-			}
-		}
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-		defer rdb.Close()
-		if keys, _ := rdb.Keys(context.Background(), id+":*").Result(); len(keys) > 0 {
-			rdb.Del(context.Background(), keys...)
-		}
-	}()
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -59,10 +59,7 @@ func TestMain(m *testing.M) {
 // RabbitMQ queues, Pub/Sub and Cloud Storage emulators and processes.
 type env struct {
 	t      *testing.T
-	id     string
-	dsns   schema.DSNs
-	queues map[string]string
-	prefix string
+	iso    stack.Isolation
 	rdb    *redis.Client
 	stack  *stack.Stack
 	client *client.Client
@@ -78,14 +75,14 @@ type options struct {
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, id: testdb.UniqueName(t, "e2e")}
-	e.dsns = testdb.Pipeline(t, e.id)
-	user, err := mysqldb.Open(e.dsns.Sources["plt_user"])
+	id := testdb.UniqueName(t, "e2e")
+	e := &env{t: t, iso: stack.Isolation{ID: id, DSNs: testdb.Pipeline(t, id), RedisAddr: redisAddr, AMQPURL: amqpURL}}
+	user, err := mysqldb.Open(e.iso.DSNs.Sources["plt_user"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer user.Close()
-	fund, err := mysqldb.Open(e.dsns.Sources["plt_fund"])
+	fund, err := mysqldb.Open(e.iso.DSNs.Sources["plt_fund"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,23 +90,15 @@ func newEnv(t *testing.T, o options) *env {
 	if err := seed.Apply(ctx, user, fund); err != nil {
 		t.Fatal(err)
 	}
-
-	e.prefix = e.id + ":"
-	e.rdb = redis.NewClient(&redis.Options{Addr: redisAddr})
+	// Registered before the stack starts, so it runs after the stack stops.
 	t.Cleanup(func() {
-		keys, _ := e.rdb.Keys(context.Background(), e.prefix+"*").Result()
-		if len(keys) > 0 {
-			e.rdb.Del(context.Background(), keys...)
+		if err := e.iso.Cleanup(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
-		e.rdb.Close()
 	})
-	e.queues = map[string]string{
-		"TRIGGER_QUEUE": e.id + ".report.trigger",
-		"RETRY_QUEUE":   e.id + ".report.trigger.retry",
-		"WAIT_QUEUE":    e.id + ".report.trigger.wait",
-		"PARKED_QUEUE":  e.id + ".report.trigger.parked",
-	}
-	t.Cleanup(e.deleteQueues)
+	e.rdb = redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { e.rdb.Close() })
+
 	var envFor map[string][]string
 	if o.envFor != nil {
 		envFor = o.envFor(e)
@@ -117,13 +106,7 @@ func newEnv(t *testing.T, o options) *env {
 	if o.backoff == 0 {
 		o.backoff = time.Second
 	}
-	vars := []string{
-		"RECORD_DSN=" + e.dsns.Record,
-		"DSN_PLT_USER=" + e.dsns.Sources["plt_user"],
-		"DSN_PLT_FUND=" + e.dsns.Sources["plt_fund"],
-		"REDIS_ADDR=" + redisAddr,
-		"REDIS_KEY_PREFIX=" + e.prefix,
-		"AMQP_URL=" + amqpURL,
+	vars := append(e.iso.Env(),
 		"RETRY_DELAY=1s",
 		"NOT_FOUND_DELAY=200ms",
 		"NOT_FOUND_ATTEMPTS=3",
@@ -131,10 +114,7 @@ func newEnv(t *testing.T, o options) *env {
 		// Source times are UTC whatever the process's zone.
 		"TZ=America/Sao_Paulo",
 		"LOG_LEVEL=DEBUG",
-	}
-	for k, v := range e.queues {
-		vars = append(vars, k+"="+v)
-	}
+	)
 	logDir := filepath.Join(t.TempDir(), "logs")
 	os.MkdirAll(logDir, 0o755)
 	st, err := stack.Start(ctx, stack.Config{
@@ -152,33 +132,16 @@ func newEnv(t *testing.T, o options) *env {
 			t.Logf("process logs:\n%s", st.AllLogs())
 		}
 	})
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	t.Cleanup(func() { rdb.Close() })
-	db, err := mysqldb.Open(e.dsns.Record)
+	db, err := mysqldb.Open(e.iso.DSNs.Record)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	e.client = &client.Client{
-		Records: record.NewRepo(db), State: aggstate.New(rdb, e.prefix, 10*time.Minute),
-		AMQPURL: amqpURL, TriggerQueue: e.queues["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
+		Records: record.NewRepo(db), State: aggstate.New(e.rdb, e.iso.KeyPrefix(), 10*time.Minute),
+		AMQPURL: amqpURL, TriggerQueue: e.iso.Queues()["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
 	}
 	return e
-}
-
-func (e *env) deleteQueues() {
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	for _, q := range e.queues {
-		ch.QueueDelete(q, false, false, false)
-	}
 }
 
 // wait waits for record id to be final.
@@ -238,7 +201,7 @@ func (e *env) parked() []amqp.Delivery {
 	}
 	var out []amqp.Delivery
 	for {
-		d, ok, err := ch.Get(e.queues["PARKED_QUEUE"], true)
+		d, ok, err := ch.Get(e.iso.Queues()["PARKED_QUEUE"], true)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -252,7 +215,7 @@ func (e *env) parked() []amqp.Delivery {
 // emptyDatabase creates a throwaway database with no tables.
 func (e *env) emptyDatabase(suffix string) string {
 	e.t.Helper()
-	dsns := schema.DSNs{Record: testdb.Server() + e.id + "_" + suffix}
+	dsns := schema.DSNs{Record: testdb.Server() + e.iso.ID + "_" + suffix}
 	if err := schema.CreateDatabase(context.Background(), dsns.Record); err != nil {
 		e.t.Fatal(err)
 	}

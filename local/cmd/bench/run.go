@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
@@ -190,22 +188,18 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	step("generated in %.2fs", res.GenerateSec)
 
 	// Redis and RabbitMQ names of our own.
-	prefix := id + ":"
+	iso := stack.Isolation{ID: id, DSNs: dsns, RedisAddr: o.redisAddr, AMQPURL: o.amqpURL}
+	prefix := iso.KeyPrefix()
 	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr})
 	cleanups = append(cleanups, func() {
-		deleteKeys(bg, rdb, prefix)
+		if err := iso.Cleanup(bg); err != nil {
+			step("cleanup: %v", err)
+		}
 		rdb.Close()
 	})
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return res, fmt.Errorf("redis %s: %w", o.redisAddr, err)
 	}
-	queues := map[string]string{
-		"TRIGGER_QUEUE": id + ".report.trigger",
-		"RETRY_QUEUE":   id + ".report.trigger.retry",
-		"WAIT_QUEUE":    id + ".report.trigger.wait",
-		"PARKED_QUEUE":  id + ".report.trigger.parked",
-	}
-	cleanups = append(cleanups, func() { deleteQueues(o.amqpURL, queues) })
 
 	// Binaries and processes.
 	binDir, err := os.MkdirTemp("", "bench-bin-")
@@ -232,13 +226,7 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 		return res, err
 	}
 	res.BuildSec = time.Since(bstart).Seconds()
-	vars := []string{
-		"RECORD_DSN=" + dsns.Record,
-		"DSN_PLT_USER=" + dsns.Sources["plt_user"],
-		"DSN_PLT_FUND=" + dsns.Sources["plt_fund"],
-		"REDIS_ADDR=" + o.redisAddr,
-		"REDIS_KEY_PREFIX=" + prefix,
-		"AMQP_URL=" + o.amqpURL,
+	vars := append(iso.Env(),
 		"RETRY_DELAY=1s",
 		"NOT_FOUND_DELAY=200ms",
 		"NOT_FOUND_ATTEMPTS=3",
@@ -246,10 +234,7 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 		// must not be taken over.
 		"TZ=America/Sao_Paulo",
 		"LOG_LEVEL=INFO",
-	}
-	for k, v := range queues {
-		vars = append(vars, k+"="+v)
-	}
+	)
 	step("starting the stack")
 	sstart := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
@@ -278,7 +263,7 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	cleanups = append(cleanups, func() { recDB.Close() })
 	c := &client.Client{
 		Records: record.NewRepo(recDB), State: aggstate.New(rdb, prefix, 10*time.Minute),
-		AMQPURL: o.amqpURL, TriggerQueue: queues["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
+		AMQPURL: o.amqpURL, TriggerQueue: iso.Queues()["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
 	}
 	b := &bench{o: o, c: c, rdb: rdb, fund: fundDB, userName: userName, fundName: fundName, logDir: logDir, procs: res.Procs}
 
@@ -587,37 +572,5 @@ func (b *bench) deleteObject(ctx context.Context, gsPath string) {
 	}
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
-	}
-}
-
-// deleteKeys removes every key under prefix (SCAN, not KEYS).
-func deleteKeys(ctx context.Context, rdb *redis.Client, prefix string) {
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if len(keys) > 0 {
-		rdb.Del(ctx, keys...)
-	}
-}
-
-func deleteQueues(amqpURL string, queues map[string]string) {
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	for _, q := range queues {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil && !errors.Is(err, amqp.ErrClosed) {
-			// A failed delete closes the channel; open another for the rest.
-			if ch, err = conn.Channel(); err != nil {
-				return
-			}
-		}
 	}
 }
