@@ -327,9 +327,7 @@ func (c *checker) loadGrants() {
 				case "role", "member", "members", "project", "location", "region", "for_each", "count", "depends_on", "provider", "lifecycle":
 					continue
 				}
-				for _, ref := range Refs(c.eval(b, name), "") {
-					g.target = append(g.target, ref)
-				}
+				g.target = append(g.target, Refs(c.eval(b, name), "")...)
 			}
 			_, g.conditioned = b.Block("condition")
 			c.grants = append(c.grants, g)
@@ -340,15 +338,6 @@ func (c *checker) loadGrants() {
 func (g grant) on(ref Ref) bool {
 	for _, t := range g.target {
 		if t == ref {
-			return true
-		}
-	}
-	return false
-}
-
-func (g grant) has(sa Ref) bool {
-	for _, mv := range g.members {
-		if r := firstRef(mv, "google_service_account"); r != nil && *r == sa {
 			return true
 		}
 	}
