@@ -256,13 +256,7 @@ func (d *Deps) fail(ctx context.Context, id int64, reason string, log *slog.Logg
 }
 
 func (d *Deps) recordError(ctx context.Context, id int64, err error, log *slog.Logger) {
-	if id <= 0 {
-		return
-	}
-	// The work's own deadline may be what failed it: record on a fresh one.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if rerr := d.State.RecordError(ctx, id, aggstate.AggregatorName, err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
+	if rerr := d.State.NoteError(ctx, id, aggstate.AggregatorName, err); rerr != nil {
 		log.Warn("could not record the error in Redis", "error", rerr)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/clients"
@@ -166,13 +165,7 @@ func (d *deps) fail(ctx context.Context, m message.Done, reason string, log *slo
 
 // recordError leaves the error in the hash so the DLQ function can name it.
 func (d *deps) recordError(ctx context.Context, id int64, src report.Source, err error, log *slog.Logger) {
-	if id <= 0 {
-		return
-	}
-	// The request's own deadline may be what failed it: record on a fresh one.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if rerr := d.State.RecordError(ctx, id, src.Name(), err.Error()); rerr != nil && !errors.Is(rerr, aggstate.ErrGone) {
+	if rerr := d.State.NoteError(ctx, id, src.Name(), err); rerr != nil {
 		log.Warn("could not record the error in Redis", "error", rerr)
 	}
 }

@@ -123,6 +123,22 @@ func (s *State) RecordError(ctx context.Context, id int64, who, msg string) erro
 	return s.set(ctx, id, ErrorField(who), msg)
 }
 
+// NoteError records err as who's last error for the DLQ function, as a
+// failing handler does before answering non-2xx. It uses a short context of
+// its own, since the caller's deadline may be what failed, and a gone hash
+// (or no record ID) is not an error: there is nothing left to annotate.
+func (s *State) NoteError(ctx context.Context, id int64, who string, err error) error {
+	if id <= 0 || err == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := s.RecordError(ctx, id, who, err.Error()); rerr != nil && !errors.Is(rerr, ErrGone) {
+		return rerr
+	}
+	return nil
+}
+
 var doneScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])

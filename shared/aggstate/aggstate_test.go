@@ -672,3 +672,25 @@ func TestDelete(t *testing.T) {
 		t.Errorf("Delete(%d) removed hash %d too", id, id+1)
 	}
 }
+
+// NoteError records even when the caller's context has already expired
+// (the deadline may be what failed), and a gone hash is not an error.
+func TestNoteError(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.create(t, id)
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.st.NoteError(expired, id, srcWd, errors.New("query timed out")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.hash(t, id)[aggstate.ErrorField(srcWd)]; got != "query timed out" {
+		t.Errorf("stored error = %q", got)
+	}
+	if err := e.st.NoteError(context.Background(), id+1, srcWd, errors.New("x")); err != nil {
+		t.Errorf("gone hash: %v, want nil", err)
+	}
+	if n, _ := e.rdb.Exists(context.Background(), e.st.Key(id+1)).Result(); n != 0 {
+		t.Error("NoteError created a missing hash")
+	}
+}
