@@ -191,7 +191,7 @@ func (d *Deps) finish(ctx context.Context, id int64, rep report.Report, store da
 	object := reportstore.ObjectName(id, rep.Type)
 	var rows int64
 	err := d.Store.Write(ctx, object, func(w io.Writer) error {
-		cw, err := csvout.New(w, rep.Header)
+		cw, err := csvout.New(w, rep.CSV)
 		if err != nil {
 			return err
 		}
