@@ -341,11 +341,13 @@ run "defaults" {
   }
 
   assert {
-    condition = alltrue([for ep, s in google_pubsub_subscription.push : ep == "DeadLetter" || (
-      length(s.dead_letter_policy) == 1 &&
-      try(s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.topic["report-dead-letter"].id && s.dead_letter_policy[0].max_delivery_attempts == 6, false)
-    )])
-    error_message = "Push subscriptions without 6 deliveries then report-dead-letter: ${jsonencode([for ep, s in google_pubsub_subscription.push : ep if ep != "DeadLetter" && !try(s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.topic["report-dead-letter"].id && s.dead_letter_policy[0].max_delivery_attempts == 6, false)])}."
+    condition     = alltrue([for ep, s in google_pubsub_subscription.push : ep == "DeadLetter" || try(s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.topic["report-dead-letter"].id, false)])
+    error_message = "Push subscriptions that do not dead-letter to report-dead-letter: ${jsonencode([for ep, s in google_pubsub_subscription.push : ep if ep != "DeadLetter" && !try(s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.topic["report-dead-letter"].id, false)])}."
+  }
+
+  assert {
+    condition     = alltrue([for ep, s in google_pubsub_subscription.push : ep == "DeadLetter" || try(s.dead_letter_policy[0].max_delivery_attempts == 6, false)])
+    error_message = "Push subscriptions that do not dead-letter after 6 deliveries: ${jsonencode([for ep, s in google_pubsub_subscription.push : ep if ep != "DeadLetter" && !try(s.dead_letter_policy[0].max_delivery_attempts == 6, false)])}."
   }
 
   assert {
@@ -410,6 +412,18 @@ run "defaults" {
     error_message = "A grant names allUsers or allAuthenticatedUsers."
   }
 
+  # Dead-lettering works only if Pub/Sub's service agent may publish to the
+  # dead-letter topic and acknowledge on the source subscription.
+  assert {
+    condition     = length([for t in distinct([for s in google_pubsub_subscription.push : s.dead_letter_policy[0].dead_letter_topic]) : t if !contains(lookup(output.iam_grants, "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com", []), "roles/pubsub.publisher on topic ${split("/", t)[3]}")]) == 0
+    error_message = "The Pub/Sub service agent cannot publish to the dead-letter topic(s): ${jsonencode([for t in distinct([for s in google_pubsub_subscription.push : s.dead_letter_policy[0].dead_letter_topic]) : split("/", t)[3] if !contains(lookup(output.iam_grants, "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com", []), "roles/pubsub.publisher on topic ${split("/", t)[3]}")])}."
+  }
+
+  assert {
+    condition     = length([for s in google_pubsub_subscription.push : s.name if !contains(lookup(output.iam_grants, "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com", []), "roles/pubsub.subscriber on subscription ${s.name}")]) == 0
+    error_message = "The Pub/Sub service agent cannot acknowledge dead-lettered messages on: ${jsonencode([for s in google_pubsub_subscription.push : s.name if !contains(lookup(output.iam_grants, "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com", []), "roles/pubsub.subscriber on subscription ${s.name}")])}."
+  }
+
   assert {
     condition     = time_sleep.iam_propagation.create_duration == "60s" && time_sleep.invoker_propagation.create_duration == "60s" && time_sleep.pubsub_agent.create_duration == "60s"
     error_message = "The first apply waits 60 s for IAM propagation before builds, pushes and the Pub/Sub agent's grants."
@@ -419,7 +433,7 @@ run "defaults" {
 
   assert {
     condition     = alltrue([for b in [google_storage_bucket.reports, google_storage_bucket.source] : b.uniform_bucket_level_access && b.public_access_prevention == "enforced"])
-    error_message = "Buckets must have uniform access and enforced public access prevention."
+    error_message = "Buckets without uniform access or enforced public access prevention: ${jsonencode([for b in [google_storage_bucket.reports, google_storage_bucket.source] : b.name if !(b.uniform_bucket_level_access && b.public_access_prevention == "enforced")])}."
   }
 
   assert {
@@ -445,15 +459,23 @@ run "defaults" {
   # --- Redis and its secrets --------------------------------------------------
 
   assert {
-    condition = (
-      google_redis_instance.state.auth_enabled &&
-      google_redis_instance.state.transit_encryption_mode == "SERVER_AUTHENTICATION" &&
-      google_redis_instance.state.redis_configs["maxmemory-policy"] == "noeviction" &&
-      google_redis_instance.state.tier == "STANDARD_HA" &&
-      google_redis_instance.state.redis_version == "REDIS_7_2" &&
-      google_redis_instance.state.authorized_network == var.network
-    )
-    error_message = "Memorystore needs AUTH, TLS (SERVER_AUTHENTICATION) and noeviction."
+    condition     = google_redis_instance.state.auth_enabled
+    error_message = "Memorystore needs AUTH (auth_enabled)."
+  }
+
+  assert {
+    condition     = google_redis_instance.state.transit_encryption_mode == "SERVER_AUTHENTICATION"
+    error_message = "Memorystore needs TLS (transit_encryption_mode SERVER_AUTHENTICATION), not ${jsonencode(google_redis_instance.state.transit_encryption_mode)}."
+  }
+
+  assert {
+    condition     = try(google_redis_instance.state.redis_configs["maxmemory-policy"], "") == "noeviction"
+    error_message = "Memorystore needs maxmemory-policy noeviction (the default volatile-lru evicts live report hashes), not ${jsonencode(try(google_redis_instance.state.redis_configs["maxmemory-policy"], ""))}."
+  }
+
+  assert {
+    condition     = google_redis_instance.state.tier == "STANDARD_HA" && google_redis_instance.state.redis_version == "REDIS_7_2" && google_redis_instance.state.authorized_network == var.network
+    error_message = "Memorystore: STANDARD_HA, REDIS_7_2, on the functions' network."
   }
 
   assert {
