@@ -18,8 +18,8 @@ import (
 // module is checked against the code rather than against a copy.
 type Expect struct {
 	EntryPoints []string            // every entry point the root package registers
-	Functions   []topology.Function // report.Functions()
-	Topics      []string            // topology.Topics(report.MaxStages()), unprefixed
+	Functions   []topology.Function // topology.Functions()
+	Topics      []string            // topology.Topics(), unprefixed
 	GoRuntime   string              // "go" + major + minor of go.mod's go directive
 	Env         map[string]EnvRule  // by entry point
 	// Secret reports whether an environment variable may only come from

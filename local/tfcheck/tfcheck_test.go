@@ -32,11 +32,11 @@ const (
 // expect builds what the module must deploy from the code itself.
 func expect(t *testing.T) Expect {
 	t.Helper()
-	fns := report.Functions()
+	fns := topology.Functions()
 	e := Expect{
 		EntryPoints: fanoutexport.EntryPoints(),
 		Functions:   fns,
-		Topics:      topology.Topics(report.MaxStages()),
+		Topics:      topology.Topics(),
 		GoRuntime:   goRuntime(t, filepath.Join(repoRoot, "go.mod")),
 		Env:         map[string]EnvRule{},
 		Secret: func(name string) bool {
@@ -470,7 +470,7 @@ func TestExpectComesFromCode(t *testing.T) {
 	sort.Strings(got)
 	sort.Strings(eps)
 	if diff := cmp.Diff(eps, got); diff != "" {
-		t.Errorf("registered entry points differ from report.Functions() (-functions +registered):\n%s", diff)
+		t.Errorf("registered entry points differ from topology.Functions() (-functions +registered):\n%s", diff)
 	}
 	for ep, r := range e.Env {
 		known := map[string]bool{}

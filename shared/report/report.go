@@ -10,7 +10,6 @@ import (
 	"sort"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 // Report is one report type.
@@ -45,6 +44,16 @@ func (r Report) SourceNames(n int) []string {
 	var names []string
 	for _, s := range r.Stages[n-1] {
 		names = append(names, s.Name())
+	}
+	return names
+}
+
+// StageSources lists every stage's source names: StageSources()[n-1] is
+// stage n's, as the report state's reader wants them.
+func (r Report) StageSources() [][]string {
+	names := make([][]string, len(r.Stages))
+	for n := range r.Stages {
+		names[n] = r.SourceNames(n + 1)
 	}
 	return names
 }
@@ -89,16 +98,6 @@ func MaxStages() int {
 		m = max(m, len(r.Stages))
 	}
 	return m
-}
-
-// Functions lists every deployed function, listeners included.
-func Functions() []topology.Function {
-	var ls []topology.Listener
-	for _, s := range Sources {
-		ls = append(ls, topology.Listener{EntryPoint: s.EntryPoint, Subscription: s.Subscription, Stage: s.Stage, Source: s.Name()})
-	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].EntryPoint < ls[j].EntryPoint })
-	return topology.NewFunctions(ls)
 }
 
 // SourceByEntryPoint finds the source a listener entry point serves.

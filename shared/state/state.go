@@ -1,4 +1,4 @@
-// Package aggstate is the report's state in Redis: the hash
+// Package state is the report's state in Redis: the hash
 // FileDownloadRecordEntity-{ID} holding the listeners' datasets, the
 // idempotent done count and the per-stage claims.
 //
@@ -6,7 +6,7 @@
 // missing key: HSET and HINCRBY would silently recreate an expired or
 // deleted hash without a TTL. Only Create makes the key, with its TTL, and
 // every write refreshes the TTL so slow retries cannot expire a live report.
-package aggstate
+package state
 
 import (
 	"context"
@@ -14,11 +14,11 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
 // KeyBase is the fixed key name before the record ID.
@@ -48,22 +48,22 @@ func ClaimField(stage int) string { return fmt.Sprintf("claim:%d", stage) }
 // was deleted. Nothing was written.
 var ErrGone = errors.New("report state is gone from Redis")
 
-// State reads and writes report hashes.
-type State struct {
+// Store reads and writes report hashes.
+type Store struct {
 	rdb    redis.Cmdable
 	prefix string
 	ttl    time.Duration
 }
 
-// New returns a State using keys prefix+KeyBase+ID with the given TTL.
-func New(rdb redis.Cmdable, prefix string, ttl time.Duration) *State {
-	return &State{rdb: rdb, prefix: prefix, ttl: ttl}
+// New returns a Store using keys prefix+KeyBase+ID with the given TTL.
+func New(rdb redis.Cmdable, prefix string, ttl time.Duration) *Store {
+	return &Store{rdb: rdb, prefix: prefix, ttl: ttl}
 }
 
 // Key is the hash of record id.
-func (s *State) Key(id int64) string { return s.prefix + KeyBase + strconv.FormatInt(id, 10) }
+func (s *Store) Key(id int64) string { return s.prefix + KeyBase + strconv.FormatInt(id, 10) }
 
-func (s *State) ttlMS() int64 { return s.ttl.Milliseconds() }
+func (s *Store) ttlMS() int64 { return s.ttl.Milliseconds() }
 
 func gone(key string) error { return fmt.Errorf("%w: %s", ErrGone, key) }
 
@@ -78,7 +78,7 @@ return created`)
 
 // Create makes the hash for a dispatched report, or keeps the existing one
 // (a re-dispatch of a PROCESSING record), refreshing its TTL either way.
-func (s *State) Create(ctx context.Context, id int64, reportType string, params []byte) (bool, error) {
+func (s *Store) Create(ctx context.Context, id int64, reportType string, params []byte) (bool, error) {
 	key := s.Key(id)
 	n, err := createScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(),
 		FieldRecordID, id, FieldReportType, reportType, FieldParams, string(params),
@@ -96,7 +96,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1`)
 
 // set writes field/value pairs into an existing hash.
-func (s *State) set(ctx context.Context, id int64, pairs ...any) error {
+func (s *Store) set(ctx context.Context, id int64, pairs ...any) error {
 	key := s.Key(id)
 	n, err := setScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS()}, pairs...)...).Int()
 	if err != nil {
@@ -108,26 +108,20 @@ func (s *State) set(ctx context.Context, id int64, pairs ...any) error {
 	return nil
 }
 
+// MaxErrorBytes bounds a recorded error: the DLQ copies it into the
+// record's fail_reason.
+const MaxErrorBytes = 2000
+
 // RecordError keeps who's last error in the hash for the DLQ function.
-func (s *State) RecordError(ctx context.Context, id int64, who, msg string) error {
-	const max = 2000
-	if len(msg) > max {
-		// Cut at a rune start: the DLQ writes this into a utf8mb4 column,
-		// which refuses invalid UTF-8.
-		cut := max
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "…"
-	}
-	return s.set(ctx, id, ErrorField(who), msg)
+func (s *Store) RecordError(ctx context.Context, id int64, who, msg string) error {
+	return s.set(ctx, id, ErrorField(who), fault.Clip(msg, MaxErrorBytes))
 }
 
 // NoteError records err as who's last error for the DLQ function, as a
 // failing handler does before answering non-2xx. It uses a short context of
 // its own, since the caller's deadline may be what failed, and a gone hash
 // (or no record ID) is not an error: there is nothing left to annotate.
-func (s *State) NoteError(ctx context.Context, id int64, who string, err error) error {
+func (s *Store) NoteError(ctx context.Context, id int64, who string, err error) error {
 	if id <= 0 || err == nil {
 		return nil
 	}
@@ -153,7 +147,7 @@ return {1, redis.call('HINCRBY', KEYS[1], 'queryDoneCount', 1)}`)
 // counts it in queryDoneCount, once: the marker and the increment are one
 // atomic step, so a redelivered message never counts twice. It returns
 // whether this call counted, and the count after it.
-func (s *State) MarkDone(ctx context.Context, id int64, stage int, source, name string, chunks, rows int64) (bool, int64, error) {
+func (s *Store) MarkDone(ctx context.Context, id int64, stage int, source, name string, chunks, rows int64) (bool, int64, error) {
 	key := s.Key(id)
 	res, err := doneScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), DoneField(stage, source),
 		dataset.ChunksField(name), chunks, dataset.RowsField(name), rows, ErrorField(source)).Int64Slice()
@@ -167,7 +161,7 @@ func (s *State) MarkDone(ctx context.Context, id int64, stage int, source, name 
 }
 
 // IsDone reports whether source already finished stage (ErrGone if the hash is gone).
-func (s *State) IsDone(ctx context.Context, id int64, stage int, source string) (bool, error) {
+func (s *Store) IsDone(ctx context.Context, id int64, stage int, source string) (bool, error) {
 	key := s.Key(id)
 	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, DoneField(stage, source)).Result()
 	if err != nil {
@@ -206,7 +200,7 @@ return 1`)
 // Claim lets one message act on a complete stage. A redelivery of the
 // owning message, or any message after the claim expired, takes it over,
 // so a crashed aggregator never strands a report. Time is Redis's own.
-func (s *State) Claim(ctx context.Context, id int64, stage int, msgID string, hold time.Duration) (ClaimResult, error) {
+func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, hold time.Duration) (ClaimResult, error) {
 	key := s.Key(id)
 	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds()).Int()
 	if err != nil {
@@ -225,12 +219,12 @@ func (s *State) Claim(ctx context.Context, id int64, stage int, msgID string, ho
 
 // CompleteClaim marks stage's next step as done; later messages for the
 // stage are acknowledged without acting.
-func (s *State) CompleteClaim(ctx context.Context, id int64, stage int) error {
+func (s *Store) CompleteClaim(ctx context.Context, id int64, stage int) error {
 	return s.set(ctx, id, ClaimField(stage), "done")
 }
 
 // Delete removes the hash once the record is final.
-func (s *State) Delete(ctx context.Context, id int64) error {
+func (s *Store) Delete(ctx context.Context, id int64) error {
 	if err := s.rdb.Del(ctx, s.Key(id)).Err(); err != nil {
 		return fmt.Errorf("redis del %s: %w", s.Key(id), err)
 	}
@@ -251,7 +245,7 @@ type Snapshot struct {
 // Read returns the snapshot of record id, for the given stages' sources
 // (stages[n-1] lists stage n's source names). It reads named fields only:
 // never the chunks. This is the one place progress is read from.
-func (s *State) Read(ctx context.Context, id int64, stages [][]string) (Snapshot, error) {
+func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot, error) {
 	key := s.Key(id)
 	fields := []string{FieldReportType, FieldParams, FieldDoneCount, ErrorField(AggregatorName)}
 	for n, srcs := range stages {
@@ -304,22 +298,22 @@ func (s *State) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 }
 
 // Datasets returns a dataset.WriteStore over record id's hash.
-func (s *State) Datasets(id int64) dataset.WriteStore { return &store{s: s, id: id} }
+func (s *Store) Datasets(id int64) dataset.WriteStore { return &datasets{s: s, id: id} }
 
-type store struct {
-	s  *State
+type datasets struct {
+	s  *Store
 	id int64
 }
 
-func (d *store) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
+func (d *datasets) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
 	return d.s.set(ctx, d.id, dataset.ChunkField(name, i), data)
 }
 
-func (d *store) Finish(ctx context.Context, name string, chunks, rows int64) error {
+func (d *datasets) Finish(ctx context.Context, name string, chunks, rows int64) error {
 	return d.s.set(ctx, d.id, dataset.ChunksField(name), chunks, dataset.RowsField(name), rows)
 }
 
-func (d *store) GetChunk(ctx context.Context, name string, i int64) ([]byte, error) {
+func (d *datasets) GetChunk(ctx context.Context, name string, i int64) ([]byte, error) {
 	key := d.s.Key(d.id)
 	b, err := d.s.rdb.HGet(ctx, key, dataset.ChunkField(name, i)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -331,7 +325,7 @@ func (d *store) GetChunk(ctx context.Context, name string, i int64) ([]byte, err
 	return b, nil
 }
 
-func (d *store) Meta(ctx context.Context, name string) (int64, int64, error) {
+func (d *datasets) Meta(ctx context.Context, name string) (int64, int64, error) {
 	key := d.s.Key(d.id)
 	vals, err := d.s.rdb.HMGet(ctx, key, dataset.ChunksField(name), dataset.RowsField(name)).Result()
 	if err != nil {
@@ -351,7 +345,7 @@ func (d *store) Meta(ctx context.Context, name string) (int64, int64, error) {
 }
 
 // missing tells a gone hash from a missing field of a live one.
-func (d *store) missing(ctx context.Context, field string) error {
+func (d *datasets) missing(ctx context.Context, field string) error {
 	key := d.s.Key(d.id)
 	n, err := d.s.rdb.Exists(ctx, key).Result()
 	if err != nil {

@@ -1,4 +1,4 @@
-package aggstate_test
+package state_test
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 const (
@@ -77,7 +77,7 @@ func (l *commandLog) take() [][]any {
 
 type env struct {
 	rdb    *redis.Client
-	st     *aggstate.State
+	st     *state.Store
 	prefix string
 	log    *commandLog
 }
@@ -113,7 +113,7 @@ func setup(t *testing.T) env {
 	})
 	log := &commandLog{}
 	rdb.AddHook(log)
-	return env{rdb: rdb, st: aggstate.New(rdb, prefix, ttl), prefix: prefix, log: log}
+	return env{rdb: rdb, st: state.New(rdb, prefix, ttl), prefix: prefix, log: log}
 }
 
 func (e env) create(t *testing.T, id int64) {
@@ -144,11 +144,11 @@ func (e env) hash(t *testing.T, id int64) map[string]string {
 
 func TestKey(t *testing.T) {
 	t.Parallel()
-	st := aggstate.New(nil, "p:", ttl)
+	st := state.New(nil, "p:", ttl)
 	if got := st.Key(1111); got != "p:FileDownloadRecordEntity-1111" {
 		t.Errorf("Key(1111) = %q", got)
 	}
-	if got := aggstate.New(nil, "", ttl).Key(42); got != "FileDownloadRecordEntity-42" {
+	if got := state.New(nil, "", ttl).Key(42); got != "FileDownloadRecordEntity-42" {
 		t.Errorf("Key(42) without prefix = %q", got)
 	}
 }
@@ -159,16 +159,16 @@ func TestCreate(t *testing.T) {
 	ctx := context.Background()
 	e.create(t, id)
 	h := e.hash(t, id)
-	created, err := time.Parse(time.RFC3339Nano, h[aggstate.FieldCreatedAt])
+	created, err := time.Parse(time.RFC3339Nano, h[state.FieldCreatedAt])
 	if err != nil {
-		t.Errorf("createdAt %q: %v", h[aggstate.FieldCreatedAt], err)
+		t.Errorf("createdAt %q: %v", h[state.FieldCreatedAt], err)
 	}
 	if created.Location() != time.UTC {
-		t.Errorf("createdAt %q is not UTC", h[aggstate.FieldCreatedAt])
+		t.Errorf("createdAt %q is not UTC", h[state.FieldCreatedAt])
 	}
 	want := map[string]string{
 		"recordId": "1111", "reportType": "withdraw_by_tag_with_payments",
-		"params": `{"tagIds":[3]}`, "queryDoneCount": "0", "createdAt": h[aggstate.FieldCreatedAt],
+		"params": `{"tagIds":[3]}`, "queryDoneCount": "0", "createdAt": h[state.FieldCreatedAt],
 	}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("hash after Create (-want +got):\n%s", diff)
@@ -182,7 +182,7 @@ func TestCreate(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, "boom"); err != nil {
 		t.Fatal(err)
 	}
-	want[aggstate.ErrorField(srcWd)] = "boom"
+	want[state.ErrorField(srcWd)] = "boom"
 	e.rdb.PExpire(ctx, e.st.Key(id), 5*time.Second)
 	again, err := e.st.Create(ctx, id, "withdraw_by_tag", []byte(`{"tagIds":[9]}`))
 	if err != nil || again {
@@ -199,36 +199,36 @@ func TestCreate(t *testing.T) {
 // writes are every operation that writes into the hash.
 var writes = []struct {
 	name string
-	do   func(ctx context.Context, st *aggstate.State, id int64) error
+	do   func(ctx context.Context, st *state.Store, id int64) error
 }{
-	{"RecordError", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"RecordError", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.RecordError(ctx, id, srcWd, "boom")
 	}},
-	{"PutChunk", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"PutChunk", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.Datasets(id).PutChunk(ctx, dsWd, 0, []byte("1,101\n"))
 	}},
-	{"Finish", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"Finish", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.Datasets(id).Finish(ctx, dsWd, 1, 1)
 	}},
-	{"MarkDone", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"MarkDone", func(ctx context.Context, st *state.Store, id int64) error {
 		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
 		return err
 	}},
-	{"MarkDone again", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"MarkDone again", func(ctx context.Context, st *state.Store, id int64) error {
 		if _, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1); err != nil {
 			return err
 		}
 		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
 		return err
 	}},
-	{"Claim", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"Claim", func(ctx context.Context, st *state.Store, id int64) error {
 		res, err := st.Claim(ctx, id, 1, "m1", holdLong)
-		if err == nil && res != aggstate.Claimed {
+		if err == nil && res != state.Claimed {
 			return fmt.Errorf("Claim = %v, want Claimed", res)
 		}
 		return err
 	}},
-	{"CompleteClaim", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"CompleteClaim", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.CompleteClaim(ctx, id, 1)
 	}},
 }
@@ -251,7 +251,7 @@ func TestWritesOnMissingKeyFail(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if err := w.do(ctx, e.st, id); !errors.Is(err, aggstate.ErrGone) {
+				if err := w.do(ctx, e.st, id); !errors.Is(err, state.ErrGone) {
 					t.Errorf("%s on a missing hash = %v, want ErrGone", w.name, err)
 				}
 				if e.exists(t, id) {
@@ -266,17 +266,17 @@ func TestReadsOnMissingKey(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
-	if _, err := e.st.Read(ctx, id, [][]string{{srcWd}}); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := e.st.Read(ctx, id, [][]string{{srcWd}}); !errors.Is(err, state.ErrGone) {
 		t.Errorf("Read = %v, want ErrGone", err)
 	}
-	if _, err := e.st.IsDone(ctx, id, 1, srcWd); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := e.st.IsDone(ctx, id, 1, srcWd); !errors.Is(err, state.ErrGone) {
 		t.Errorf("IsDone = %v, want ErrGone", err)
 	}
 	ds := e.st.Datasets(id)
-	if _, _, err := ds.Meta(ctx, dsWd); !errors.Is(err, aggstate.ErrGone) {
+	if _, _, err := ds.Meta(ctx, dsWd); !errors.Is(err, state.ErrGone) {
 		t.Errorf("Meta = %v, want ErrGone", err)
 	}
-	if _, err := ds.GetChunk(ctx, dsWd, 0); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := ds.GetChunk(ctx, dsWd, 0); !errors.Is(err, state.ErrGone) {
 		t.Errorf("GetChunk = %v, want ErrGone", err)
 	}
 	if err := e.st.Delete(ctx, id); err != nil {
@@ -362,8 +362,8 @@ func TestMarkDone(t *testing.T) {
 		}
 	}
 	for _, src := range []string{srcWd, srcTags} {
-		if v, ok := h[aggstate.ErrorField(src)]; ok {
-			t.Errorf("%s still has error %q after MarkDone", aggstate.ErrorField(src), v)
+		if v, ok := h[state.ErrorField(src)]; ok {
+			t.Errorf("%s still has error %q after MarkDone", state.ErrorField(src), v)
 		}
 	}
 	if done, err := e.st.IsDone(ctx, id, 1, srcPay); err != nil || done {
@@ -442,18 +442,18 @@ func TestClaim(t *testing.T) {
 		hold     time.Duration
 		sleep    time.Duration // before the step, to let a claim expire
 		complete bool          // CompleteClaim instead of Claim
-		want     aggstate.ClaimResult
+		want     state.ClaimResult
 	}{
-		{name: "first message claims", stage: 1, msg: "m1", hold: holdLong, want: aggstate.Claimed},
-		{name: "another message while held", stage: 1, msg: "m2", hold: holdLong, want: aggstate.Held},
-		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", hold: 50 * time.Millisecond, want: aggstate.Claimed},
-		{name: "another message after expiry takes over", stage: 1, msg: "m2", hold: holdLong, sleep: 100 * time.Millisecond, want: aggstate.Claimed},
-		{name: "the former owner is now held off", stage: 1, msg: "m1", hold: holdLong, want: aggstate.Held},
-		{name: "stages are claimed separately", stage: 2, msg: "m1", hold: holdLong, want: aggstate.Claimed},
+		{name: "first message claims", stage: 1, msg: "m1", hold: holdLong, want: state.Claimed},
+		{name: "another message while held", stage: 1, msg: "m2", hold: holdLong, want: state.Held},
+		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", hold: 50 * time.Millisecond, want: state.Claimed},
+		{name: "another message after expiry takes over", stage: 1, msg: "m2", hold: holdLong, sleep: 100 * time.Millisecond, want: state.Claimed},
+		{name: "the former owner is now held off", stage: 1, msg: "m1", hold: holdLong, want: state.Held},
+		{name: "stages are claimed separately", stage: 2, msg: "m1", hold: holdLong, want: state.Claimed},
 		{name: "complete stage 1", stage: 1, complete: true},
-		{name: "owner after completion", stage: 1, msg: "m2", hold: holdLong, want: aggstate.Completed},
-		{name: "anyone after completion", stage: 1, msg: "m9", hold: holdLong, want: aggstate.Completed},
-		{name: "stage 2 still held", stage: 2, msg: "m9", hold: holdLong, want: aggstate.Held},
+		{name: "owner after completion", stage: 1, msg: "m2", hold: holdLong, want: state.Completed},
+		{name: "anyone after completion", stage: 1, msg: "m9", hold: holdLong, want: state.Completed},
+		{name: "stage 2 still held", stage: 2, msg: "m9", hold: holdLong, want: state.Held},
 	}
 	for _, s := range steps {
 		time.Sleep(s.sleep)
@@ -472,11 +472,11 @@ func TestClaim(t *testing.T) {
 		}
 	}
 	h := e.hash(t, id)
-	if h[aggstate.ClaimField(1)] != "done" {
-		t.Errorf("%s = %q, want done", aggstate.ClaimField(1), h[aggstate.ClaimField(1)])
+	if h[state.ClaimField(1)] != "done" {
+		t.Errorf("%s = %q, want done", state.ClaimField(1), h[state.ClaimField(1)])
 	}
-	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(h[aggstate.ClaimField(2)]) {
-		t.Errorf("%s = %q, want m1|{expiry}", aggstate.ClaimField(2), h[aggstate.ClaimField(2)])
+	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(h[state.ClaimField(2)]) {
+		t.Errorf("%s = %q, want m1|{expiry}", state.ClaimField(2), h[state.ClaimField(2)])
 	}
 }
 
@@ -486,7 +486,7 @@ func TestClaimConcurrent(t *testing.T) {
 	ctx := context.Background()
 	e.create(t, id)
 	const goroutines = 20
-	results := make([]aggstate.ClaimResult, goroutines)
+	results := make([]state.ClaimResult, goroutines)
 	errs := make([]error, goroutines)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -498,14 +498,14 @@ func TestClaimConcurrent(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	got := map[aggstate.ClaimResult]int{}
+	got := map[state.ClaimResult]int{}
 	for g := range goroutines {
 		if errs[g] != nil {
 			t.Fatalf("Claim %d: %v", g, errs[g])
 		}
 		got[results[g]]++
 	}
-	want := map[aggstate.ClaimResult]int{aggstate.Claimed: 1, aggstate.Held: goroutines - 1}
+	want := map[state.ClaimResult]int{state.Claimed: 1, state.Held: goroutines - 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("claim outcomes (-want +got):\n%s", diff)
 	}
@@ -532,10 +532,10 @@ func TestRead(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcTags, "tags: connection refused"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.RecordError(ctx, id, aggstate.AggregatorName, "upload failed"); err != nil {
+	if err := e.st.RecordError(ctx, id, state.AggregatorName, "upload failed"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := e.st.Claim(ctx, id, 1, "m1", holdLong); err != nil || res != aggstate.Claimed {
+	if res, err := e.st.Claim(ctx, id, 1, "m1", holdLong); err != nil || res != state.Claimed {
 		t.Fatalf("Claim = %v, %v", res, err)
 	}
 
@@ -545,15 +545,15 @@ func TestRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := aggstate.Snapshot{
+	want := state.Snapshot{
 		ReportType: "withdraw_by_tag_with_payments",
 		Params:     []byte(`{"tagIds":[3]}`),
 		DoneCount:  1,
 		Claims:     map[int]string{1: snap.Claims[1]},
 		Done:       map[int]map[string]bool{1: {srcTags: false, srcWd: true}, 2: {srcPay: false}},
-		Errors:     map[string]string{srcTags: "tags: connection refused", aggstate.AggregatorName: "upload failed"},
+		Errors:     map[string]string{srcTags: "tags: connection refused", state.AggregatorName: "upload failed"},
 	}
-	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(aggstate.Snapshot{}, "TTL")); diff != "" {
+	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(state.Snapshot{}, "TTL")); diff != "" {
 		t.Errorf("Read (-want +got):\n%s", diff)
 	}
 	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(snap.Claims[1]) {
@@ -619,10 +619,10 @@ func TestDatasetsRoundTrip(t *testing.T) {
 		t.Errorf("rows through Redis (-want +got):\n%s", diff)
 	}
 	// A live hash without the dataset: missing, not gone.
-	if _, _, err := ds.Meta(ctx, "plt_x.vs_y.user_id"); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, aggstate.ErrGone) {
+	if _, _, err := ds.Meta(ctx, "plt_x.vs_y.user_id"); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, state.ErrGone) {
 		t.Errorf("Meta of an unwritten dataset = %v, want ErrMissing", err)
 	}
-	if _, err := ds.GetChunk(ctx, dsWd, chunks); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, aggstate.ErrGone) {
+	if _, err := ds.GetChunk(ctx, dsWd, chunks); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, state.ErrGone) {
 		t.Errorf("GetChunk past the last chunk = %v, want ErrMissing", err)
 	}
 }
@@ -637,7 +637,7 @@ func TestRecordErrorTruncates(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, msg); err != nil {
 		t.Fatal(err)
 	}
-	got := e.hash(t, id)[aggstate.ErrorField(srcWd)]
+	got := e.hash(t, id)[state.ErrorField(srcWd)]
 	if !utf8.ValidString(got) {
 		t.Errorf("stored error is not valid UTF-8: ...%q", got[len(got)-8:])
 	}
@@ -651,7 +651,7 @@ func TestRecordErrorTruncates(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, short); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.hash(t, id)[aggstate.ErrorField(srcWd)]; got != short {
+	if got := e.hash(t, id)[state.ErrorField(srcWd)]; got != short {
 		t.Errorf("stored error = %q, want %q", got, short)
 	}
 }
@@ -684,7 +684,7 @@ func TestNoteError(t *testing.T) {
 	if err := e.st.NoteError(expired, id, srcWd, errors.New("query timed out")); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.hash(t, id)[aggstate.ErrorField(srcWd)]; got != "query timed out" {
+	if got := e.hash(t, id)[state.ErrorField(srcWd)]; got != "query timed out" {
 		t.Errorf("stored error = %q", got)
 	}
 	if err := e.st.NoteError(context.Background(), id+1, srcWd, errors.New("x")); err != nil {

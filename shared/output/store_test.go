@@ -1,4 +1,4 @@
-package reportstore
+package output
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func newStore(t *testing.T, endpoint string) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return New(c, "reports")
+	return NewStore(c, "reports")
 }
 
 func TestWrite(t *testing.T) {

@@ -1,4 +1,4 @@
-package csvout_test
+package output_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fanoutexport/fanoutexport/shared/csvout"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 func TestWriter(t *testing.T) {
@@ -41,7 +41,7 @@ func TestWriter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			w, err := csvout.New(&buf, header)
+			w, err := output.NewCSV(&buf, header)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func TestWriter(t *testing.T) {
 func TestWriterLarge(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	w, err := csvout.New(&buf, []string{"id", "text"})
+	w, err := output.NewCSV(&buf, []string{"id", "text"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
 func TestFlushReportsWriteErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("upload aborted")
-	w, err := csvout.New(failWriter{boom}, []string{"a"})
+	w, err := output.NewCSV(failWriter{boom}, []string{"a"})
 	if err != nil {
 		t.Fatal(err)
 	}
