@@ -153,7 +153,7 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	object := output.ObjectName(id, rep.Type)
 	var rows int64
 	err := e.Store.Write(ctx, object, func(w io.Writer) error {
-		cw, err := output.NewCSV(w, rep.Header)
+		cw, err := output.NewCSV(w, rep.CSV)
 		if err != nil {
 			return err
 		}

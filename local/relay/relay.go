@@ -46,7 +46,17 @@ import (
 type Route struct {
 	Subscription string // short name, after any prefix: "t1-aggregate"
 	URL          string // the function's functions-framework server
+	// Ready, if set, is called before each POST and returns once the
+	// function is up. A push that arrives while Cloud Run replaces a
+	// crashed instance waits for the new one instead of failing; the
+	// relay waits at most ColdStartWait, then POSTs anyway. Only a push
+	// that was in flight when the instance died fails.
+	Ready func(ctx context.Context) error
 }
+
+// ColdStartWait bounds how long a push waits for Route.Ready: about how
+// long Cloud Run holds a request for an instance to start.
+const ColdStartWait = 10 * time.Second
 
 // Relay pulls from the emulator and pushes to the functions.
 type Relay struct {
@@ -68,6 +78,10 @@ type Relay struct {
 	// concurrently, and counts as acked if either POST succeeded.
 	Duplicate bool
 	Logger    *slog.Logger // default slog.Default()
+	// Observe, if set, is called after every POST with its outcome, on
+	// the delivering goroutine (keep it quick). Tests and measurements
+	// use it to follow each message's deliveries.
+	Observe func(Delivery)
 
 	mu       sync.Mutex
 	counters map[string]*counters
@@ -76,13 +90,26 @@ type Relay struct {
 // Stats counts one route's traffic since the Relay was created.
 type Stats struct {
 	Posts        int64 // HTTP POSTs sent (two per delivery in Duplicate mode)
+	InFlight     int64 // POSTs sent and not answered yet
 	Acked        int64 // messages acked after a successful delivery
 	Nacked       int64 // failed deliveries (each one retried or dead-lettered)
 	DeadLettered int64 // messages published to the dead-letter topic
 }
 
+// Delivery is one POST of a message to a function, as Observe sees it.
+type Delivery struct {
+	Subscription string // short name
+	MessageID    string
+	Attributes   map[string]string // the message's; do not modify
+	Attempt      int32             // deliveryAttempt, counted per subscription
+	Start, End   time.Time
+	Status       int   // HTTP status; 0 when there was no response
+	Err          error // no response: refused, reset, timed out
+	Acked        bool  // Status is one Pub/Sub push treats as an ack
+}
+
 type counters struct {
-	posts, acked, nacked, deadLettered atomic.Int64
+	posts, inFlight, acked, nacked, deadLettered atomic.Int64
 }
 
 // Stats returns the counters of the route for subscription (short name).
@@ -90,6 +117,7 @@ func (r *Relay) Stats(subscription string) Stats {
 	c := r.countersFor(subscription)
 	return Stats{
 		Posts:        c.posts.Load(),
+		InFlight:     c.inFlight.Load(),
 		Acked:        c.acked.Load(),
 		Nacked:       c.nacked.Load(),
 		DeadLettered: c.deadLettered.Load(),
@@ -370,6 +398,7 @@ func (x *run) deliver(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessa
 		if attempt > 1 || rt.timeout > rt.ackDeadline {
 			x.lease(ctx, rt, rm.AckId, rt.timeout+leaseMargin, log)
 		}
+		x.waitReady(ctx, rt, log)
 		ok := x.push(ctx, rt, rm, attempt, log)
 		release()
 		if ctx.Err() != nil {
@@ -398,6 +427,19 @@ func (x *run) deliver(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessa
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// waitReady holds a push while the route's function is down, at most
+// ColdStartWait (and never past the message's lease).
+func (x *run) waitReady(ctx context.Context, rt *route, log *slog.Logger) {
+	if rt.Ready == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(ColdStartWait, rt.timeout))
+	defer cancel()
+	if err := rt.Ready(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("relay: function not ready; pushing anyway", "url", rt.URL, "err", err)
 	}
 }
 
@@ -451,7 +493,7 @@ func (x *run) push(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessage,
 	}
 	results := make(chan bool, n)
 	for range n {
-		go func() { results <- x.post(ctx, rt, body, attempt, log) }()
+		go func() { results <- x.post(ctx, rt, m, body, attempt, log) }()
 	}
 	ok := false
 	for range n {
@@ -461,28 +503,42 @@ func (x *run) push(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessage,
 }
 
 // post sends one POST and reports whether the status means ack.
-func (x *run) post(ctx context.Context, rt *route, body []byte, attempt int32, log *slog.Logger) bool {
+func (x *run) post(ctx context.Context, rt *route, m *pubsubpb.PubsubMessage, body []byte, attempt int32, log *slog.Logger) bool {
+	d := Delivery{Subscription: rt.Subscription, MessageID: m.GetMessageId(), Attributes: m.GetAttributes(),
+		Attempt: attempt, Start: time.Now()}
 	rt.c.posts.Add(1)
+	rt.c.inFlight.Add(1)
+	defer func() {
+		rt.c.inFlight.Add(-1)
+		if x.r.Observe != nil {
+			d.End = time.Now()
+			x.r.Observe(d)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, rt.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rt.URL, bytes.NewReader(body))
 	if err != nil {
-		log.Error("relay cannot build request", "err", fmt.Errorf("http.NewRequest(%s): %w", rt.URL, err))
+		d.Err = fmt.Errorf("http.NewRequest(%s): %w", rt.URL, err)
+		log.Error("relay cannot build request", "err", d.Err)
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := x.hc.Do(req)
 	if err != nil {
-		// Function down, slow or restarting: a nack, as in production.
+		// Function down, slow or crashed mid-request: a nack, as in production.
+		d.Err = err
 		log.Warn("relay push failed", "url", rt.URL, "attempt", attempt, "err", err)
 		return false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseDrain))
 	resp.Body.Close()
+	d.Status = resp.StatusCode
 	if !isAck(resp.StatusCode) {
 		log.Info("relay push nacked", "url", rt.URL, "attempt", attempt, "status", resp.StatusCode)
 		return false
 	}
+	d.Acked = true
 	log.Debug("relay push acked", "url", rt.URL, "attempt", attempt, "status", resp.StatusCode)
 	return true
 }

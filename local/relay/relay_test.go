@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,7 +214,7 @@ func TestPushJSONShape(t *testing.T) {
 	stage := topology.StageTopic(1)
 	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, 10*time.Second)
 	fn := newFunction(t, always(http.StatusOK))
-	start(t, &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", fn.URL}}, Backoff: time.Second})
+	start(t, &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: fn.URL}}, Backoff: time.Second})
 
 	data := []byte{'{', '"', 'i', 'd', '"', ':', '4', '2', '}', 0, 0xff}
 	attrs := map[string]string{"reportType": "withdraw_by_tag", "stage": "1"}
@@ -269,7 +270,7 @@ func TestAckedOnce(t *testing.T) {
 	// show as a redelivery well within the wait below.
 	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, time.Second)
 	fn := newFunction(t, always(http.StatusNoContent))
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", fn.URL}}, Backoff: 200 * time.Millisecond}
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: fn.URL}}, Backoff: 200 * time.Millisecond}
 	start(t, r)
 
 	ids := []string{e.publish(t, stage, []byte("a"), nil), e.publish(t, stage, []byte("b"), nil)}
@@ -295,7 +296,7 @@ func TestRetriesThenDeadLetters(t *testing.T) {
 	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, 10*time.Second)
 	fn := newFunction(t, always(http.StatusInternalServerError))
 	const backoff = 200 * time.Millisecond
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", fn.URL}}, Backoff: backoff}
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: fn.URL}}, Backoff: backoff}
 	start(t, r)
 
 	data := []byte(`{"recordId":7}`)
@@ -355,7 +356,7 @@ func TestFanOutCountsPerSubscription(t *testing.T) {
 	failing := newFunction(t, always(http.StatusServiceUnavailable))
 	r := &Relay{
 		Emulator: e.srv.Addr, Project: project, Backoff: 100 * time.Millisecond,
-		Routes: []Route{{"users", ok.URL}, {"withdrawals", failing.URL}},
+		Routes: []Route{{Subscription: "users", URL: ok.URL}, {Subscription: "withdrawals", URL: failing.URL}},
 	}
 	start(t, r)
 
@@ -389,7 +390,7 @@ func TestDuplicatePostsTwice(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", fn.URL}}, Backoff: 200 * time.Millisecond, Duplicate: true}
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: fn.URL}}, Backoff: 200 * time.Millisecond, Duplicate: true}
 	start(t, r)
 
 	e.publish(t, stage, []byte("twice"), nil)
@@ -419,7 +420,13 @@ func TestFunctionDownIsANack(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", "http://" + addr + "/"}}, Backoff: 200 * time.Millisecond}
+	var refused atomic.Int64
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: "http://" + addr + "/"}}, Backoff: 200 * time.Millisecond,
+		Observe: func(d Delivery) {
+			if d.Err != nil && d.Status == 0 && !d.Acked {
+				refused.Add(1)
+			}
+		}}
 	start(t, r)
 
 	e.publish(t, stage, []byte("late"), nil)
@@ -449,6 +456,9 @@ func TestFunctionDownIsANack(t *testing.T) {
 	if st := r.Stats("listener"); attempt != int(st.Nacked)+1 {
 		t.Errorf("acked at deliveryAttempt %d after %d refused POSTs", attempt, st.Nacked)
 	}
+	if st := r.Stats("listener"); refused.Load() != st.Nacked {
+		t.Errorf("Observe saw %d refused POSTs (an error, no status), Stats %d nacks", refused.Load(), st.Nacked)
+	}
 }
 
 func TestRunReturnsPromptly(t *testing.T) {
@@ -464,7 +474,7 @@ func TestRunReturnsPromptly(t *testing.T) {
 		<-r.Context().Done() // a function that hangs
 	}))
 	defer fn.Close()
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"listener", fn.URL}}, RequestTimeout: time.Minute,
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "listener", URL: fn.URL}}, RequestTimeout: time.Minute,
 		Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -485,7 +495,7 @@ func TestRunReturnsPromptly(t *testing.T) {
 func TestRunRejectsUnknownSubscription(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil, 10*time.Second)
-	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{"nope", "http://127.0.0.1:1/"}}}
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Routes: []Route{{Subscription: "nope", URL: "http://127.0.0.1:1/"}}}
 	err := r.Run(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "GetSubscription") {
 		t.Fatalf("Run = %v, want a GetSubscription error", err)
@@ -540,5 +550,120 @@ func TestPstestSharesDeliveryCounter(t *testing.T) {
 	dl := e.deadLetters(t, 1, 2*time.Second)[0]
 	if dl.MessageId != id || len(dl.Attributes) != 0 {
 		t.Errorf("pstest dead letter: id %s attrs %v; expected the original id %s and no attributes", dl.MessageId, dl.Attributes, id)
+	}
+}
+
+// A push to a function that is down (Route.Ready blocks) waits for it
+// instead of failing: no POST, no attempt used, until Ready returns.
+func TestReadyHoldsPushUntilUp(t *testing.T) {
+	t.Parallel()
+	stage := topology.StageTopic(1)
+	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, 10*time.Second)
+	fn := newFunction(t, always(http.StatusOK))
+	asked := make(chan struct{}, 1)
+	up := make(chan struct{})
+	ready := func(ctx context.Context) error {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-up:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Backoff: 200 * time.Millisecond,
+		Routes: []Route{{Subscription: "listener", URL: fn.URL, Ready: ready}}}
+	start(t, r)
+
+	e.publish(t, stage, []byte("wait"), nil)
+	<-asked
+	if n := len(fn.posts()); n != 0 {
+		t.Fatalf("%d POSTs while the function was down, want 0", n)
+	}
+	close(up)
+	waitFor(t, 5*time.Second, "the ack", func() bool { return r.Stats("listener").Acked == 1 })
+	if p := fn.posts(); len(p) != 1 || p[0].push.DeliveryAttempt != 1 {
+		t.Errorf("got %d POSTs, want one with deliveryAttempt 1", len(p))
+	}
+	if d := cmp.Diff(Stats{Posts: 1, Acked: 1}, r.Stats("listener")); d != "" {
+		t.Errorf("stats (-want +got):\n%s", d)
+	}
+}
+
+// A function that never comes up does not hold a push forever: after the
+// request timeout (here shorter than ColdStartWait) the relay POSTs anyway.
+func TestReadyGivesUp(t *testing.T) {
+	t.Parallel()
+	stage := topology.StageTopic(1)
+	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, 10*time.Second)
+	fn := newFunction(t, always(http.StatusOK))
+	never := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	r := &Relay{Emulator: e.srv.Addr, Project: project, Backoff: 200 * time.Millisecond, RequestTimeout: 300 * time.Millisecond,
+		Routes: []Route{{Subscription: "listener", URL: fn.URL, Ready: never}}}
+	start(t, r)
+	e.publish(t, stage, []byte("anyway"), nil)
+	waitFor(t, 5*time.Second, "the ack", func() bool { return r.Stats("listener").Acked == 1 })
+}
+
+// Observe sees every POST with its attempt and outcome, and InFlight
+// counts a POST until its answer.
+func TestObserveFollowsEachDelivery(t *testing.T) {
+	t.Parallel()
+	stage := topology.StageTopic(1)
+	e := newEnv(t, []topology.Function{pushFn("listener", stage)}, 10*time.Second)
+	var r *Relay
+	var mu sync.Mutex
+	var inFlight []int64
+	fn := newFunction(t, func(n int) int {
+		mu.Lock()
+		inFlight = append(inFlight, r.Stats("listener").InFlight) // POSTs come one at a time
+		mu.Unlock()
+		if n == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	var seen []Delivery
+	r = &Relay{Emulator: e.srv.Addr, Project: project, Backoff: 100 * time.Millisecond,
+		Routes: []Route{{Subscription: "listener", URL: fn.URL}},
+		Observe: func(d Delivery) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, d)
+		}}
+	start(t, r)
+	id := e.publish(t, stage, []byte("obs"), map[string]string{"recordId": "7"})
+	waitFor(t, 5*time.Second, "the ack", func() bool { return r.Stats("listener").Acked == 1 })
+
+	mu.Lock()
+	defer mu.Unlock()
+	type outcome struct {
+		Sub, ID, RecordID string
+		Attempt           int32
+		Status            int
+		Acked, Err        bool
+	}
+	var got []outcome
+	for _, d := range seen {
+		got = append(got, outcome{d.Subscription, d.MessageID, d.Attributes["recordId"], d.Attempt, d.Status, d.Acked, d.Err != nil})
+		if d.End.Before(d.Start) || d.Start.IsZero() {
+			t.Errorf("delivery %d: start %v, end %v", d.Attempt, d.Start, d.End)
+		}
+	}
+	want := []outcome{
+		{"listener", id, "7", 1, http.StatusInternalServerError, false, false},
+		{"listener", id, "7", 2, http.StatusNoContent, true, false},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("observed deliveries (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]int64{1, 1}, inFlight); d != "" {
+		t.Errorf("InFlight during each POST (-want +got):\n%s", d)
+	}
+	if s := r.Stats("listener"); s.InFlight != 0 {
+		t.Errorf("InFlight %d after the ack, want 0", s.InFlight)
 	}
 }

@@ -18,6 +18,7 @@ package seed
 //	user 109: {10,3,10}    -> "3;10"  (duplicate tag 10)
 //	user 110: {3}          -> "3"
 //	user 111: {10}         -> "10"
+//	user 112: {10}         -> "10"    (tag row 19; the hostile values below)
 //
 // Step 2 – withdrawals of those users, created_at in [from, to):
 //
@@ -37,6 +38,15 @@ package seed
 //	w 24,25 110                        in (w 24 amount 0.00)
 //	w 26,27 111                        in (w 26 amount 99999999.99)
 //	w 28,29 99                         in (user 99 first: numeric user order)
+//	w 31..37 112 2026-01-14 09:00..15:00 in, one per hour:
+//	     id  amount  currency  status (as stored; \t = tab, \r = carriage return)
+//	     31  -12.50  USD       @SUM(A1)
+//	     32    3.00  =1+       +cmd
+//	     33    4.00  -US       =HYPERLINK("http   (16 characters: VARCHAR(16) is full)
+//	     34    5.00  =1+       \tSUCCESS
+//	     35    6.00  @EU       \rPENDING
+//	     36    1.00  USD       -2+3
+//	     37    2.00  USD       A=1+2@B           (trigger characters, none first)
 //
 // Step 3 – payments per (user, currency): status exactly SUCCESS and
 // created_at in [from, to):
@@ -53,8 +63,31 @@ package seed
 //	110 EUR: p520 0.00                          -> 1, 0.00   (count 1 although the sum is zero)
 //	111 USD: p523 0.01 (last second)            -> 1, 0.01
 //	111 EUR: p522 REFUNDED only                 -> 0, 0.00
+//	112 USD: p529 1.00                          -> 1, 1.00
+//	112 =1+: p526 2.00 + p527 3.00              -> 2, 5.00   (p530 status +cmd: not SUCCESS, not counted)
+//	112 -US: p528 -1.25                         -> 1, -1.25  (a negative total, a number: never escaped)
+//	112 @EU: none                               -> 0, 0.00
 //
-// Step 4 – rows ordered by user_id, then withdraw_id (both numeric): below.
+// Step 4 – formula-injection escaping (OWASP), declared per column: only
+// currency and status are escaped. A cell of those two columns that starts
+// with '=', '+', '-', '@', a tab or a carriage return gets a ' in front;
+// every other column (ids, tag_ids, amount, created_at, payment_count,
+// payment_total) and the header stay as they are. Only user 112's rows
+// have such cells:
+//
+//	w 31: currency USD   -> USD    status @SUM(A1)          -> '@SUM(A1)    amount -12.50 stays
+//	w 32: currency =1+   -> '=1+   status +cmd              -> '+cmd
+//	w 33: currency -US   -> '-US   status =HYPERLINK("http  -> '=HYPERLINK("http  (payment_total -1.25 stays)
+//	w 34: currency =1+   -> '=1+   status \tSUCCESS         -> '\tSUCCESS
+//	w 35: currency @EU   -> '@EU   status \rPENDING         -> '\rPENDING
+//	w 36: currency USD   -> USD    status -2+3              -> '-2+3
+//	w 37: currency USD   -> USD    status A=1+2@B           -> A=1+2@B
+//
+// encoding/csv then frames the escaped cells as any other: w 33's status
+// is quoted for its '"' ("'=HYPERLINK(""http"), w 35's for its carriage
+// return; w 34's needs none: it now starts with ' instead of white space.
+//
+// Step 5 – rows ordered by user_id, then withdraw_id (both numeric): below.
 //
 // For seed.EmptyParams (tag 999) no user qualifies: both files are the
 // header line only.
@@ -83,6 +116,13 @@ var handRows = [][]string{
 	{"25", "110", "3", "1.10", "EUR", "SUCCESS", "2026-01-09T01:00:00Z", "1", "0.00"},
 	{"26", "111", "10", "99999999.99", "USD", "SUCCESS", "2026-01-25T18:30:45Z", "1", "0.01"},
 	{"27", "111", "10", "0.50", "EUR", "SUCCESS", "2026-01-26T00:00:01Z", "0", "0.00"},
+	{"31", "112", "10", "-12.50", "USD", "'@SUM(A1)", "2026-01-14T09:00:00Z", "1", "1.00"},
+	{"32", "112", "10", "3.00", "'=1+", "'+cmd", "2026-01-14T10:00:00Z", "2", "5.00"},
+	{"33", "112", "10", "4.00", "'-US", `'=HYPERLINK("http`, "2026-01-14T11:00:00Z", "1", "-1.25"},
+	{"34", "112", "10", "5.00", "'=1+", "'\tSUCCESS", "2026-01-14T12:00:00Z", "2", "5.00"},
+	{"35", "112", "10", "6.00", "'@EU", "'\rPENDING", "2026-01-14T13:00:00Z", "0", "0.00"},
+	{"36", "112", "10", "1.00", "USD", "'-2+3", "2026-01-14T14:00:00Z", "1", "1.00"},
+	{"37", "112", "10", "2.00", "USD", "A=1+2@B", "2026-01-14T15:00:00Z", "1", "1.00"},
 }
 
 // handGolden returns the hand-derived golden file contents by name.

@@ -28,7 +28,18 @@ REPLACE INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VAL
   (27, 111, 0.50, 'EUR', 'SUCCESS', '2026-01-26 00:00:01'),
   (28, 99, 1.00, 'USD', 'SUCCESS', '2026-01-10 00:00:00'),
   (29, 99, 2.00, 'USD', 'PENDING', '2026-01-11 13:45:07'),
-  (30, 101, 5.00, 'USD', 'SUCCESS', '2025-12-31 23:59:59');
+  (30, 101, 5.00, 'USD', 'SUCCESS', '2025-12-31 23:59:59'),
+  -- User 112: values a spreadsheet would run as formulas. Only currency and
+  -- status are escaped in the CSV; the negative amount stays a number.
+  -- Tab and carriage return come from CHAR() so no backslash escape
+  -- depends on the server's sql_mode.
+  (31, 112, -12.50, 'USD', '@SUM(A1)', '2026-01-14 09:00:00'),
+  (32, 112, 3.00, '=1+', '+cmd', '2026-01-14 10:00:00'),
+  (33, 112, 4.00, '-US', '=HYPERLINK("http', '2026-01-14 11:00:00'),
+  (34, 112, 5.00, '=1+', CONCAT(CHAR(9), 'SUCCESS'), '2026-01-14 12:00:00'),
+  (35, 112, 6.00, '@EU', CONCAT(CHAR(13), 'PENDING'), '2026-01-14 13:00:00'),
+  (36, 112, 1.00, 'USD', '-2+3', '2026-01-14 14:00:00'),
+  (37, 112, 2.00, 'USD', 'A=1+2@B', '2026-01-14 15:00:00');
 
 -- Payments. Only status SUCCESS, created_at in range and currency equal to the
 -- withdrawal's currency are counted.
@@ -57,4 +68,9 @@ REPLACE INTO vs_payment (id, user_id, amount, currency, status, created_at) VALU
   (522, 111, 1.00, 'EUR', 'REFUNDED', '2026-01-20 00:00:00'),
   (523, 111, 0.01, 'USD', 'SUCCESS', '2026-01-31 23:59:59'),
   (524, 99, 1.50, 'USD', 'SUCCESS', '2026-01-10 00:00:00'),
-  (525, 99, 2.50, 'EUR', 'SUCCESS', '2026-01-10 00:00:00');
+  (525, 99, 2.50, 'EUR', 'SUCCESS', '2026-01-10 00:00:00'),
+  (526, 112, 2.00, '=1+', 'SUCCESS', '2026-01-14 00:00:00'),
+  (527, 112, 3.00, '=1+', 'SUCCESS', '2026-01-15 00:00:00'),
+  (528, 112, -1.25, '-US', 'SUCCESS', '2026-01-16 00:00:00'),
+  (529, 112, 1.00, 'USD', 'SUCCESS', '2026-01-17 00:00:00'),
+  (530, 112, 9.00, '=1+', '+cmd', '2026-01-18 00:00:00');

@@ -13,6 +13,7 @@
 --   user 109: tags 10, 3, 10           (both tags, tag 10 duplicated)
 --   user 110: tag 3
 --   user 111: tag 10
+--   user 112: tag 10                   (hostile currency/status values: formula-injection escaping)
 REPLACE INTO vs_user_tag_relation (id, user_id, tag_id, created_at) VALUES
   (1, 101, 10, '2025-06-01 00:00:00'),
   (2, 101, 4, '2025-06-01 00:00:01'),
@@ -31,4 +32,5 @@ REPLACE INTO vs_user_tag_relation (id, user_id, tag_id, created_at) VALUES
   (15, 109, 10, '2025-06-09 00:00:02'),
   (16, 110, 3, '2025-06-10 00:00:00'),
   (17, 111, 10, '2025-06-11 00:00:00'),
-  (18, 99, 3, '2025-06-12 00:00:00');
+  (18, 99, 3, '2025-06-12 00:00:00'),
+  (19, 112, 10, '2025-06-13 00:00:00');

@@ -3,6 +3,16 @@
 // functions-framework process (as in production, picked by
 // FUNCTION_TARGET), the push relay, and the MQ1 shim consuming
 // continuously. MariaDB, Redis and RabbitMQ are the real servers.
+//
+// Every process is supervised as Cloud Run supervises an instance: one
+// that exits for any reason other than Close is restarted after a short
+// backoff (logged, 200 ms doubling to 5 s, back to 200 ms once an
+// instance stayed up 10 s), on the same port. A push in flight when a
+// function died fails at the relay and is redelivered after the relay's
+// backoff, counting as a delivery attempt; pushes that arrive while it is
+// down wait for the new instance (up to relay.ColdStartWait), as Cloud
+// Run holds requests during a cold start. PID, Instances and WaitReady let
+// a test kill a process for real and watch it come back.
 package stack
 
 import (
@@ -79,15 +89,9 @@ type Stack struct {
 	URLs       map[string]string
 
 	procs  []*proc
+	files  []*os.File
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *tail
-	done chan struct{}
 }
 
 // Start brings everything up; Close takes it down.
@@ -140,18 +144,21 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 		env := append(append(append([]string{}, common...), "FUNCTION_TARGET="+f.EntryPoint, "PORT="+strconv.Itoa(port)), cfg.EnvFor[f.EntryPoint]...)
-		p, err := s.spawn(f.EntryPoint, filepath.Join(cfg.BinDir, FnServer), env)
+		p, err := s.spawn(f.EntryPoint, filepath.Join(cfg.BinDir, FnServer), env, port)
 		if err != nil {
 			return nil, err
 		}
-		if err := waitListening(ctx, p, port); err != nil {
-			return nil, err
+		rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		_, err = p.waitReady(rctx, 0)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, p.log.String())
 		}
 		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 		s.URLs[f.EntryPoint] = url
-		routes = append(routes, relay.Route{Subscription: names.Sub(f.Subscription), URL: url})
+		routes = append(routes, relay.Route{Subscription: names.Sub(f.Subscription), URL: url, Ready: p.waitUp})
 	}
-	if _, err := s.spawn(Shim, filepath.Join(cfg.BinDir, Shim), append(append([]string{}, common...), cfg.EnvFor[Shim]...)); err != nil {
+	if _, err := s.spawn(Shim, filepath.Join(cfg.BinDir, Shim), append(append([]string{}, common...), cfg.EnvFor[Shim]...), 0); err != nil {
 		return nil, err
 	}
 
@@ -169,10 +176,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
-func (s *Stack) spawn(name, bin string, env []string) (*proc, error) {
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+// spawn starts a supervised process: it is restarted whenever it exits
+// until Close. A function server keeps its port across restarts, so the
+// relay's URLs stay valid.
+func (s *Stack) spawn(name, bin string, env []string, port int) (*proc, error) {
 	t := &tail{max: 64 << 10}
 	var out io.Writer = t
 	if s.cfg.LogDir != "" {
@@ -180,25 +187,79 @@ func (s *Stack) spawn(name, bin string, env []string) (*proc, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.files = append(s.files, f)
 		out = io.MultiWriter(t, f)
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p := newProc(name, bin, env, port, out, t, s.cfg.Log)
+	if err := p.start(); err != nil {
+		return nil, err
 	}
-	p := &proc{name: name, cmd: cmd, log: t, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
 	s.procs = append(s.procs, p)
-	s.cfg.Log.Info("started", "process", name, "pid", cmd.Process.Pid)
 	return p, nil
 }
 
-// Logs returns the tail of a process's output, for test failures.
-func (s *Stack) Logs(name string) string {
+func (s *Stack) proc(name string) *proc {
 	for _, p := range s.procs {
 		if p.name == name {
-			return p.log.String()
+			return p
 		}
+	}
+	return nil
+}
+
+// Processes names the stack's processes: the push functions' entry points
+// and Shim.
+func (s *Stack) Processes() []string {
+	names := make([]string, len(s.procs))
+	for i, p := range s.procs {
+		names[i] = p.name
+	}
+	return names
+}
+
+// PID returns the process ID of name's running instance, or 0 while it is
+// down (or if the stack has no such process). Tests kill it to play a
+// crashed instance.
+func (s *Stack) PID(name string) int {
+	if p := s.proc(name); p != nil {
+		return p.pid()
+	}
+	return 0
+}
+
+// Restarts counts how many times name has been restarted.
+func (s *Stack) Restarts(name string) int {
+	if p := s.proc(name); p != nil {
+		return max(len(p.snapshot())-1, 0)
+	}
+	return 0
+}
+
+// Instances returns every run of name so far, the first start first.
+func (s *Stack) Instances(name string) []Instance {
+	if p := s.proc(name); p != nil {
+		return p.snapshot()
+	}
+	return nil
+}
+
+// WaitReady waits until instance n of name (0 the first start, n after the
+// n-th restart) is ready: a function server listening, the shim started.
+// It returns an error wrapping ErrNoInstance if that instance ends before
+// it is ready or the stack closes first.
+func (s *Stack) WaitReady(ctx context.Context, name string, n int) (Instance, error) {
+	p := s.proc(name)
+	if p == nil {
+		return Instance{}, fmt.Errorf("no process %q", name)
+	}
+	return p.waitReady(ctx, n)
+}
+
+// Logs returns the tail of a process's output (across its restarts), for
+// test failures.
+func (s *Stack) Logs(name string) string {
+	if p := s.proc(name); p != nil {
+		return p.log.String()
 	}
 	return ""
 }
@@ -212,22 +273,26 @@ func (s *Stack) AllLogs() string {
 	return b.String()
 }
 
-// Close stops the relay, the processes (SIGTERM, then SIGKILL) and the emulators.
+// Close stops the relay, then the processes (no more restarts; SIGTERM,
+// then SIGKILL after 5 s), then the emulators.
 func (s *Stack) Close() error {
 	if s.cancel != nil {
 		s.cancel()
 		s.wg.Wait()
 	}
 	for _, p := range s.procs {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		p.stop()
 	}
 	for _, p := range s.procs {
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			p.signal(syscall.SIGKILL)
 			<-p.done
 		}
+	}
+	for _, f := range s.files {
+		f.Close()
 	}
 	if s.GCS != nil {
 		s.GCS.Stop()
@@ -245,25 +310,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitListening(ctx context.Context, p *proc, port int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before listening:\n%s", p.name, p.log.String())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s not listening on %d after 30s:\n%s", p.name, port, p.log.String())
 }
 
 // tail keeps the last max bytes written to it.

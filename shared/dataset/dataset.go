@@ -24,6 +24,18 @@ import (
 // round trips few (a million 60-byte rows make about 230 chunks).
 const DefaultChunkBytes = 255 << 10
 
+// MaxChunkBytes bounds one chunk inflated, for writers and readers alike:
+// a reader never inflates more, so a crafted chunk cannot make it allocate
+// without limit (1.4 MB of DEFLATE inflated to 256 MB, and a reader took
+// 1 GB, before this bound). Four times the default leaves room for a
+// larger CHUNK_BYTES and for a row of up to 1 MiB; today's sources' rows
+// are under 100 bytes.
+const MaxChunkBytes = 1 << 20
+
+// ErrRowTooLarge reports a row whose encoding exceeds MaxChunkBytes: no
+// chunk can hold it. Retrying cannot fix it.
+var ErrRowTooLarge = errors.New("row too large for a dataset chunk")
+
 // Store keeps the chunks of named datasets.
 type Store interface {
 	// PutChunk stores chunk i of dataset name.
@@ -72,11 +84,13 @@ type Writer struct {
 	zw      *flate.Writer
 }
 
-// NewWriter writes dataset name into store in chunks of about limit bytes.
+// NewWriter writes dataset name into store in chunks of about limit bytes
+// (DefaultChunkBytes when limit is 0 or less, at most MaxChunkBytes).
 func NewWriter(ctx context.Context, store Store, name string, limit int) *Writer {
 	if limit <= 0 {
 		limit = DefaultChunkBytes
 	}
+	limit = min(limit, MaxChunkBytes)
 	return &Writer{ctx: ctx, store: store, name: name, limit: limit}
 }
 
@@ -87,6 +101,10 @@ func (w *Writer) Write(row []string) error {
 	for _, f := range row {
 		w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(f))))
 		w.buf.WriteString(f)
+	}
+	if n := w.buf.Len() - prev; n > MaxChunkBytes {
+		w.buf.Truncate(prev)
+		return fmt.Errorf("%w: %s row %d: %d bytes encoded, at most %d", ErrRowTooLarge, w.name, w.rows, n, MaxChunkBytes)
 	}
 	w.rows++
 	if w.buf.Len() > w.limit && prev > 0 {
@@ -166,7 +184,7 @@ type Reader struct {
 	chunk  []byte // the rest of the current chunk
 	row    []string
 	bounds [][2]int
-	raw    bytes.Buffer  // the current chunk, inflated
+	raw    []byte        // the current chunk, inflated
 	zr     io.ReadCloser // reused decompressor
 }
 
@@ -233,7 +251,9 @@ func (r *Reader) Next() ([]string, error) {
 	return r.row, nil
 }
 
-// inflate decompresses a chunk into the reader's reused buffer.
+// inflate decompresses a chunk into the reader's reused buffer, which
+// never grows past MaxChunkBytes+1: a chunk that inflates further is
+// corrupt, however few bytes it was stored in.
 func (r *Reader) inflate(data []byte) ([]byte, error) {
 	if len(data) == 0 || data[0] != formatFlate {
 		return nil, fmt.Errorf("%w: %s chunk %d: unknown chunk format", ErrCorrupt, r.name, r.next-1)
@@ -244,11 +264,34 @@ func (r *Reader) inflate(data []byte) ([]byte, error) {
 	} else if err := r.zr.(flate.Resetter).Reset(src, nil); err != nil {
 		return nil, fmt.Errorf("%w: %s chunk %d: %v", ErrCorrupt, r.name, r.next-1, err)
 	}
-	r.raw.Reset()
-	if _, err := r.raw.ReadFrom(r.zr); err != nil {
-		return nil, fmt.Errorf("%w: %s chunk %d: %v", ErrCorrupt, r.name, r.next-1, err)
+	buf := r.raw[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > MaxChunkBytes {
+				r.raw = buf[:0]
+				return nil, fmt.Errorf("%w: %s chunk %d: inflates past %d bytes", ErrCorrupt, r.name, r.next-1, MaxChunkBytes)
+			}
+			// Double, from 64 KiB, up to one byte past the limit: enough
+			// to tell a chunk of exactly MaxChunkBytes from a larger one.
+			grown := make([]byte, len(buf), min(max(2*cap(buf), 64<<10), MaxChunkBytes+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.zr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			r.raw = buf[:0]
+			return nil, fmt.Errorf("%w: %s chunk %d: %v", ErrCorrupt, r.name, r.next-1, err)
+		}
 	}
-	return r.raw.Bytes(), nil
+	r.raw = buf[:0]
+	if len(buf) > MaxChunkBytes {
+		return nil, fmt.Errorf("%w: %s chunk %d: inflates past %d bytes", ErrCorrupt, r.name, r.next-1, MaxChunkBytes)
+	}
+	return buf, nil
 }
 
 func (r *Reader) uvarint() (uint64, error) {

@@ -5,36 +5,106 @@ package output
 import (
 	"bufio"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 )
 
-// CSVWriter is the one CSV writer of the project: encoding/csv's default
-// framing (comma, LF after every record, its quoting rules), header first,
-// buffered, counting data rows.
-type CSVWriter struct {
-	buf  *bufio.Writer
-	csv  *csv.Writer
-	rows int64
+// Column is one CSV column as a report declares it.
+type Column struct {
+	// Name is the column's header cell. Header cells are never escaped.
+	Name string
+	// Escape guards the column's cells against CSV formula injection
+	// (OWASP): a cell starting with '=', '+', '-', '@', a tab or a carriage
+	// return is written with a single quote in front, so a spreadsheet shows
+	// it as text instead of running it. Declared per column, never derived
+	// from the value's kind: a decimal such as "-12.50" is text in the code
+	// but must stay a number, so only free-text columns set it.
+	Escape bool
 }
 
-// NewCSV writes the header and returns a CSVWriter for the data rows.
-func NewCSV(w io.Writer, header []string) (*CSVWriter, error) {
+// Format declares one kind of CSV file: its columns in order and whether
+// it starts with a byte-order mark.
+type Format struct {
+	Columns []Column
+	// BOM writes the UTF-8 byte-order mark (EF BB BF) before the header:
+	// some spreadsheets need it to read non-ASCII text as UTF-8.
+	BOM bool
+}
+
+// Header is the column names, in order.
+func (f Format) Header() []string {
+	h := make([]string, len(f.Columns))
+	for i, c := range f.Columns {
+		h[i] = c.Name
+	}
+	return h
+}
+
+// bom is the UTF-8 encoding of U+FEFF.
+const bom = "\xEF\xBB\xBF"
+
+// CSVWriter streams a CSV to an io.Writer.
+type CSVWriter struct {
+	buf     *bufio.Writer
+	csv     *csv.Writer
+	escape  []bool
+	scratch []string // the escaped row: the caller's slice is never modified
+	rows    int64
+}
+
+// New writes the byte-order mark if the format asks for one and the header,
+// and returns a CSVWriter for the data rows.
+func NewCSV(w io.Writer, f Format) (*CSVWriter, error) {
+	if len(f.Columns) == 0 {
+		return nil, errors.New("csv format declares no columns")
+	}
 	b := bufio.NewWriterSize(w, 64<<10)
+	if f.BOM {
+		if _, err := b.WriteString(bom); err != nil {
+			return nil, fmt.Errorf("csv byte-order mark: %w", err)
+		}
+	}
 	c := csv.NewWriter(b)
-	if err := c.Write(header); err != nil {
+	if err := c.Write(f.Header()); err != nil {
 		return nil, fmt.Errorf("csv header: %w", err)
 	}
-	return &CSVWriter{buf: b, csv: c}, nil
+	cw := &CSVWriter{buf: b, csv: c, escape: make([]bool, len(f.Columns)), scratch: make([]string, len(f.Columns))}
+	for i, col := range f.Columns {
+		cw.escape[i] = col.Escape
+	}
+	return cw, nil
 }
 
-// Write appends one data row.
+// Write appends one data row, which must have one field per column.
 func (w *CSVWriter) Write(row []string) error {
-	if err := w.csv.Write(row); err != nil {
+	if len(row) != len(w.escape) {
+		return fmt.Errorf("csv row %d: %d fields, the format declares %d columns", w.rows+1, len(row), len(w.escape))
+	}
+	for i, v := range row {
+		if w.escape[i] && formulaStart(v) {
+			v = "'" + v
+		}
+		w.scratch[i] = v
+	}
+	if err := w.csv.Write(w.scratch); err != nil {
 		return fmt.Errorf("csv row %d: %w", w.rows+1, err)
 	}
 	w.rows++
 	return nil
+}
+
+// formulaStart reports whether a spreadsheet could read s as a formula:
+// OWASP's list of leading characters.
+func formulaStart(s string) bool {
+	if s == "" {
+		return false
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return true
+	}
+	return false
 }
 
 // Rows is the number of data rows written (header excluded).

@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 func TestWriter(t *testing.T) {
 	t.Parallel()
 	header := []string{"withdraw_id", "user_id", "status"}
+	format := output.Format{Columns: []output.Column{{Name: "withdraw_id"}, {Name: "user_id"}, {Name: "status", Escape: true}}}
 	tests := []struct {
 		name string
 		rows [][]string
@@ -41,7 +44,7 @@ func TestWriter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			w, err := output.NewCSV(&buf, header)
+			w, err := output.NewCSV(&buf, format)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +81,7 @@ func TestWriter(t *testing.T) {
 func TestWriterLarge(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	w, err := output.NewCSV(&buf, []string{"id", "text"})
+	w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "id"}, {Name: "text", Escape: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
 func TestFlushReportsWriteErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("upload aborted")
-	w, err := output.NewCSV(failWriter{boom}, []string{"a"})
+	w, err := output.NewCSV(failWriter{boom}, output.Format{Columns: []output.Column{{Name: "a"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,5 +119,150 @@ func TestFlushReportsWriteErrors(t *testing.T) {
 	}
 	if err := w.Flush(); !errors.Is(err, boom) {
 		t.Errorf("Flush = %v, want the writer's error", err)
+	}
+}
+
+// escFormat has one escaped and one plain column, with header names that
+// would be escaped if the header were (it never is).
+var escFormat = output.Format{Columns: []output.Column{{Name: "=text", Escape: true}, {Name: "-plain"}}}
+
+func TestFormulaEscaping(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		in       []string // text, plain
+		wantCell []string // what a CSV reader reads back
+		wantLine string   // the exact data line
+	}{
+		{"equals", []string{"=1+2", "=1+2"}, []string{"'=1+2", "=1+2"}, "'=1+2,=1+2\n"},
+		{"plus", []string{"+cmd", "+cmd"}, []string{"'+cmd", "+cmd"}, "'+cmd,+cmd\n"},
+		{"minus", []string{"-US", "-12.50"}, []string{"'-US", "-12.50"}, "'-US,-12.50\n"},
+		{"at", []string{"@SUM(A1)", "@SUM(A1)"}, []string{"'@SUM(A1)", "@SUM(A1)"}, "'@SUM(A1),@SUM(A1)\n"},
+		// A leading tab makes encoding/csv quote the plain cell; the
+		// escaped one starts with ' and needs no quotes.
+		{"tab", []string{"\tSUCCESS", "\tx"}, []string{"'\tSUCCESS", "\tx"}, "'\tSUCCESS,\"\tx\"\n"},
+		{"carriage return", []string{"\rPENDING", "\rx"}, []string{"'\rPENDING", "\rx"}, "\"'\rPENDING\",\"\rx\"\n"},
+		{"escape and quoting together", []string{`=HYPERLINK("http`, "1"}, []string{`'=HYPERLINK("http`, "1"}, "\"'=HYPERLINK(\"\"http\",1\n"},
+		{"escape and comma", []string{"=A1,B1", "1"}, []string{"'=A1,B1", "1"}, "\"'=A1,B1\",1\n"},
+		{"trigger not at the start", []string{"A=1+2@B", "1-2"}, []string{"A=1+2@B", "1-2"}, "A=1+2@B,1-2\n"},
+		{"plain text", []string{"SUCCESS", "12.50"}, []string{"SUCCESS", "12.50"}, "SUCCESS,12.50\n"},
+		{"empty", []string{"", ""}, []string{"", ""}, ",\n"},
+		{"already quoted is left alone", []string{"'=1", "'=1"}, []string{"'=1", "'=1"}, "'=1,'=1\n"},
+		{"leading space is not a trigger", []string{" =1", "x"}, []string{" =1", "x"}, "\" =1\",x\n"},
+		{"non-ASCII start", []string{"＝1", "x"}, []string{"＝1", "x"}, "＝1,x\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			w, err := output.NewCSV(&buf, escFormat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row := slices.Clone(tt.in)
+			if err := w.Write(row); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.in, row); diff != "" {
+				t.Errorf("Write modified the caller's row (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff("=text,-plain\n"+tt.wantLine, buf.String()); diff != "" {
+				t.Errorf("CSV (-want +got):\n%s", diff)
+			}
+			got, err := csv.NewReader(&buf).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([][]string{{"=text", "-plain"}, tt.wantCell}, got); diff != "" {
+				t.Errorf("CSV read back (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestByteOrderMark(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		bom  bool
+		want string
+	}{
+		{"off by default", false, "name,amount\nMüller,-1.00\n"},
+		{"on", true, "\xEF\xBB\xBFname,amount\nMüller,-1.00\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "name", Escape: true}, {Name: "amount"}}, BOM: tt.bom})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write([]string{"Müller", "-1.00"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, buf.String()); diff != "" {
+				t.Errorf("CSV (-want +got):\n%s", diff)
+			}
+			if n := strings.Count(buf.String(), "\uFEFF"); n != map[bool]int{false: 0, true: 1}[tt.bom] {
+				t.Errorf("%d byte-order marks in the file", n)
+			}
+		})
+	}
+	if (output.Format{}).BOM {
+		t.Error("the zero Format has a byte-order mark")
+	}
+}
+
+// An empty result with a byte-order mark is the mark and the header.
+func TestByteOrderMarkEmpty(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "a"}}, BOM: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := buf.String(), "\xEF\xBB\xBFa\n"; got != want {
+		t.Errorf("CSV = %q, want %q", got, want)
+	}
+}
+
+func TestRowWidthChecked(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w, err := output.NewCSV(&buf, escFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range [][]string{{"1"}, {"1", "2", "3"}} {
+		if err := w.Write(row); err == nil {
+			t.Errorf("Write(%q) with 2 columns declared: no error", row)
+		}
+	}
+	if w.Rows() != 0 {
+		t.Errorf("Rows() = %d after rejected rows", w.Rows())
+	}
+}
+
+func TestNoColumns(t *testing.T) {
+	t.Parallel()
+	if _, err := output.NewCSV(io.Discard, output.Format{}); err == nil {
+		t.Error("New with no columns: no error")
+	}
+}
+
+func TestFormatHeader(t *testing.T) {
+	t.Parallel()
+	if diff := cmp.Diff([]string{"=text", "-plain"}, escFormat.Header()); diff != "" {
+		t.Errorf("Header() (-want +got):\n%s", diff)
 	}
 }

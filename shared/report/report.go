@@ -7,14 +7,20 @@ package report
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
+	"github.com/fanoutexport/fanoutexport/shared/output"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
 
 // Report is one report type.
 type Report struct {
-	Type   string
+	Type string
+	// CSV declares the file: every column with its name and whether its
+	// cells are escaped against formula injection, and the byte-order mark.
+	CSV output.Format
+	// Header is CSV.Header(): the column names, for code that needs only them.
 	Header []string
 	// Stages lists the sources of each stage; stage n is Stages[n-1].
 	Stages [][]Source
@@ -136,12 +142,24 @@ func Databases() []string {
 	return dbs
 }
 
-var withdrawHeader = []string{"withdraw_id", "user_id", "tag_ids", "amount", "currency", "status", "created_at"}
+// withdrawColumns are the columns of both reports' withdrawal part. Only
+// the free-text columns are escaped: ids, tags, amounts and times are
+// numbers or fixed formats a spreadsheet must keep reading as such
+// ("-12.50" stays a number).
+var withdrawColumns = []output.Column{
+	{Name: "withdraw_id"}, {Name: "user_id"}, {Name: "tag_ids"}, {Name: "amount"},
+	{Name: "currency", Escape: true}, {Name: "status", Escape: true}, {Name: "created_at"},
+}
 
 func init() {
+	// CSV.BOM stays off (the default) for both: set it on a report whose
+	// readers open non-ASCII text in a spreadsheet.
+	withdrawCSV := output.Format{Columns: withdrawColumns}
+	withPaymentsCSV := output.Format{Columns: slices.Concat(withdrawColumns, []output.Column{{Name: "payment_count"}, {Name: "payment_total"}})}
 	addReport(Report{
 		Type:   "withdraw_by_tag",
-		Header: withdrawHeader,
+		CSV:    withdrawCSV,
+		Header: withdrawCSV.Header(),
 		Stages: [][]Source{{userTagRelation, withdraw}},
 		Join: func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
 			return joinWithdrawals(ctx, st, func(w withdrawRow) error { return emit(w.out) })
@@ -149,7 +167,8 @@ func init() {
 	})
 	addReport(Report{
 		Type:    "withdraw_by_tag_with_payments",
-		Header:  append(append([]string(nil), withdrawHeader...), "payment_count", "payment_total"),
+		CSV:     withPaymentsCSV,
+		Header:  withPaymentsCSV.Header(),
 		Stages:  [][]Source{{userTagRelation, withdraw}, {payment}},
 		Between: writeStage1Pairs,
 		Join:    joinWithPayments,

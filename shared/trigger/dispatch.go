@@ -30,18 +30,42 @@ var ErrNotTrigger = errors.New("not a trigger")
 func ParseTrigger(body []byte) (int64, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) > 0 && b[0] == '{' {
-		// Raw, so only a JSON number (not a string, null or 1e3) passes the
-		// digit check below; Unmarshal also rejects trailing text.
-		var v struct {
-			RecordID json.RawMessage `json:"recordId"`
-		}
-		if err := json.Unmarshal(b, &v); err != nil {
+		// Unmarshal checks the syntax and rejects trailing text. The keys
+		// are then read one by one: decoding into a struct would match
+		// "RecordId" too and keep the last of two "recordId"s, guessing
+		// which record a malformed body means.
+		var whole json.RawMessage
+		if err := json.Unmarshal(b, &whole); err != nil {
 			return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
 		}
-		if len(v.RecordID) == 0 {
+		dec := json.NewDecoder(bytes.NewReader(whole))
+		if _, err := dec.Token(); err != nil { // the '{', checked above
+			return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
+		}
+		var id json.RawMessage // raw, so only a JSON number passes the digit check below
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
+			}
+			key, _ := tok.(string)
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return 0, fmt.Errorf("%w: JSON body: %v", ErrNotTrigger, err)
+			}
+			switch {
+			case key == "recordId" && id != nil:
+				return 0, fmt.Errorf(`%w: JSON body has "recordId" more than once`, ErrNotTrigger)
+			case key == "recordId":
+				id = v
+			case bytes.EqualFold([]byte(key), []byte("recordId")):
+				return 0, fmt.Errorf(`%w: JSON body has key %q; the key is "recordId", case-sensitive`, ErrNotTrigger, key)
+			}
+		}
+		if id == nil {
 			return 0, fmt.Errorf("%w: JSON body without recordId", ErrNotTrigger)
 		}
-		b = v.RecordID
+		b = id
 	}
 	if len(b) == 0 || len(b) > 19 {
 		return 0, fmt.Errorf("%w: want a record ID of 1 to 19 digits", ErrNotTrigger)
