@@ -34,7 +34,7 @@ const MaxChunkBytes = 1 << 20
 
 // ErrRowTooLarge reports a row whose encoding exceeds MaxChunkBytes: no
 // chunk can hold it. Retrying cannot fix it.
-var ErrRowTooLarge = errors.New("row too large for a dataset chunk")
+var ErrRowTooLarge = fault.Permanent(errors.New("row too large for a dataset chunk"))
 
 // Store keeps the chunks of named datasets.
 type Store interface {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fanoutexport/fanoutexport/shared/output"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 // TestCSVColumns pins which columns each report escapes against formula

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/fanoutexport/fanoutexport/shared/output"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 // Report is one report type.
