@@ -128,24 +128,67 @@ func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID st
 	case state.Completed:
 		return nil
 	}
-	store := e.State.Datasets(id)
+	reads := chosenAttempts(rep, snap)
 	if n < len(rep.Stages) {
-		next, err := rep.Between(ctx, n, store, e.Cfg.ChunkBytes)
-		if err != nil {
-			return err
-		}
-		if next {
-			msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
-				Sources: rep.SourceNames(n + 1), Params: snap.Params}
-			if _, err := e.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
-				return err
-			}
-			log.Info("stage complete; fanned out the next stage", "next", n+1)
-			return e.State.CompleteClaim(ctx, id, n)
-		}
-		log.Info("stage produced no rows; skipping the remaining stages")
+		return e.nextStage(ctx, id, rep, n, snap.Params, reads, log)
 	}
-	return e.finish(ctx, id, rep, store, log)
+	return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+}
+
+// chosenAttempts maps each finished source's dataset to the attempt its
+// done marker names: the only one readers read.
+func chosenAttempts(rep report.Report, snap state.Snapshot) map[string]int64 {
+	reads := map[string]int64{}
+	for n, stage := range rep.Stages {
+		for _, src := range stage {
+			if a := snap.Attempts[n+1][src.Name()]; a > 0 {
+				reads[src.Dataset()] = a
+			}
+		}
+	}
+	return reads
+}
+
+// nextStage writes stage n+1's input under an attempt of its own, commits
+// it (an aggregator that took the stage over may have committed first:
+// then its input counts and ours is dropped), and fans out stage n+1 — or,
+// when stage n found nothing, finishes at once.
+func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int, params []byte, reads map[string]int64, log *slog.Logger) error {
+	attempt, err := e.State.NewAttempt(ctx, id)
+	if err != nil {
+		return err
+	}
+	next, err := rep.Between(ctx, n, e.State.Writer(id, state.InputField(n+1), attempt, reads), e.Cfg.ChunkBytes)
+	if errors.Is(err, state.ErrSuperseded) {
+		next, err = true, nil // another aggregator committed its input
+	}
+	if err != nil {
+		return err
+	}
+	if !next {
+		log.Info("stage produced no rows; skipping the remaining stages")
+		return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+	}
+	winner, err := e.State.CommitInput(ctx, id, n+1, attempt)
+	if err != nil {
+		return err
+	}
+	if winner != attempt {
+		for _, src := range rep.Stages[n] {
+			if src.Input != "" {
+				if err := e.State.DropAttempt(ctx, id, src.Input, attempt); err != nil {
+					log.Warn("could not drop this attempt's input; the hash's deletion will", "error", err)
+				}
+			}
+		}
+	}
+	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
+		Sources: rep.SourceNames(n + 1), Params: params}
+	if _, err := e.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
+		return err
+	}
+	log.Info("stage complete; fanned out the next stage", "next", n+1, "inputAttempt", winner)
+	return e.State.CompleteClaim(ctx, id, n)
 }
 
 // finish joins, uploads the CSV, marks SUCCESS, then deletes the hash.

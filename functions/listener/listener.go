@@ -92,29 +92,60 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 		return e.publishDone(ctx, done)
 	}
 
-	store := e.State.Datasets(m.RecordID)
-	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
-	err = report.Fetch(ctx, e.DB, src, params, store, out)
-	var chunks, rows int64
+	return e.fetch(ctx, m, src, params, done, log)
+}
+
+// fetch runs one attempt: its own dataset fields, written only while no
+// other attempt's dataset was chosen, then counted, or dropped if another
+// attempt won. Readers read only the attempt the done marker names.
+func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, params report.Params, done message.Done, log *slog.Logger) error {
+	id := m.RecordID
+	attempt, err := e.State.NewAttempt(ctx, id)
 	if err == nil {
-		chunks, rows, err = out.Close()
-	}
-	if err == nil {
-		var counted bool
-		var count int64
-		counted, count, err = e.State.MarkDone(ctx, m.RecordID, m.Stage, src.Name(), src.Dataset(), chunks, rows)
+		var reads map[string]int64
+		if src.Input != "" {
+			var a int64
+			if a, err = e.State.InputAttempt(ctx, id, m.Stage); err == nil {
+				reads = map[string]int64{src.Input: a}
+			}
+		}
 		if err == nil {
-			log.Info("fetched", "rows", rows, "chunks", chunks, "counted", counted, state.FieldDoneCount, count)
+			err = e.fetchAttempt(ctx, m, src, params, attempt, reads, log)
 		}
 	}
-	if errors.Is(err, state.ErrGone) {
+	switch {
+	case errors.Is(err, state.ErrGone):
 		log.Warn("report state vanished while fetching; telling the aggregator", "error", err)
-		return e.publishDone(ctx, done)
-	}
-	if err != nil {
+	case errors.Is(err, state.ErrSuperseded):
+		log.Info("another attempt's dataset was chosen meanwhile; dropping this one", "attempt", attempt)
+		if derr := e.State.DropAttempt(ctx, id, src.Dataset(), attempt); derr != nil {
+			log.Warn("could not drop this attempt's dataset; the hash's deletion will", "error", derr)
+		}
+	case err != nil:
 		return err
 	}
 	return e.publishDone(ctx, done)
+}
+
+func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, attempt int64, reads map[string]int64, log *slog.Logger) error {
+	store := e.State.Writer(m.RecordID, state.DoneField(m.Stage, src.Name()), attempt, reads)
+	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
+	if err := report.Fetch(ctx, e.DB, src, params, store, out); err != nil {
+		return err
+	}
+	chunks, rows, err := out.Close()
+	if err != nil {
+		return err
+	}
+	d, err := e.State.MarkDone(ctx, m.RecordID, m.Stage, src.Name(), src.Dataset(), attempt, chunks, rows)
+	if err != nil {
+		return err
+	}
+	log.Info("fetched", "rows", rows, "chunks", chunks, "attempt", attempt, "counted", d.Counted, state.FieldDoneCount, d.Count)
+	if d.Attempt != attempt {
+		return fmt.Errorf("%w: attempt %d counts", state.ErrSuperseded, d.Attempt)
+	}
+	return nil
 }
 
 // Fail ends the report at once: the listener cannot write the record, so

@@ -201,8 +201,13 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 	if n, _ := f.rdb.HGet(ctx, key, state.FieldDoneCount).Int(); n != 1 {
 		t.Errorf("queryDoneCount = %d after two deliveries, want 1", n)
 	}
-	rows, _ := f.rdb.HGet(ctx, key, dataset.RowsField(src.Dataset())).Int()
-	chunks, _ := f.rdb.HGet(ctx, key, dataset.ChunksField(src.Dataset())).Int()
+	snap, err := f.state.Read(ctx, id, [][]string{{src.Name()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := state.AttemptName(src.Dataset(), snap.Attempts[1][src.Name()])
+	rows, _ := f.rdb.HGet(ctx, key, dataset.RowsField(name)).Int()
+	chunks, _ := f.rdb.HGet(ctx, key, dataset.ChunksField(name)).Int()
 	var want int
 	if err := f.env.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&want); err != nil {
 		t.Fatal(err)
@@ -300,7 +305,11 @@ func TestErrorPaths(t *testing.T) {
 			return stage(t, id, "withdraw_by_tag_with_payments", 2, []string{payment.Name()}, params(t))
 		}, func(t *testing.T, f *fixture, id int64) {
 			ctx := context.Background()
-			store := f.state.Datasets(id)
+			attempt, err := f.state.NewAttempt(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := f.state.Writer(id, state.InputField(2), attempt, nil)
 			w := dataset.NewWriter(ctx, store, payment.Input, 1024)
 			if err := w.Write([]string{"12x", "USD"}); err != nil {
 				t.Fatal(err)
@@ -312,10 +321,13 @@ func TestErrorPaths(t *testing.T) {
 			if err := store.Finish(ctx, payment.Input, chunks, rows); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := f.state.CommitInput(ctx, id, 2, attempt); err != nil {
+				t.Fatal(err)
+			}
 		}, fault.Fail, `bad user_id "12x"`},
 		{"stage 2 input missing from a live hash", payment, func(t *testing.T, id int64) []byte {
 			return stage(t, id, "withdraw_by_tag_with_payments", 2, []string{payment.Name()}, params(t))
-		}, nil, fault.Fail, "dataset missing"},
+		}, nil, fault.Fail, "has no committed input for stage 2"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -134,30 +134,40 @@ func (s *Store) NoteError(ctx context.Context, id int64, who string, err error) 
 }
 
 var doneScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-if redis.call('HSETNX', KEYS[1], ARGV[2], '1') == 0 then
-  return {0, tonumber(redis.call('HGET', KEYS[1], 'queryDoneCount') or '0')}
+if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[8]) == 0 then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'queryDoneCount') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2])) or 0}
 end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('HDEL', KEYS[1], ARGV[7])
-return {1, redis.call('HINCRBY', KEYS[1], 'queryDoneCount', 1)}`)
+return {1, redis.call('HINCRBY', KEYS[1], 'queryDoneCount', 1), tonumber(ARGV[8])}`)
 
-// MarkDone records that source finished stage with the given dataset, and
-// counts it in queryDoneCount, once: the marker and the increment are one
-// atomic step, so a redelivered message never counts twice. It returns
-// whether this call counted, and the count after it.
-func (s *Store) MarkDone(ctx context.Context, id int64, stage int, source, name string, chunks, rows int64) (bool, int64, error) {
+// Done is what MarkDone did.
+type Done struct {
+	Counted bool  // this call counted the source
+	Count   int64 // queryDoneCount after the call
+	Attempt int64 // the attempt whose dataset counts (this one, or the earlier winner)
+}
+
+// MarkDone records that source finished stage with attempt's dataset
+// (name is the source's dataset, without the attempt), and counts it in
+// queryDoneCount, once: the marker naming the attempt and the increment
+// are one atomic step, so a redelivered or duplicated message never counts
+// twice, and readers read only the attempt the marker names. A losing
+// attempt's caller drops its own dataset (DropAttempt).
+func (s *Store) MarkDone(ctx context.Context, id int64, stage int, source, name string, attempt, chunks, rows int64) (Done, error) {
 	key := s.Key(id)
+	an := AttemptName(name, attempt)
 	res, err := doneScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), DoneField(stage, source),
-		dataset.ChunksField(name), chunks, dataset.RowsField(name), rows, ErrorField(source)).Int64Slice()
+		dataset.ChunksField(an), chunks, dataset.RowsField(an), rows, ErrorField(source), attempt).Int64Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("redis mark done %s %s: %w", key, source, err)
+		return Done{}, fmt.Errorf("redis mark done %s %s: %w", key, source, err)
 	}
 	if res[0] < 0 {
-		return false, 0, gone(key)
+		return Done{}, gone(key)
 	}
-	return res[0] == 1, res[1], nil
+	return Done{Counted: res[0] == 1, Count: res[1], Attempt: res[2]}, nil
 }
 
 // IsDone reports whether source already finished stage (ErrGone if the hash is gone).
@@ -171,6 +181,128 @@ func (s *Store) IsDone(ctx context.Context, id int64, stage int, source string) 
 		return false, gone(key)
 	}
 	return vals[1] != nil, nil
+}
+
+// FieldAttempts counts the attempts allocated for the report.
+const FieldAttempts = "attempts"
+
+// AttemptName is the dataset name of one attempt: "{dataset}@{attempt}".
+// Two attempts of one listener (duplicate deliveries running at once)
+// never write the same field, so a report's CSV is always one consistent
+// fetch per source.
+func AttemptName(name string, attempt int64) string {
+	return name + "@" + strconv.FormatInt(attempt, 10)
+}
+
+// InputField holds the attempt of the aggregator's input dataset for stage.
+func InputField(stage int) string { return fmt.Sprintf("input:%d", stage) }
+
+var attemptScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)`)
+
+// NewAttempt allocates an attempt ID for one handler call. Pub/Sub's
+// deliveryAttempt and messageId repeat across duplicate deliveries, so
+// they cannot tell two concurrent runs apart; this can.
+func (s *Store) NewAttempt(ctx context.Context, id int64) (int64, error) {
+	key := s.Key(id)
+	n, err := attemptScript.Run(ctx, s.rdb, []string{key}, s.ttlMS()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis new attempt %s: %w", key, err)
+	}
+	if n < 0 {
+		return 0, gone(key)
+	}
+	return n, nil
+}
+
+// ErrSuperseded means another attempt's dataset was chosen while this one
+// was being written: this attempt's writes are refused.
+var ErrSuperseded = errors.New("another attempt's dataset was chosen")
+
+var guardedSetScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[1], ARGV[2])
+if owner and owner ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// setGuarded writes pairs unless field guard names an attempt other than attempt.
+func (s *Store) setGuarded(ctx context.Context, id int64, guard string, attempt int64, pairs ...any) error {
+	key := s.Key(id)
+	n, err := guardedSetScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS(), guard, attempt}, pairs...)...).Int()
+	if err != nil {
+		return fmt.Errorf("redis hset %s: %w", key, err)
+	}
+	switch n {
+	case 0:
+		return gone(key)
+	case -1:
+		return fmt.Errorf("%w: %s names another attempt than %d", ErrSuperseded, guard, attempt)
+	}
+	return nil
+}
+
+var dropScript = redis.NewScript(`
+local n = 0
+local i = 0
+while redis.call('HDEL', KEYS[1], ARGV[1] .. '#' .. i) == 1 do
+  n = n + 1
+  i = i + 1
+end
+redis.call('HDEL', KEYS[1], ARGV[1] .. '#chunks', ARGV[1] .. '#rows')
+return n`)
+
+// DropAttempt deletes a losing attempt's dataset (its chunks are numbered
+// from 0, so it deletes until the first missing one). It never creates
+// the hash.
+func (s *Store) DropAttempt(ctx context.Context, id int64, name string, attempt int64) error {
+	key := s.Key(id)
+	if err := dropScript.Run(ctx, s.rdb, []string{key}, AttemptName(name, attempt)).Err(); err != nil {
+		return fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err)
+	}
+	return nil
+}
+
+var commitInputScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return tonumber(redis.call('HGET', KEYS[1], ARGV[2]))`)
+
+// CommitInput makes attempt's input dataset the one stage reads, unless
+// another attempt (an aggregator that took the stage over) committed
+// first; it returns the attempt that counts.
+func (s *Store) CommitInput(ctx context.Context, id int64, stage int, attempt int64) (int64, error) {
+	key := s.Key(id)
+	n, err := commitInputScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), InputField(stage), attempt).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis commit input %s stage %d: %w", key, stage, err)
+	}
+	if n < 0 {
+		return 0, gone(key)
+	}
+	return n, nil
+}
+
+// InputAttempt returns the attempt of stage's committed input dataset.
+func (s *Store) InputAttempt(ctx context.Context, id int64, stage int) (int64, error) {
+	key := s.Key(id)
+	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, InputField(stage)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	if vals[0] == nil {
+		return 0, gone(key)
+	}
+	v, _ := vals[1].(string)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s has no committed input for stage %d", dataset.ErrMissing, key, stage)
+	}
+	return n, nil
 }
 
 // ClaimResult is the outcome of Claim.
@@ -236,9 +368,10 @@ type Snapshot struct {
 	ReportType string
 	Params     []byte
 	DoneCount  int64
-	Claims     map[int]string          // stage -> "done" or "{msg}|{expiry}"
-	Done       map[int]map[string]bool // stage -> source -> done
-	Errors     map[string]string       // source or "aggregate" -> last error
+	Claims     map[int]string           // stage -> "done" or "{msg}|{expiry}"
+	Done       map[int]map[string]bool  // stage -> source -> done
+	Attempts   map[int]map[string]int64 // stage -> source -> the attempt whose dataset counts
+	Errors     map[string]string        // source or "aggregate" -> last error
 	TTL        time.Duration
 }
 
@@ -269,7 +402,7 @@ func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 	if !ok {
 		return Snapshot{}, gone(key)
 	}
-	snap := Snapshot{ReportType: rt, Claims: map[int]string{}, Done: map[int]map[string]bool{}, Errors: map[string]string{}, TTL: ttl.Val()}
+	snap := Snapshot{ReportType: rt, Claims: map[int]string{}, Done: map[int]map[string]bool{}, Attempts: map[int]map[string]int64{}, Errors: map[string]string{}, TTL: ttl.Val()}
 	if p, ok := str(1); ok {
 		snap.Params = []byte(p)
 	}
@@ -286,8 +419,11 @@ func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 		}
 		i++
 		snap.Done[n+1] = map[string]bool{}
+		snap.Attempts[n+1] = map[string]int64{}
 		for _, src := range srcs {
-			_, snap.Done[n+1][src] = str(i)
+			var a string
+			a, snap.Done[n+1][src] = str(i)
+			snap.Attempts[n+1][src], _ = strconv.ParseInt(a, 10, 64)
 			if e, ok := str(i + 1); ok {
 				snap.Errors[src] = e
 			}
@@ -297,23 +433,64 @@ func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 	return snap, nil
 }
 
-// Datasets returns a dataset.WriteStore over record id's hash.
+// Datasets returns a store over record id's hash that reads and writes
+// dataset names as given (tests, and data with no attempts).
 func (s *Store) Datasets(id int64) dataset.WriteStore { return &datasets{s: s, id: id} }
 
+// Reader returns a store that reads each dataset named in attempts (a
+// dataset name without its attempt, to the attempt that counts) from that
+// attempt's fields, and any other name as given.
+func (s *Store) Reader(id int64, attempts map[string]int64) dataset.Store {
+	return &datasets{s: s, id: id, attempts: attempts}
+}
+
+// Writer returns a store for one attempt: it writes every dataset under
+// the attempt's name, and refuses (ErrSuperseded) once the hash field
+// guard names another attempt; it reads as Reader(id, reads) does.
+func (s *Store) Writer(id int64, guard string, attempt int64, reads map[string]int64) dataset.WriteStore {
+	return &datasets{s: s, id: id, guard: guard, attempt: attempt, attempts: reads}
+}
+
 type datasets struct {
-	s  *Store
-	id int64
+	s        *Store
+	id       int64
+	attempts map[string]int64 // reading: dataset -> attempt
+	guard    string           // writing: the field naming the chosen attempt
+	attempt  int64            // writing: this attempt
+}
+
+func (d *datasets) writeName(name string) string {
+	if d.guard != "" {
+		return AttemptName(name, d.attempt)
+	}
+	return name
+}
+
+func (d *datasets) readName(name string) string {
+	if a, ok := d.attempts[name]; ok {
+		return AttemptName(name, a)
+	}
+	return name
+}
+
+func (d *datasets) put(ctx context.Context, pairs ...any) error {
+	if d.guard != "" {
+		return d.s.setGuarded(ctx, d.id, d.guard, d.attempt, pairs...)
+	}
+	return d.s.set(ctx, d.id, pairs...)
 }
 
 func (d *datasets) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
-	return d.s.set(ctx, d.id, dataset.ChunkField(name, i), data)
+	return d.put(ctx, dataset.ChunkField(d.writeName(name), i), data)
 }
 
 func (d *datasets) Finish(ctx context.Context, name string, chunks, rows int64) error {
-	return d.s.set(ctx, d.id, dataset.ChunksField(name), chunks, dataset.RowsField(name), rows)
+	n := d.writeName(name)
+	return d.put(ctx, dataset.ChunksField(n), chunks, dataset.RowsField(n), rows)
 }
 
 func (d *datasets) GetChunk(ctx context.Context, name string, i int64) ([]byte, error) {
+	name = d.readName(name)
 	key := d.s.Key(d.id)
 	b, err := d.s.rdb.HGet(ctx, key, dataset.ChunkField(name, i)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -326,6 +503,7 @@ func (d *datasets) GetChunk(ctx context.Context, name string, i int64) ([]byte, 
 }
 
 func (d *datasets) Meta(ctx context.Context, name string) (int64, int64, error) {
+	name = d.readName(name)
 	key := d.s.Key(d.id)
 	vals, err := d.s.rdb.HMGet(ctx, key, dataset.ChunksField(name), dataset.RowsField(name)).Result()
 	if err != nil {

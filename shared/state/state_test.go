@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -211,14 +212,14 @@ var writes = []struct {
 		return st.Datasets(id).Finish(ctx, dsWd, 1, 1)
 	}},
 	{"MarkDone", func(ctx context.Context, st *state.Store, id int64) error {
-		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
+		_, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1)
 		return err
 	}},
 	{"MarkDone again", func(ctx context.Context, st *state.Store, id int64) error {
-		if _, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1); err != nil {
+		if _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1); err != nil {
 			return err
 		}
-		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
+		_, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1)
 		return err
 	}},
 	{"Claim", func(ctx context.Context, st *state.Store, id int64) error {
@@ -339,11 +340,11 @@ func TestMarkDone(t *testing.T) {
 		{2, srcPay, 1, 5, result{false, 4}, true},
 	}
 	for i, s := range steps {
-		counted, count, err := e.st.MarkDone(ctx, id, s.stage, s.source, s.source+".user_id", s.chunks, s.rows)
+		d, err := e.st.MarkDone(ctx, id, s.stage, s.source, s.source+".user_id", int64(i+1), s.chunks, s.rows)
 		if err != nil {
 			t.Fatalf("step %d: MarkDone: %v", i, err)
 		}
-		if diff := cmp.Diff(s.want, result{counted, count}); diff != "" {
+		if diff := cmp.Diff(s.want, result{d.Counted, d.Count}); diff != "" {
 			t.Errorf("step %d: MarkDone(%d, %s) (-want +got):\n%s", i, s.stage, s.source, diff)
 		}
 		done, err := e.st.IsDone(ctx, id, s.stage, s.source)
@@ -353,9 +354,10 @@ func TestMarkDone(t *testing.T) {
 	}
 	h := e.hash(t, id)
 	for field, want := range map[string]string{
-		"queryDoneCount":          "4",
-		dataset.ChunksField(dsWd): "3", dataset.RowsField(dsWd): "1000",
-		"done:1:" + srcWd: "1", "done:1:" + srcTags: "1", "done:2:" + srcPay: "1",
+		"queryDoneCount": "4",
+		dataset.ChunksField(state.AttemptName(dsWd, 1)): "3", dataset.RowsField(state.AttemptName(dsWd, 1)): "1000",
+		// each marker names the attempt that counted (the step's index + 1)
+		"done:1:" + srcWd: "1", "done:1:" + srcTags: "4", "done:2:" + srcPay: "5",
 	} {
 		if h[field] != want {
 			t.Errorf("field %s = %q, want %q", field, h[field], want)
@@ -369,7 +371,7 @@ func TestMarkDone(t *testing.T) {
 	if done, err := e.st.IsDone(ctx, id, 1, srcPay); err != nil || done {
 		t.Errorf("IsDone(stage 1, %s) = %v, %v; want false (done only in stage 2)", srcPay, done, err)
 	}
-	chunks, rows, err := e.st.Datasets(id).Meta(ctx, dsWd)
+	chunks, rows, err := e.st.Reader(id, map[string]int64{dsWd: 1}).Meta(ctx, dsWd)
 	if err != nil || chunks != 3 || rows != 1000 {
 		t.Errorf("Meta(%s) = %d, %d, %v; want 3, 1000", dsWd, chunks, rows, err)
 	}
@@ -396,8 +398,8 @@ func TestMarkDoneConcurrent(t *testing.T) {
 			<-start
 			src := sources[g%len(sources)]
 			for range 2 { // and each one delivered twice
-				counted, count, err := e.st.MarkDone(ctx, id, 1, src, src+".user_id", 1, 1)
-				results <- result{src, counted, count, err}
+				d, err := e.st.MarkDone(ctx, id, 1, src, src+".user_id", int64(g+1), 1, 1)
+				results <- result{src, d.Counted, d.Count, err}
 			}
 		})
 	}
@@ -526,7 +528,7 @@ func TestRead(t *testing.T) {
 	if err := ds.Finish(ctx, dsWd, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1); err != nil {
+	if _, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.RecordError(ctx, id, srcTags, "tags: connection refused"); err != nil {
@@ -551,6 +553,7 @@ func TestRead(t *testing.T) {
 		DoneCount:  1,
 		Claims:     map[int]string{1: snap.Claims[1]},
 		Done:       map[int]map[string]bool{1: {srcTags: false, srcWd: true}, 2: {srcPay: false}},
+		Attempts:   map[int]map[string]int64{1: {srcTags: 0, srcWd: 1}, 2: {srcPay: 0}},
 		Errors:     map[string]string{srcTags: "tags: connection refused", state.AggregatorName: "upload failed"},
 	}
 	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(state.Snapshot{}, "TTL")); diff != "" {
@@ -692,5 +695,118 @@ func TestNoteError(t *testing.T) {
 	}
 	if n, _ := e.rdb.Exists(context.Background(), e.st.Key(id+1)).Result(); n != 0 {
 		t.Error("NoteError created a missing hash")
+	}
+}
+
+// Two attempts of one listener overlap (a redelivery while the first still
+// runs) and the source changes between their queries: each writes its own
+// fields, the first to be marked done counts, the other's writes are
+// refused from then on or its dataset is dropped, and readers see exactly
+// one attempt's rows, never a mix. Both orders.
+func TestOverlappingAttempts(t *testing.T) {
+	t.Parallel()
+	rows := func(tag string, n int) [][]string {
+		var out [][]string
+		for i := range n {
+			out = append(out, []string{strconv.Itoa(i + 1), tag})
+		}
+		return out
+	}
+	write := func(t *testing.T, st dataset.WriteStore, rs [][]string) (int64, int64, error) {
+		t.Helper()
+		w := dataset.NewWriter(context.Background(), st, dsWd, 64)
+		for _, r := range rs {
+			if err := w.Write(r); err != nil {
+				return 0, 0, err
+			}
+		}
+		return w.Close()
+	}
+	read := func(t *testing.T, st dataset.Store) [][]string {
+		t.Helper()
+		r, err := dataset.Open(context.Background(), st, dsWd, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [][]string
+		for {
+			row, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, append([]string(nil), row...))
+		}
+	}
+	for _, firstWins := range []bool{true, false} {
+		t.Run(fmt.Sprintf("firstWins=%v", firstWins), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			ctx := context.Background()
+			e.create(t, id)
+			a1, err := e.st.NewAttempt(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a2, err := e.st.NewAttempt(ctx, id)
+			if err != nil || a2 == a1 {
+				t.Fatalf("NewAttempt = %d, %v after %d; want a fresh ID", a2, err, a1)
+			}
+			guard := state.DoneField(1, srcWd)
+			old, changed := rows("old", 20), rows("new", 25) // the rows changed between the two queries
+			st1, st2 := e.st.Writer(id, guard, a1, nil), e.st.Writer(id, guard, a2, nil)
+			c1, r1, err := write(t, st1, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			winner, loser, loserStore, loserRows := a1, a2, st2, changed
+			wc, wr := c1, r1
+			if !firstWins {
+				// The second attempt writes everything and is marked done
+				// first; the first one's MarkDone then loses.
+				c2, r2, err := write(t, st2, changed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				winner, loser, wc, wr = a2, a1, c2, r2
+			}
+			d, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, winner, wc, wr)
+			if err != nil || !d.Counted || d.Attempt != winner {
+				t.Fatalf("winner's MarkDone = %+v, %v", d, err)
+			}
+			if firstWins {
+				// The second attempt's writes are refused from now on.
+				if _, _, err := write(t, loserStore, loserRows); !errors.Is(err, state.ErrSuperseded) {
+					t.Fatalf("late attempt's write = %v, want ErrSuperseded", err)
+				}
+			} else {
+				d, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, loser, c1, r1)
+				if err != nil || d.Counted || d.Attempt != winner {
+					t.Fatalf("loser's MarkDone = %+v, %v; want not counted, attempt %d", d, err, winner)
+				}
+			}
+			if err := e.st.DropAttempt(ctx, id, dsWd, loser); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := e.st.Read(ctx, id, [][]string{{srcWd}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := old
+			if !firstWins {
+				want = changed
+			}
+			got := read(t, e.st.Reader(id, map[string]int64{dsWd: snap.Attempts[1][srcWd]}))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("rows read (-want +got):\n%s", diff)
+			}
+			for f := range e.hash(t, id) {
+				if strings.HasPrefix(f, state.AttemptName(dsWd, loser)+"#") {
+					t.Errorf("losing attempt's field %s left behind", f)
+				}
+			}
+		})
 	}
 }
