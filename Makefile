@@ -13,7 +13,7 @@ services:
 	$(GO) run ./local/cmd/services ensure
 
 ## test: every unit and integration test, plus the static checks.
-test: services check
+test: services check tf-check
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 ## demo: bring the stack up, run both report types end to end, print the results.
@@ -53,6 +53,11 @@ bench-e2e: services
 ## tf-fmt: rewrite terraform/ in canonical format (make test fails on unformatted files via local/tfcheck).
 tf-fmt:
 	terraform -chdir=terraform fmt -recursive
+
+## tf-check: Terraform's own checks of terraform/ (fmt, validate, terraform test with mock providers); prints SKIPPED without terraform or providers.
+.PHONY: tf-check
+tf-check:
+	sh local/terraform-check.sh
 
 ## tf-validate: provider-level validation; needs terraform and the Terraform registry (network).
 tf-validate:

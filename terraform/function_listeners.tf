@@ -1,8 +1,9 @@
 # One listener per source table (local.listeners). Each has its own push
 # subscription on its stage topic, reads only its own database (read-only
 # DSN) and publishes "done" to report-aggregate. Listeners cannot write to
-# the report bucket. The functions themselves, their push subscriptions and
-# the grants their entries imply are in functions.tf.
+# the report bucket and never make a record final. The functions
+# themselves, their push subscriptions and the grants their entries imply
+# are in functions.tf and iam.tf.
 
 locals {
   # One listener function per source table, keyed by its entry point
@@ -34,23 +35,32 @@ locals {
   listener_functions = {
     for ep, l in local.listeners : ep => {
       name            = "${var.name}-${l.subscription}"
+      slug            = l.slug
       description     = "Reads ${l.database} into the report hash (entry point ${ep})."
       service_account = google_service_account.listener[ep]
       memory          = var.listener_memory
+      cpu             = null
       timeout_seconds = var.listener_timeout_seconds
       max_instances   = var.listener_max_instances[ep]
-      database        = l.database
-      network_tags    = []
-      env             = {}
+      # One dataset in memory per instance.
+      concurrency = 1
+      database    = l.database
+      amqp        = false
+      env = {
+        MAX_REPORT_ROWS = tostring(var.max_report_rows)
+      }
       # Only its own database's read-only DSN.
-      secrets   = { (l.dsn_env) = var.source_dsn_secrets[l.database] }
-      publishes = ["report-aggregate", "report-parked"]
+      secrets    = { (l.dsn_env) = var.source_dsn_secrets[l.database] }
+      publishes  = ["report-aggregate", "report-parked"]
+      subscribes = []
+      announces  = false
       push = {
         subscription = l.subscription
         topic        = l.topic
         identity     = google_service_account.listener_push[ep]
         delivery     = local.push_delivery
       }
+      schedule = null
     }
   }
 }
@@ -58,13 +68,19 @@ locals {
 resource "google_service_account" "listener" {
   for_each = local.listeners
 
+  project      = var.project_id
   account_id   = "${var.name}-${each.value.slug}"
   display_name = "fanout export: ${each.key} function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "listener_push" {
   for_each = local.listeners
 
+  project      = var.project_id
   account_id   = "${var.name}-${each.value.slug}-push"
   display_name = "fanout export: pushes ${each.value.topic} to ${each.key}"
+
+  depends_on = [google_project_service.this]
 }

@@ -1,23 +1,32 @@
 # What every function shares: gen2 Go from the one source archive, internal
-# ingress, Direct VPC egress, one request per instance, Redis over TLS with
-# AUTH, and (for the Pub/Sub-driven ones) a push subscription of its own.
+# ingress, Direct VPC egress, Redis over TLS with AUTH, traces to Cloud
+# Trace, and either a push subscription of its own or a Cloud Scheduler job.
 # What differs is the function's entry in local.functions, written in its
 # own function_*.tf next to its service accounts. An entry, keyed by entry
 # point, holds:
 #
-#   name, description  the function (Cloud Run service) name and description
+#   name, slug, description  function (Cloud Run service) name; slug names
+#                      its network tag; description
 #   service_account    its own runtime google_service_account
-#   memory, timeout_seconds, max_instances
-#   database           the database it connects to (connection budget)
-#   network_tags       firewall tags besides local.function_tag
+#   memory, cpu        cpu null lets Cloud Run size it from memory
+#   timeout_seconds, max_instances, concurrency (requests per instance)
+#   database           the database it connects to (connection budget,
+#                      firewall)
+#   amqp               whether it connects to RabbitMQ (firewall)
 #   env                plain environment besides local.common_env
 #   secrets            env name => Secret Manager secret ID (read at version
 #                      "latest"), besides the Redis AUTH string and CA
 #   publishes          the topics it may publish to
-#   push               null (called by Cloud Scheduler), or its push
-#                      subscription: subscription and topic names, identity
-#                      (its own push google_service_account) and delivery
-#                      (local.push_delivery, or local.dead_letter_delivery)
+#   subscribes         the pull subscriptions it consumes (pubsub.tf)
+#   announces          whether it can make a record final: it then publishes
+#                      report-completed and, with signed_url_ttl_seconds,
+#                      signs download URLs (SIGNED_URL_TTL)
+#   push               null, or its push subscription: subscription and
+#                      topic names, identity (its own push service account)
+#                      and delivery (local.push_delivery or
+#                      local.dead_letter_delivery)
+#   schedule           null, or its Cloud Scheduler job: cron, identity (its
+#                      own scheduler service account), description
 
 locals {
   functions = merge(
@@ -25,22 +34,38 @@ locals {
     local.aggregate_function,
     local.dead_letter_function,
     local.drain_triggers_function,
+    local.sweep_function,
   )
 
-  # The Pub/Sub-driven functions' subscriptions, keyed by entry point.
-  push_subscriptions = { for ep, f in local.functions : ep => f.push if f.push != null }
+  push_subscriptions  = { for ep, f in local.functions : ep => f.push if f.push != null }
+  scheduled_functions = { for ep, f in local.functions : ep => f.schedule if f.schedule != null }
 
-  # Environment every function reads (shared/config: PubSub and Redis).
+  # Each function's own network tag: the firewall rules name functions by it.
+  function_tags = { for ep, f in local.functions : ep => "${var.name}-${f.slug}" }
+
+  # Environment every function reads (shared/config: PubSub, Redis, DB and
+  # the tracer).
   common_env = {
     GOOGLE_CLOUD_PROJECT = var.project_id
     PUBSUB_NAME_PREFIX   = var.pubsub_name_prefix
     REDIS_ADDR           = "${google_redis_instance.state.host}:${google_redis_instance.state.port}"
     REDIS_TLS            = "true"
+    STATE_TTL            = "${local.state_ttl_seconds}s"
     DB_MAX_CONNS         = tostring(var.db_connections_per_instance)
+    TRACE_EXPORTER       = "gcp"
+  }
+
+  function_env = {
+    for ep, f in local.functions : ep => merge(
+      local.common_env,
+      f.env,
+      f.announces && local.sign_urls ? { SIGNED_URL_TTL = "${var.signed_url_ttl_seconds}s" } : {},
+    )
   }
 
   # Every function reads Memorystore's AUTH string and CA at the version
-  # Terraform wrote: rotating them bumps the version and redeploys.
+  # Terraform wrote: a new instance (or a rotated AUTH string or CA) makes
+  # new versions, and the functions redeploy pinned to them (secrets.tf).
   redis_secrets = {
     REDIS_PASSWORD = {
       secret  = google_secret_manager_secret.redis_auth.secret_id
@@ -61,21 +86,9 @@ locals {
     })
   }
 
-  # A function may read exactly the secrets it mounts and publish to exactly
-  # the topics its entry lists.
-  secret_grants = merge([
-    for ep, secrets in local.function_secrets : {
-      for env, s in secrets : "${ep}/${env}" => { function = ep, secret = s.secret }
-    }
-  ]...)
-  publisher_grants = merge([
-    for ep, f in local.functions : {
-      for topic in f.publishes : "${ep}/${topic}" => { function = ep, topic = topic }
-    }
-  ]...)
-
   # Open connections per database at full scale-out, checked against
-  # var.db_connection_limits by the functions' precondition.
+  # var.db_connection_limits by the functions' precondition. A pool is per
+  # instance, whatever its request concurrency.
   db_connections = {
     for db in distinct([for f in values(local.functions) : f.database]) :
     db => sum([for f in values(local.functions) : f.max_instances if f.database == db]) * var.db_connections_per_instance
@@ -85,6 +98,7 @@ locals {
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.functions
 
+  project     = var.project_id
   name        = each.value.name
   location    = var.region
   description = each.value.description
@@ -97,8 +111,9 @@ resource "google_cloudfunctions2_function" "function" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
+        bucket     = google_storage_bucket.source.name
+        object     = google_storage_bucket_object.source.name
+        generation = google_storage_bucket_object.source.generation
       }
     }
   }
@@ -108,19 +123,20 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings                 = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
     timeout_seconds                  = each.value.timeout_seconds
     min_instance_count               = 0
     max_instance_count               = each.value.max_instances
-    max_instance_request_concurrency = 1
+    max_instance_request_concurrency = each.value.concurrency
 
     direct_vpc_network_interface {
-      network    = google_compute_network.vpc.name
-      subnetwork = google_compute_subnetwork.functions.name
-      tags       = concat([local.function_tag], each.value.network_tags)
+      network    = local.network_id
+      subnetwork = local.subnetwork_id
+      tags       = [local.function_tags[each.key]]
     }
     direct_vpc_egress = var.vpc_egress
 
-    environment_variables = merge(local.common_env, each.value.env)
+    environment_variables = local.function_env[each.key]
 
     dynamic "secret_environment_variables" {
       for_each = local.function_secrets[each.key]
@@ -137,24 +153,31 @@ resource "google_cloudfunctions2_function" "function" {
   lifecycle {
     precondition {
       condition     = local.db_connections[each.value.database] <= var.db_connection_limits[each.value.database]
-      error_message = "The functions using ${each.value.database} at max_instance_count could open more connections than db_connection_limits.${each.value.database} allows."
+      error_message = "The functions using ${each.value.database} could open ${local.db_connections[each.value.database]} connections at max_instance_count x db_connections_per_instance, more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]})."
+    }
+
+    # Saturation is not failure: with every instance busy Cloud Run answers
+    # 429, Pub/Sub counts a failed delivery, and after 6 the report is
+    # FAILED. The shim admits at most max_in_flight reports at once, and
+    # each of them is one message at a time for each push function.
+    precondition {
+      condition     = each.value.push == null || each.value.max_instances * each.value.concurrency >= var.max_in_flight
+      error_message = "${each.key} serves ${each.value.max_instances * each.value.concurrency} requests at once (max instances x request concurrency), fewer than max_in_flight (${var.max_in_flight}) reports in flight: the rest would be answered 429 and count as failed deliveries."
     }
   }
 
   depends_on = [
     google_project_service.this,
-    google_secret_manager_secret_iam_member.function,
-    google_project_iam_member.build_log_writer,
-    google_project_iam_member.build_source_reader,
-    google_artifact_registry_repository_iam_member.build_image_writer,
+    time_sleep.iam_propagation,
   ]
 }
 
 resource "google_pubsub_subscription" "push" {
   for_each = local.push_subscriptions
 
-  name  = "${var.pubsub_name_prefix}${each.value.subscription}"
-  topic = google_pubsub_topic.topic[each.value.topic].id
+  project = var.project_id
+  name    = "${var.pubsub_name_prefix}${each.value.subscription}"
+  topic   = google_pubsub_topic.topic[each.value.topic].id
 
   ack_deadline_seconds       = local.push_ack_deadline_seconds
   message_retention_duration = local.push_message_retention
@@ -182,54 +205,40 @@ resource "google_pubsub_subscription" "push" {
     maximum_backoff = each.value.delivery.maximum_backoff
   }
 
+  # Pushing before the invoker grant and the agent's token grant have
+  # propagated would spend deliveries on 403s.
+  depends_on = [time_sleep.invoker_propagation]
+}
+
+resource "google_cloud_scheduler_job" "scheduled" {
+  for_each = local.scheduled_functions
+
+  project     = var.project_id
+  name        = local.functions[each.key].name
+  region      = var.region
+  description = each.value.description
+  schedule    = each.value.cron
+  time_zone   = "Etc/UTC"
+
+  attempt_deadline = "${local.functions[each.key].timeout_seconds}s"
+
+  # A missed tick is covered by the next one.
+  retry_config {
+    retry_count = 0
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = google_cloudfunctions2_function.function[each.key].service_config[0].uri
+
+    oidc_token {
+      service_account_email = each.value.identity.email
+      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
+    }
+  }
+
   depends_on = [
-    google_cloud_run_v2_service_iam_member.push_invoker,
-    google_service_account_iam_member.push_token_creator,
+    google_project_service.this,
+    time_sleep.invoker_propagation,
   ]
-}
-
-# Each push identity may invoke its own function and nothing else.
-resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
-  for_each = local.push_subscriptions
-
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.function[each.key].name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${each.value.identity.email}"
-}
-
-# Pub/Sub's service agent mints the OIDC token of each push identity.
-resource "google_service_account_iam_member" "push_token_creator" {
-  for_each = local.push_subscriptions
-
-  service_account_id = each.value.identity.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_agent
-}
-
-# Dead-lettering acks the message on the source subscription as the agent.
-resource "google_pubsub_subscription_iam_member" "pubsub_agent" {
-  for_each = local.push_subscriptions
-
-  subscription = google_pubsub_subscription.push[each.key].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
-}
-
-resource "google_pubsub_topic_iam_member" "function" {
-  for_each = local.publisher_grants
-
-  topic  = google_pubsub_topic.topic[each.value.topic].name
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${local.functions[each.value.function].service_account.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "function" {
-  for_each = local.secret_grants
-
-  project   = var.project_id
-  secret_id = each.value.secret
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${local.functions[each.value.function].service_account.email}"
 }

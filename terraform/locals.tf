@@ -1,7 +1,6 @@
-# Constants shared by every function. The offline check (local/tfcheck)
-# evaluates locals without a provider, so every for_each in this module
-# iterates keys written in a locals block (here, or a function's own entry
-# in its function_*.tf), never keys computed from resources.
+# Constants shared by every function. The values that are contracts with
+# the Go code (names, delivery policy, the hash TTL) are checked against the
+# code by local/tfcheck; the rest by the tests in tests/.
 locals {
   # go.mod says "go 1.26.8": the Cloud Functions runtime is "go" + major + minor.
   go_runtime = "go126"
@@ -15,6 +14,17 @@ locals {
     minimum_backoff       = "60s"
     maximum_backoff       = "60s"
   }
+  push_backoff_seconds = 60
+
+  # The report hash lives 10 minutes from its last write (a fixed contract,
+  # config STATE_TTL). A listener or aggregator that is working refreshes it
+  # at least every minute, so only a delivery that stops writing can let it
+  # lapse: one that hangs right after a write until its timeout, followed
+  # by the 60 s backoff before the next delivery. So timeout + backoff must
+  # not exceed the TTL: the timeout variables of the functions that keep the
+  # hash alive are capped at state_ttl_seconds - push_backoff_seconds
+  # (540 s), and the tests assert it on the planned values.
+  state_ttl_seconds = 600
 
   # Pub/Sub waits this long for a push response. 600 s is the maximum and is
   # at least every function's timeout (variables cap timeouts at 600 s).
@@ -34,16 +44,19 @@ locals {
     "report-aggregate"   = { purpose = "listener done messages (MQ3) for the aggregator" }
     "report-dead-letter" = { purpose = "messages that failed 6 push deliveries; the DLQ function marks the record FAILED" }
     "report-parked"      = { purpose = "messages nobody can act on, held for inspection" }
+    "report-completed"   = { purpose = "a record became final (SUCCESS or FAILED); the shim forwards it to RabbitMQ" }
   }
 
-  # Firewall targets for Direct VPC egress.
-  function_tag = "${var.name}-fn"
-  drain_tag    = "${var.name}-drain"
+  # Signed download URLs are on when they have a lifetime.
+  sign_urls = var.signed_url_ttl_seconds > 0
 
   # The Pub/Sub service agent pushes, dead-letters and signs OIDC tokens.
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
+# Read at plan time (no depends_on on the APIs): the call is billed to the
+# caller's quota project, which has the Resource Manager API, so the
+# project number (hence the service agents' addresses) is known in the plan.
 data "google_project" "this" {
   project_id = var.project_id
 }

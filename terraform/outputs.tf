@@ -4,10 +4,10 @@ output "topics" {
 }
 
 output "subscriptions" {
-  description = "Subscription names, keyed by entry point of the function they push to (report-parked-hold under \"parked\")."
+  description = "Subscription names: push subscriptions keyed by the entry point they push to, pull subscriptions by their name in shared/topology (report-parked-hold, report-completed-amqp)."
   value = merge(
     { for ep, s in google_pubsub_subscription.push : ep => s.name },
-    { parked = google_pubsub_subscription.parked_hold.name },
+    { for k, s in google_pubsub_subscription.pull : k => s.name },
   )
 }
 
@@ -39,7 +39,45 @@ output "service_accounts" {
   value       = { for ep, f in local.functions : ep => f.service_account.email }
 }
 
-output "scheduler_job" {
-  description = "Cloud Scheduler job that fires DrainTriggers."
-  value       = google_cloud_scheduler_job.drain_triggers.name
+output "scheduler_jobs" {
+  description = "Cloud Scheduler jobs, keyed by the entry point they call (DrainTriggers every minute, Sweep every 5 minutes)."
+  value       = { for ep, j in google_cloud_scheduler_job.scheduled : ep => j.name }
+}
+
+output "egress_rules" {
+  description = "The private destinations each function may reach (by network tag), as the firewall rules this module creates when manage_firewall is true. With manage_firewall = false, the network's administrators create these (and deny other private egress from the tags)."
+  value       = local.egress_rules
+}
+
+output "function_network_tags" {
+  description = "Network tag of each function (Direct VPC egress), keyed by entry point: the targets of the egress firewall rules."
+  value       = local.function_tags
+}
+
+output "subnet_addresses_needed" {
+  description = "Addresses the functions take from the subnet at their max_instance_count (Cloud Run reserves blocks of 16, about two addresses per instance). A subnet created here is checked against it; size a shared subnet with room for it."
+  value       = local.subnet_addresses_needed
+}
+
+output "dashboard" {
+  description = "The report dashboard's resource ID (reports finished by status, durations, 429s, dead letters, Redis memory)."
+  value       = google_monitoring_dashboard.reports.id
+}
+
+output "iam_grants" {
+  description = "Every IAM grant this module makes, keyed by member: sorted \"ROLE on KIND NAME\" strings (with the condition, if any). For audits; the tests assert it identity by identity."
+  value = {
+    for member, grants in {
+      for g in concat(
+        [for r in google_project_iam_member.grant : { member = r.member, grant = "${r.role} on project ${r.project}${length(r.condition) > 0 ? " if ${r.condition[0].expression}" : ""}" }],
+        [for r in google_pubsub_topic_iam_member.grant : { member = r.member, grant = "${r.role} on topic ${r.topic}" }],
+        [for r in google_pubsub_subscription_iam_member.grant : { member = r.member, grant = "${r.role} on subscription ${r.subscription}" }],
+        [for r in google_secret_manager_secret_iam_member.grant : { member = r.member, grant = "${r.role} on secret ${r.secret_id}" }],
+        [for r in google_storage_bucket_iam_member.grant : { member = r.member, grant = "${r.role} on bucket ${r.bucket}" }],
+        [for r in google_cloud_run_v2_service_iam_member.grant : { member = r.member, grant = "${r.role} on service ${r.name}" }],
+        [for r in google_service_account_iam_member.grant : { member = r.member, grant = "${r.role} on service account ${r.service_account_id}" }],
+        [for r in google_compute_subnetwork_iam_member.grant : { member = r.member, grant = "${r.role} on subnetwork ${r.subnetwork}" }],
+      ) : g.member => g.grant...
+    } : member => sort(grants)
+  }
 }

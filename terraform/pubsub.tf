@@ -1,10 +1,12 @@
-# Topics of shared/topology. Each function's push subscription lives in the
-# function's own file, next to the identity that may invoke it.
+# Topics of shared/topology and the pull subscriptions. Each function's
+# push subscription is made in functions.tf from its entry; the grants on
+# topics and subscriptions are in iam.tf.
 
 resource "google_pubsub_topic" "topic" {
   for_each = local.topics
 
-  name = "${var.pubsub_name_prefix}${each.key}"
+  project = var.project_id
+  name    = "${var.pubsub_name_prefix}${each.key}"
 
   # Parked messages can be replayed (seek) for the whole retention.
   message_retention_duration = each.key == "report-parked" ? local.parked_message_retention : null
@@ -12,14 +14,35 @@ resource "google_pubsub_topic" "topic" {
   depends_on = [google_project_service.this]
 }
 
-# Ops inspect parked messages by pulling without acking; nothing pushes them
-# anywhere. It is the parking lot itself, so it has no dead-letter policy.
-resource "google_pubsub_subscription" "parked_hold" {
-  name  = "${var.pubsub_name_prefix}report-parked-hold"
-  topic = google_pubsub_topic.topic["report-parked"].id
+locals {
+  # Pull subscriptions, by name before PUBSUB_NAME_PREFIX. Neither has a
+  # dead-letter policy: report-parked-hold is the end of the line, and a
+  # completion event the shim cannot forward yet waits (the backlog alert
+  # in monitoring.tf fires when it waits too long).
+  pull_subscriptions = {
+    # Ops inspect parked messages by pulling without acking.
+    "report-parked-hold" = {
+      topic     = "report-parked"
+      retention = local.parked_message_retention
+    }
+    # DrainTriggers forwards completion events to RabbitMQ's
+    # COMPLETED_EXCHANGE on every tick (about once a minute).
+    "report-completed-amqp" = {
+      topic     = "report-completed"
+      retention = local.push_message_retention
+    }
+  }
+}
+
+resource "google_pubsub_subscription" "pull" {
+  for_each = local.pull_subscriptions
+
+  project = var.project_id
+  name    = "${var.pubsub_name_prefix}${each.key}"
+  topic   = google_pubsub_topic.topic[each.value.topic].id
 
   ack_deadline_seconds       = 60
-  message_retention_duration = local.parked_message_retention
+  message_retention_duration = each.value.retention
   retain_acked_messages      = false
 
   expiration_policy {
@@ -27,13 +50,14 @@ resource "google_pubsub_subscription" "parked_hold" {
   }
 }
 
-# Pub/Sub forwards undeliverable messages as its service agent: it must be
-# able to publish to each dead-letter topic (report-dead-letter for the
-# function subscriptions, report-parked for the DLQ function's own).
-resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
-  for_each = toset(["report-dead-letter", "report-parked"])
+# Pub/Sub creates its service agent when the API is enabled, but it may not
+# be visible to IAM at once; granting it roles before then fails the apply.
+# google_project_service_identity would create it explicitly, but only the
+# google-beta provider has it. Waits once, on the first apply.
+resource "time_sleep" "pubsub_agent" {
+  create_duration = "${var.iam_propagation_seconds}s"
 
-  topic  = google_pubsub_topic.topic[each.key].name
-  role   = "roles/pubsub.publisher"
-  member = local.pubsub_agent
+  triggers = {
+    pubsub_api = google_project_service.this["pubsub.googleapis.com"].id
+  }
 }

@@ -1,8 +1,10 @@
 # Report state (shared/aggstate). Hashes carry a TTL; the default
 # maxmemory-policy volatile-lru would evict exactly those live reports under
-# memory pressure, so writes must fail instead (noeviction) and an alert
-# fires well before (monitoring.tf).
+# memory pressure, so writes must fail instead (noeviction), new reports
+# wait above REDIS_MEMORY_HIGH_WATER (the shim), and an alert fires before
+# it is full (monitoring.tf).
 resource "google_redis_instance" "state" {
+  project        = var.project_id
   name           = "${var.name}-state"
   display_name   = "fanout export report state"
   region         = var.region
@@ -10,12 +12,18 @@ resource "google_redis_instance" "state" {
   memory_size_gb = var.redis_memory_size_gb
   redis_version  = var.redis_version
 
-  authorized_network = google_compute_network.vpc.id
-  connect_mode       = "DIRECT_PEERING"
+  # DIRECT_PEERING peers Memorystore with the VPC through reserved_ip_range.
+  # A Shared VPC needs PRIVATE_SERVICE_ACCESS (private services access set
+  # up in the host project; reserved_ip_range then names its allocated
+  # range, or is null).
+  authorized_network = local.network_id
+  connect_mode       = var.redis_connect_mode
   reserved_ip_range  = var.redis_reserved_ip_range
 
   # AUTH string and TLS with server authentication (port 6378); both reach
-  # the functions through Secret Manager (secrets.tf).
+  # the functions through Secret Manager (secrets.tf). The AUTH string is
+  # in this resource's state: keep the state where only the deployers can
+  # read it.
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
 

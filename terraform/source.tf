@@ -3,7 +3,8 @@
 # entry point; each function picks its own with build_config.entry_point.
 
 locals {
-  repo_root = abspath("${path.module}/..")
+  # This module lives in terraform/ of the repository it deploys.
+  source_dir = coalesce(var.source_dir, abspath("${path.module}/.."))
 
   # Patterns are doublestar globs relative to the repository root. The root
   # package and everything it imports (functions/, shared/) stay in.
@@ -24,12 +25,13 @@ locals {
 
 data "archive_file" "source" {
   type        = "zip"
-  source_dir  = local.repo_root
+  source_dir  = local.source_dir
   excludes    = local.source_excludes
-  output_path = "${path.module}/.terraform/fanoutexport-source.zip"
+  output_path = "${path.root}/.terraform/fanoutexport-source.zip"
 }
 
 resource "google_storage_bucket" "source" {
+  project  = var.project_id
   name     = "${var.project_id}-${var.name}-source"
   location = var.region
 
@@ -37,10 +39,17 @@ resource "google_storage_bucket" "source" {
   public_access_prevention    = "enforced"
   force_destroy               = var.force_destroy_buckets
 
-  # Only needed while a build runs; the object name changes with every change.
+  # One object name, a new generation per upload: the functions are pinned
+  # to the live generation, which is never noncurrent, so the delete rule
+  # below can only remove superseded uploads (kept a while for rollback).
+  versioning {
+    enabled = true
+  }
+
   lifecycle_rule {
     condition {
-      age = 90
+      with_state                 = "ARCHIVED"
+      days_since_noncurrent_time = var.source_retention_days
     }
     action {
       type = "Delete"
@@ -50,17 +59,19 @@ resource "google_storage_bucket" "source" {
   depends_on = [google_project_service.this]
 }
 
-# Named by content hash: a changed source is a new object, which redeploys
-# every function.
+# A changed archive (the provider compares its MD5 with the object's)
+# replaces the object: a new generation, which rebuilds every function.
 resource "google_storage_bucket_object" "source" {
-  name   = "fanoutexport/${data.archive_file.source.output_md5}.zip"
-  bucket = google_storage_bucket.source.name
-  source = data.archive_file.source.output_path
+  name         = "fanoutexport/source.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = data.archive_file.source.output_path
+  content_type = "application/zip"
 }
 
 # Function images, with a cleanup policy instead of the unmanaged default
 # gcf-artifacts repository.
 resource "google_artifact_registry_repository" "functions" {
+  project       = var.project_id
   location      = var.region
   repository_id = "${var.name}-functions"
   format        = "DOCKER"

@@ -1,6 +1,7 @@
 # Report CSVs: reports/{id}/{type}.csv, written only by the aggregator
-# (function_aggregate.tf grants it; nothing else may write here).
+# (iam.tf grants it; nothing else may write here).
 resource "google_storage_bucket" "reports" {
+  project  = var.project_id
   name     = "${var.project_id}-${var.name}-reports"
   location = var.region
 

@@ -13,7 +13,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of the functions, Memorystore, the subnet, the buckets and the scheduler job."
+  description = "Region of the functions, Memorystore, the subnet, the buckets and the scheduler jobs."
   type        = string
   default     = "europe-west1"
 
@@ -24,7 +24,7 @@ variable "region" {
 }
 
 variable "name" {
-  description = "Prefix of every resource name (functions, service accounts, buckets, Redis, network). Service account IDs are built from it, so it is short."
+  description = "Prefix of every resource name (functions, service accounts, buckets, Redis, firewall rules, metrics). Service account IDs are built from it, so it is short."
   type        = string
   default     = "fanout"
 
@@ -45,30 +45,65 @@ variable "pubsub_name_prefix" {
   }
 }
 
-variable "labels" {
-  description = "Labels added to every resource that supports them."
-  type        = map(string)
-  default     = {}
-
-  validation {
-    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
-    error_message = "labels keys must start with a lowercase letter; keys and values may use lowercase letters, digits, _ and - (at most 63 characters)."
-  }
+variable "source_dir" {
+  description = "Directory archived as the functions' source: the repository root (go.mod, register.go). Null means the directory above this module, which is right when the module is used from this repository."
+  type        = string
+  default     = null
 }
 
 # ---------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------
 
+variable "create_network" {
+  description = "Whether to create a VPC and subnet for the functions. False (the default) uses network and subnetwork, which must already reach the databases and RabbitMQ (peering, VPN, Interconnect or a Shared VPC)."
+  type        = bool
+  default     = false
+}
+
+variable "network" {
+  description = "The existing VPC the functions egress into, as projects/PROJECT/global/networks/NAME. PROJECT may be a Shared VPC host project; firewall rules are then created there. Ignored with create_network."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.create_network || can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.network))
+    error_message = "network must be projects/PROJECT/global/networks/NAME (or set create_network = true)."
+  }
+}
+
+variable "subnetwork" {
+  description = "The existing subnet the functions take their Direct VPC egress addresses from, as projects/PROJECT/regions/REGION/subnetworks/NAME, in region and in network's project. Output subnet_addresses_needed says how many addresses the functions use. Ignored with create_network."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.create_network || (can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/[a-z]+-[a-z]+[0-9]+/subnetworks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.subnetwork)) && try(split("/", var.subnetwork)[3] == var.region && split("/", var.subnetwork)[1] == split("/", var.network)[1], false))
+    error_message = "subnetwork must be projects/PROJECT/regions/REGION/subnetworks/NAME in the functions' region and in the network's project (or set create_network = true)."
+  }
+}
+
 variable "subnet_cidr" {
-  description = "Range of the subnet the functions take addresses from for Direct VPC egress. Each instance uses addresses from it; a /24 serves about 100 instances across all functions."
+  description = "Range of the subnet created with create_network. The functions hold about two addresses per instance, in blocks of 16 per function: a /24 holds the defaults, a /26 (the smallest Cloud Run accepts) does not."
   type        = string
   default     = "10.8.0.0/24"
 
   validation {
     condition     = can(cidrhost(var.subnet_cidr, 0)) ? tonumber(split("/", var.subnet_cidr)[1]) <= 26 : false
-    error_message = "subnet_cidr must be an IPv4 CIDR block of /26 or larger (Direct VPC egress needs room for instance addresses)."
+    error_message = "subnet_cidr must be an IPv4 CIDR block of /26 or larger (Direct VPC egress takes addresses in blocks of 16)."
   }
+}
+
+variable "grant_shared_vpc_access" {
+  description = "With a network in another (Shared VPC host) project: whether to grant this project's Cloud Run service agent roles/compute.networkUser on the subnet, which Direct VPC egress needs. False leaves it to the host project's administrators."
+  type        = bool
+  default     = true
+}
+
+variable "manage_firewall" {
+  description = "Whether to create the egress firewall rules (allow each function only its destinations, deny other private ranges) in the network's project. False leaves them to the network's administrators: output egress_rules lists them."
+  type        = bool
+  default     = true
 }
 
 variable "vpc_egress" {
@@ -83,12 +118,16 @@ variable "vpc_egress" {
 }
 
 variable "database_cidrs" {
-  description = "Private ranges of the MySQL servers (the source databases and the record database). The functions may open database_port only to these; every other private destination is denied."
-  type        = list(string)
+  description = "Private ranges of each MySQL database as seen from the VPC, keyed by plt_user, plt_fund and record (the record table's database). A function may open database_port only to its own database's ranges; every other private destination is denied. A Cloud SQL private IP is in the private services access range of its network."
+  type        = map(list(string))
 
   validation {
-    condition     = length(var.database_cidrs) > 0 && alltrue([for c in var.database_cidrs : can(cidrhost(c, 0))])
-    error_message = "database_cidrs must list at least one valid IPv4 CIDR block."
+    condition = (
+      alltrue([for db in ["plt_user", "plt_fund", "record"] : length(lookup(var.database_cidrs, db, [])) > 0]) &&
+      alltrue([for k in keys(var.database_cidrs) : contains(["plt_user", "plt_fund", "record"], k)]) &&
+      alltrue(flatten([for cidrs in values(var.database_cidrs) : [for c in cidrs : can(cidrhost(c, 0))]]))
+    )
+    error_message = "database_cidrs must give at least one IPv4 CIDR block for each of plt_user, plt_fund and record, and no other key."
   }
 }
 
@@ -104,7 +143,7 @@ variable "database_port" {
 }
 
 variable "amqp_host_cidr" {
-  description = "Address range of the RabbitMQ broker that holds report.trigger, as seen from the VPC (a /32 for one host). Only DrainTriggers may connect to it."
+  description = "Address range of the RabbitMQ broker that holds report.trigger, as seen from the VPC (a /32 for one host; an on-premises broker through VPN or Interconnect). Only DrainTriggers and Sweep may connect to it."
   type        = string
 
   validation {
@@ -140,7 +179,7 @@ variable "redis_tier" {
 }
 
 variable "redis_memory_size_gb" {
-  description = "Memorystore capacity in GiB. The instance runs with maxmemory-policy noeviction, so a full instance rejects writes (reports fail and retry) instead of silently evicting live reports. Size it as peak reports in flight x 1.5 x their CSV size, plus headroom; the memory alert fires at alert_redis_memory_ratio."
+  description = "Memorystore capacity in GiB. The instance runs with maxmemory-policy noeviction, so a full instance rejects writes (reports fail and retry) instead of silently evicting live reports. Size it as max_in_flight x 1.5 x the largest CSV, plus headroom; new reports wait above redis_memory_high_water and the alert fires at alert_redis_memory_ratio."
   type        = number
   default     = 5
 
@@ -151,24 +190,37 @@ variable "redis_memory_size_gb" {
 }
 
 variable "redis_version" {
-  description = "Memorystore Redis version, e.g. REDIS_7_2. TLS needs 6.0 or later."
+  description = "Memorystore Redis version: REDIS_6_X, REDIS_7_0, REDIS_7_2 or later. TLS needs 6 or later."
   type        = string
   default     = "REDIS_7_2"
 
   validation {
-    condition     = can(regex("^REDIS_([6-9]|[1-9][0-9])(_[0-9]+)?$", var.redis_version))
-    error_message = "redis_version must be REDIS_6_X or later (in-transit encryption needs Redis 6)."
+    condition     = can(regex("^REDIS_([6-9]|[1-9][0-9])_([0-9]+|X)$", var.redis_version))
+    error_message = "redis_version must be REDIS_6_X, REDIS_7_0, REDIS_7_2 or a later REDIS_<major>_<minor> (in-transit encryption needs Redis 6)."
+  }
+}
+
+variable "redis_connect_mode" {
+  description = "How Memorystore joins the network: DIRECT_PEERING (a peering with reserved_ip_range) or PRIVATE_SERVICE_ACCESS (the network's private services access; the one a Shared VPC supports)."
+  type        = string
+  default     = "DIRECT_PEERING"
+
+  validation {
+    condition     = contains(["DIRECT_PEERING", "PRIVATE_SERVICE_ACCESS"], var.redis_connect_mode)
+    error_message = "redis_connect_mode must be DIRECT_PEERING or PRIVATE_SERVICE_ACCESS."
   }
 }
 
 variable "redis_reserved_ip_range" {
-  description = "Range reserved for Memorystore in the VPC (DIRECT_PEERING). Must not overlap subnet_cidr or anything peered."
+  description = "With DIRECT_PEERING: the /29 (or larger) range Memorystore takes, not overlapping the subnet or anything peered. With PRIVATE_SERVICE_ACCESS: the name of an allocated private services access range, or null to let Memorystore pick."
   type        = string
   default     = "10.9.0.0/29"
 
   validation {
-    condition     = can(cidrhost(var.redis_reserved_ip_range, 0)) ? tonumber(split("/", var.redis_reserved_ip_range)[1]) <= 29 : false
-    error_message = "redis_reserved_ip_range must be an IPv4 CIDR block of /29 or larger."
+    condition = var.redis_connect_mode == "PRIVATE_SERVICE_ACCESS" || (
+      can(cidrhost(var.redis_reserved_ip_range, 0)) ? tonumber(split("/", var.redis_reserved_ip_range)[1]) <= 29 : false
+    )
+    error_message = "redis_reserved_ip_range must be an IPv4 CIDR block of /29 or larger with DIRECT_PEERING."
   }
 }
 
@@ -177,7 +229,7 @@ variable "redis_reserved_ip_range" {
 # ---------------------------------------------------------------------------
 
 variable "record_dsn_secret" {
-  description = "Secret Manager secret ID (in project_id) holding RECORD_DSN, the go-sql-driver DSN of plt_report, e.g. user:pass@tcp(10.1.0.5:3306)/plt_report. Read by DrainTriggers, Aggregate and DeadLetter."
+  description = "Secret Manager secret ID (in project_id) holding RECORD_DSN, the go-sql-driver DSN of plt_report, e.g. user:pass@tcp(10.1.0.5:3306)/plt_report. Read by DrainTriggers, Aggregate, DeadLetter and Sweep."
   type        = string
 
   validation {
@@ -197,7 +249,7 @@ variable "source_dsn_secrets" {
 }
 
 variable "amqp_url_secret" {
-  description = "Secret Manager secret ID (in project_id) holding AMQP_URL, e.g. amqps://user:pass@rabbit.internal:5671/vhost. Only DrainTriggers reads it."
+  description = "Secret Manager secret ID (in project_id) holding AMQP_URL, e.g. amqps://user:pass@rabbit.internal:5671/vhost. Read by DrainTriggers and Sweep."
   type        = string
 
   validation {
@@ -207,7 +259,7 @@ variable "amqp_url_secret" {
 }
 
 variable "cloud_sql_instances" {
-  description = "Optional Cloud SQL instances behind the DSNs, as connection names (project:region:instance) keyed by plt_user, plt_fund or record. Each function that reads that database gets roles/cloudsql.client limited to that instance, for DSNs that dial through the Cloud SQL Go connector. Leave empty for private-IP DSNs."
+  description = "Optional Cloud SQL instances behind the DSNs, as connection names (project:region:instance) keyed by plt_user, plt_fund or record. Each function that reads that database gets roles/cloudsql.client in the instance's project, limited to that instance, for DSNs that dial through the Cloud SQL Go connector. Leave empty for private-IP DSNs."
   type        = map(string)
   default     = {}
 
@@ -222,7 +274,7 @@ variable "cloud_sql_instances" {
 # ---------------------------------------------------------------------------
 
 variable "db_connection_limits" {
-  description = "Connections this deployment may hold on each database (keys plt_user, plt_fund, record), e.g. the database user's max_user_connections. Applying fails if the functions' max_instance_count x db_connections_per_instance could exceed it."
+  description = "Connections this deployment may hold on each database (keys plt_user, plt_fund, record), e.g. the database user's max_user_connections. Planning fails if the functions' max_instance_count x db_connections_per_instance could exceed it."
   type        = map(number)
   default = {
     plt_user = 40
@@ -237,7 +289,7 @@ variable "db_connection_limits" {
 }
 
 variable "db_connections_per_instance" {
-  description = "Connections one function instance may hold on a database (its sql.DB pool size; instances serve one request at a time)."
+  description = "Connections one function instance may hold on a database (its sql.DB pool size, DB_MAX_CONNS), whatever its request concurrency."
   type        = number
   default     = 2
 
@@ -252,7 +304,7 @@ variable "db_connections_per_instance" {
 # ---------------------------------------------------------------------------
 
 variable "listener_max_instances" {
-  description = "max_instance_count of each listener, keyed by entry point. Listeners of one database share its connection limit: plt_fund serves ListenWithdraw and ListenPayment."
+  description = "max_instance_count of each listener, keyed by entry point. A listener serves one report at a time per instance, so each must be at least max_in_flight. Listeners of one database share its connection limit: plt_fund serves ListenWithdraw and ListenPayment."
   type        = map(number)
   default = {
     ListenUserTagRelation = 10
@@ -267,13 +319,13 @@ variable "listener_max_instances" {
 }
 
 variable "listener_timeout_seconds" {
-  description = "Timeout of the listener functions. At most 600: the push subscription's ack deadline (600 s maximum) must cover it."
+  description = "Timeout of the listener functions. At most 540: a delivery that hangs right after a write, plus the 60 s before the next delivery, must fit in the report hash's 10-minute TTL (locals.tf)."
   type        = number
   default     = 540
 
   validation {
-    condition     = var.listener_timeout_seconds >= 10 && var.listener_timeout_seconds <= 600
-    error_message = "listener_timeout_seconds must be between 10 and 600."
+    condition     = var.listener_timeout_seconds >= 10 && var.listener_timeout_seconds + 60 <= 600
+    error_message = "listener_timeout_seconds must be between 10 and 540: the timeout plus the 60 s retry backoff must fit in the report hash's 600 s TTL."
   }
 }
 
@@ -289,7 +341,7 @@ variable "listener_memory" {
 }
 
 variable "aggregate_max_instances" {
-  description = "max_instance_count of the aggregator. Each instance may hold db_connections_per_instance connections on the record database."
+  description = "max_instance_count of the aggregator (one join per instance, so at least max_in_flight). Each instance may hold db_connections_per_instance connections on the record database."
   type        = number
   default     = 10
 
@@ -300,13 +352,13 @@ variable "aggregate_max_instances" {
 }
 
 variable "aggregate_timeout_seconds" {
-  description = "Timeout of the aggregator; also its CLAIM_TTL, so a stage claim expires when the function that took it has surely stopped. At most 600 (the push ack deadline)."
+  description = "Timeout of the aggregator; also its CLAIM_TTL, so a stage claim expires when the function that took it has surely stopped. At most 540: the timeout plus the 60 s retry backoff must fit in the report hash's 10-minute TTL."
   type        = number
   default     = 540
 
   validation {
-    condition     = var.aggregate_timeout_seconds >= 60 && var.aggregate_timeout_seconds <= 600
-    error_message = "aggregate_timeout_seconds must be between 60 and 600."
+    condition     = var.aggregate_timeout_seconds >= 60 && var.aggregate_timeout_seconds + 60 <= 600
+    error_message = "aggregate_timeout_seconds must be between 60 and 540: the timeout plus the 60 s retry backoff must fit in the report hash's 600 s TTL."
   }
 }
 
@@ -322,13 +374,24 @@ variable "aggregate_memory" {
 }
 
 variable "dead_letter_max_instances" {
-  description = "max_instance_count of the DeadLetter function."
+  description = "max_instance_count of the DeadLetter function. Its instances x dead_letter_concurrency must be at least max_in_flight."
   type        = number
   default     = 2
 
   validation {
     condition     = var.dead_letter_max_instances >= 1 && var.dead_letter_max_instances <= 20
     error_message = "dead_letter_max_instances must be between 1 and 20."
+  }
+}
+
+variable "dead_letter_concurrency" {
+  description = "Requests one DeadLetter instance serves at once. Above 1 the function gets a whole CPU (Cloud Run's rule); its requests share the instance's db_connections_per_instance connections."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.dead_letter_concurrency >= 1 && var.dead_letter_concurrency <= 80 && floor(var.dead_letter_concurrency) == var.dead_letter_concurrency
+    error_message = "dead_letter_concurrency must be a whole number from 1 to 80."
   }
 }
 
@@ -355,7 +418,7 @@ variable "drain_for_seconds" {
 }
 
 variable "drain_triggers_timeout_seconds" {
-  description = "Timeout of DrainTriggers and the scheduler's attempt deadline: DRAIN_FOR plus time to finish the last publishes and close the AMQP connection."
+  description = "Timeout of DrainTriggers and its scheduler job's attempt deadline: DRAIN_FOR plus time to finish the last publishes and close the AMQP connection."
   type        = number
   default     = 120
 
@@ -371,7 +434,7 @@ variable "drain_triggers_timeout_seconds" {
 }
 
 variable "drain_schedule" {
-  description = "Cron schedule (UTC) of the DrainTriggers calls. Every minute keeps trigger latency under a minute."
+  description = "Cron schedule (UTC) of the DrainTriggers calls. Every minute keeps trigger latency, and the delay of completion events to RabbitMQ, under a minute."
   type        = string
   default     = "* * * * *"
 
@@ -382,7 +445,7 @@ variable "drain_schedule" {
 }
 
 variable "trigger_queue" {
-  description = "RabbitMQ queue the upstream service publishes record IDs to (TRIGGER_QUEUE)."
+  description = "RabbitMQ queue the upstream service publishes record IDs to (TRIGGER_QUEUE of DrainTriggers and Sweep)."
   type        = string
   default     = "report.trigger"
 
@@ -392,8 +455,122 @@ variable "trigger_queue" {
   }
 }
 
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the Sweep calls."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep_schedule))) == 5
+    error_message = "sweep_schedule must be a five-field cron expression."
+  }
+}
+
+variable "sweep_timeout_seconds" {
+  description = "Timeout of Sweep and its scheduler job's attempt deadline. Below the 5-minute schedule, so sweeps rarely overlap (an overlap does no harm)."
+  type        = number
+  default     = 240
+
+  validation {
+    condition     = var.sweep_timeout_seconds >= 30 && var.sweep_timeout_seconds <= 1800
+    error_message = "sweep_timeout_seconds must be between 30 and 1800 (Cloud Scheduler's longest attempt deadline)."
+  }
+}
+
+variable "sweep_pending_after" {
+  description = "SWEEP_PENDING_AFTER: a record PENDING for longer has its trigger republished to trigger_queue (at most once per interval). A Go duration."
+  type        = string
+  default     = "15m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(h|m|s))+$", var.sweep_pending_after))
+    error_message = "sweep_pending_after must be a duration such as 15m or 1h30m."
+  }
+}
+
+variable "sweep_processing_after" {
+  description = "SWEEP_PROCESSING_AFTER: a record PROCESSING for longer (with its hash) ends FAILED naming the stage and the listeners missing. A Go duration."
+  type        = string
+  default     = "2h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(h|m|s))+$", var.sweep_processing_after))
+    error_message = "sweep_processing_after must be a duration such as 2h or 90m."
+  }
+}
+
 # ---------------------------------------------------------------------------
-# Reports bucket
+# Back-pressure and limits
+# ---------------------------------------------------------------------------
+
+variable "max_in_flight" {
+  description = "MAX_IN_FLIGHT: reports PROCESSING at once; DrainTriggers keeps the rest waiting in RabbitMQ. Every push function must serve that many requests at once (max instances x request concurrency), or saturation answers 429 and fails reports: planning checks it."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_in_flight >= 1 && floor(var.max_in_flight) == var.max_in_flight
+    error_message = "max_in_flight must be a positive whole number."
+  }
+}
+
+variable "throttle_queue" {
+  description = "THROTTLE_QUEUE: the RabbitMQ queue where DrainTriggers parks triggers beyond max_in_flight (or above the Redis high-water mark) for throttle_delay_seconds."
+  type        = string
+  default     = "report.trigger.throttled"
+
+  validation {
+    condition     = length(var.throttle_queue) > 0 && length(var.throttle_queue) <= 255
+    error_message = "throttle_queue must be a non-empty queue name of at most 255 characters."
+  }
+}
+
+variable "throttle_delay_seconds" {
+  description = "THROTTLE_DELAY: how long a throttled trigger waits before it is offered again."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.throttle_delay_seconds >= 1 && var.throttle_delay_seconds <= 3600 && floor(var.throttle_delay_seconds) == var.throttle_delay_seconds
+    error_message = "throttle_delay_seconds must be a whole number from 1 to 3600."
+  }
+}
+
+variable "redis_memory_high_water" {
+  description = "REDIS_MEMORY_HIGH_WATER: the fraction of Memorystore's maxmemory above which new reports wait (Memorystore runs noeviction). Keep it below alert_redis_memory_ratio."
+  type        = number
+  default     = 0.7
+
+  validation {
+    condition     = var.redis_memory_high_water > 0 && var.redis_memory_high_water <= 1
+    error_message = "redis_memory_high_water must be a fraction above 0 and at most 1."
+  }
+}
+
+variable "completed_exchange" {
+  description = "COMPLETED_EXCHANGE: the durable RabbitMQ fanout exchange DrainTriggers forwards completion events to (declared by the shim)."
+  type        = string
+  default     = "report.completed"
+
+  validation {
+    condition     = length(var.completed_exchange) > 0 && length(var.completed_exchange) <= 255
+    error_message = "completed_exchange must be a non-empty exchange name of at most 255 characters."
+  }
+}
+
+variable "max_report_rows" {
+  description = "MAX_REPORT_ROWS of the listeners and the aggregator: a report with more rows ends FAILED (\"report exceeds N rows; narrow the filter\"). 0 means no limit."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.max_report_rows >= 0 && floor(var.max_report_rows) == var.max_report_rows
+    error_message = "max_report_rows must be a whole number, 0 for no limit."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Buckets and signed URLs
 # ---------------------------------------------------------------------------
 
 variable "report_retention_days" {
@@ -407,16 +584,47 @@ variable "report_retention_days" {
   }
 }
 
-variable "issue_signed_urls" {
-  description = "Whether the aggregator signs V4 URLs for the reports it writes. If true, its service account may create tokens for itself (and only itself) to sign them."
-  type        = bool
-  default     = false
+variable "signed_url_ttl_seconds" {
+  description = "SIGNED_URL_TTL: lifetime of the download URL a SUCCESS completion event carries; 0 (the default) sends no URL. When set, the functions that announce completion (DrainTriggers, Aggregate, DeadLetter, Sweep) sign with their own identity through the IAM Credentials API (enabled here): each may create tokens for itself only, and may read the report objects it links to."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.signed_url_ttl_seconds >= 0 && var.signed_url_ttl_seconds <= 604800 && floor(var.signed_url_ttl_seconds) == var.signed_url_ttl_seconds
+    error_message = "signed_url_ttl_seconds must be a whole number from 0 to 604800 (V4 signed URLs last at most 7 days)."
+  }
+}
+
+variable "source_retention_days" {
+  description = "Days a superseded source archive is kept in the source bucket (for a rollback) before it is deleted. The live archive is never deleted."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.source_retention_days >= 1 && floor(var.source_retention_days) == var.source_retention_days
+    error_message = "source_retention_days must be a positive whole number."
+  }
 }
 
 variable "force_destroy_buckets" {
   description = "Whether terraform destroy may delete the report and source buckets while they still hold objects. Keep false in production."
   type        = bool
   default     = false
+}
+
+# ---------------------------------------------------------------------------
+# First apply
+# ---------------------------------------------------------------------------
+
+variable "iam_propagation_seconds" {
+  description = "How long to wait after IAM grants before the builds and the functions' first secret reads use them, before the first push or scheduled call, and after enabling Pub/Sub before granting its service agent. Waits only when those grants change."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.iam_propagation_seconds >= 0 && var.iam_propagation_seconds <= 600 && floor(var.iam_propagation_seconds) == var.iam_propagation_seconds
+    error_message = "iam_propagation_seconds must be a whole number from 0 to 600."
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -435,7 +643,7 @@ variable "notification_channels" {
 }
 
 variable "alert_oldest_unacked_seconds" {
-  description = "Alert when a push subscription's oldest undelivered message is older than this. A healthy pipeline delivers in seconds; a message being retried 6 x 60 s is about 6 minutes old when it dead-letters."
+  description = "Alert when a push subscription's oldest undelivered message (or report-completed-amqp's oldest event) is older than this. A healthy pipeline delivers in seconds; a message being retried 6 x 60 s is about 6 minutes old when it dead-letters."
   type        = number
   default     = 900
 

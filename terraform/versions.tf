@@ -1,6 +1,8 @@
+# The module configures no provider: the caller does (examples/basic shows
+# the provider block and a backend).
 terraform {
-  # 1.11 for write-only arguments (secret_data_wo keeps the Redis AUTH string
-  # out of the secret version's state).
+  # 1.9 for validations that read other variables; 1.11 for the tests'
+  # mock overrides (tests/).
   required_version = ">= 1.11.0"
 
   required_providers {
@@ -15,11 +17,10 @@ terraform {
       # 2.5+ reads excludes as doublestar globs ("**/*_test.go").
       version = "~> 2.7"
     }
+    time = {
+      source = "hashicorp/time"
+      # time_sleep with triggers: waits for IAM propagation (iam.tf).
+      version = ">= 0.11.0, < 1.0.0"
+    }
   }
-}
-
-provider "google" {
-  project        = var.project_id
-  region         = var.region
-  default_labels = var.labels
 }

@@ -3,15 +3,22 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/relay"
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
@@ -70,6 +77,8 @@ type options struct {
 	backoff   time.Duration
 	// envFor returns per-process variables, once e's names are known.
 	envFor func(e *env) map[string][]string
+	// observe sees every push the relay makes.
+	observe func(relay.Delivery)
 }
 
 func newEnv(t *testing.T, o options) *env {
@@ -120,7 +129,7 @@ func newEnv(t *testing.T, o options) *env {
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: binDir, Project: "e2e-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
 		Bucket: "reports", Backoff: o.backoff, AckDeadline: 30 * time.Second, Duplicate: o.duplicate,
-		Env: vars, EnvFor: envFor, LogDir: logDir,
+		Env: vars, EnvFor: envFor, LogDir: logDir, Observe: o.observe,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -221,4 +230,56 @@ func (e *env) emptyDatabase(suffix string) string {
 	}
 	e.t.Cleanup(func() { schema.Drop(context.Background(), dsns) })
 	return dsns.Record
+}
+
+// deliveries records every push the relay makes (give its add to
+// options.observe), for tests that follow messages through faults.
+type deliveries struct {
+	mu  sync.Mutex
+	all []relay.Delivery
+}
+
+func (d *deliveries) add(x relay.Delivery) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.all = append(d.all, x)
+}
+
+// list returns the pushes so far, in the order they ended.
+func (d *deliveries) list() []relay.Delivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.all)
+}
+
+// keepVersions turns on object versioning in the run's bucket, through
+// the emulator's JSON API as a user would, so that every upload of a
+// report's object stays listable (see uploads).
+func (e *env) keepVersions() {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPatch, e.stack.StorageURL+"/storage/v1/b/reports", strings.NewReader(`{"versioning":{"enabled":true}}`))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("enable bucket versioning: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("enable bucket versioning: %s %s", resp.Status, body)
+	}
+}
+
+// uploads counts the object versions written under record id's prefix
+// (needs keepVersions): one per completed upload.
+func (e *env) uploads(id int64) int {
+	e.t.Helper()
+	objs, _, err := e.stack.GCS.ListObjectsWithOptions("reports", fakestorage.ListOptions{Prefix: fmt.Sprintf("reports/%d/", id), Versions: true})
+	if err != nil {
+		e.t.Fatalf("list object versions of record %d: %v", id, err)
+	}
+	return len(objs)
 }

@@ -76,6 +76,8 @@ type Config struct {
 	// LogDir gets one log file per process; "" discards their output.
 	LogDir string
 	Log    *slog.Logger
+	// Observe, if set, sees every push the relay makes (relay.Relay.Observe).
+	Observe func(relay.Delivery)
 }
 
 // Stack is a running local system.
@@ -163,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	s.Relay = &relay.Relay{Emulator: s.PubSubAddr, Project: cfg.Project, Routes: routes, Backoff: cfg.Backoff,
-		Duplicate: cfg.Duplicate, RequestTimeout: 10 * time.Minute, Logger: cfg.Log}
+		Duplicate: cfg.Duplicate, RequestTimeout: 10 * time.Minute, Logger: cfg.Log, Observe: cfg.Observe}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)

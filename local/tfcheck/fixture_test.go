@@ -15,8 +15,10 @@ import (
 // A fixture in testdata/broken/<case>/ is the module with a few small
 // changes (testdata/broken/README.md): edits.txt says which lines of which
 // module files change, and any .tf file of the directory is added whole.
-// Applying it to a fresh copy of terraform/ at test time keeps the fixture
-// to its one change: the rest of the copy is always the current module.
+// Applying the fixtures to a copy of terraform/ at test time keeps each to
+// its own change: the rest of the copy is always the current module. All
+// of them go into one copy, planned once (a plan costs seconds), so each
+// breaks a different function or resource and names it in its want.txt.
 
 const editsFile = "edits.txt"
 
@@ -142,89 +144,126 @@ func indent(lines []string) string {
 	return b.String()
 }
 
-// applyFixture writes into dst the module's .tf files with the fixture in
-// dir applied: its edits.txt made, its own .tf files added. A fixture .tf
-// file may not replace a module file: that copy would go stale silently.
-func applyFixture(module, dir, dst string) error {
-	files := map[string]string{}
-	entries, err := os.ReadDir(module)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tf") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(module, e.Name()))
-		if err != nil {
-			return err
-		}
-		files[e.Name()] = string(b)
-	}
-
-	changed := false
-	entries, err = os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tf") {
-			continue
-		}
-		if _, ok := files[e.Name()]; ok {
-			return fmt.Errorf("%s replaces terraform/%s wholesale: describe the change in %s instead", filepath.Join(dir, e.Name()), e.Name(), editsFile)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return err
-		}
-		files[e.Name()] = string(b)
-		changed = true
-	}
-
-	name := filepath.Join(dir, editsFile)
-	src, err := os.ReadFile(name)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return err
-	default:
-		edits, err := parseEdits(name, string(src))
-		if err != nil {
-			return err
-		}
-		for _, e := range edits {
-			old, ok := files[e.file]
-			if !ok {
-				return fmt.Errorf("%s:%d: terraform/%s does not exist: %w", name, e.line, e.file, errDrift)
-			}
-			if files[e.file], err = e.apply(name, old); err != nil {
-				return err
-			}
-		}
-		changed = true
-	}
-	if !changed {
-		return fmt.Errorf("%s changes nothing: it needs %s or a .tf file of its own", dir, editsFile)
-	}
-
-	for f, s := range files {
-		if err := os.WriteFile(filepath.Join(dst, f), []byte(s), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+// fixture is one directory of testdata/broken.
+type fixture struct {
+	name string
+	want []wantLine
 }
 
-// fixtureModule is the module with the fixture applied, in a temporary
-// directory.
-func fixtureModule(t *testing.T, fixture string) string {
-	t.Helper()
-	dst := t.TempDir()
-	if err := applyFixture(moduleDir, fixture, dst); err != nil {
-		t.Fatal(err)
+type wantLine struct{ rule, msg string }
+
+// applyFixtures applies every fixture of dir, in name order, to the module
+// copy at dst (a copy of module): each one's edits.txt made on the copy as
+// the earlier fixtures left it, its own .tf files added. Fixtures may not
+// edit the same lines: an edit whose old lines are in the module but no
+// longer in the copy conflicts with an earlier fixture. A fixture .tf file
+// may not replace a module file: that copy would go stale silently.
+func applyFixtures(module, dir, dst string) ([]fixture, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
-	return dst
+	var out []fixture
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		fdir := filepath.Join(dir, e.Name())
+		want, err := readWant(filepath.Join(fdir, "want.txt"))
+		if err != nil {
+			return nil, err
+		}
+		changed := false
+		files, err := os.ReadDir(fdir)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if f.IsDir() || !strings.HasSuffix(f.Name(), ".tf") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dst, f.Name())); err == nil {
+				return nil, fmt.Errorf("%s replaces terraform/%s wholesale: describe the change in %s instead", filepath.Join(fdir, f.Name()), f.Name(), editsFile)
+			}
+			b, err := os.ReadFile(filepath.Join(fdir, f.Name()))
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dst, f.Name()), b, 0o644); err != nil {
+				return nil, err
+			}
+			changed = true
+		}
+
+		name := filepath.Join(fdir, editsFile)
+		src, err := os.ReadFile(name)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return nil, err
+		default:
+			edits, err := parseEdits(name, string(src))
+			if err != nil {
+				return nil, err
+			}
+			for _, ed := range edits {
+				pristine, err := os.ReadFile(filepath.Join(module, ed.file))
+				if errors.Is(err, os.ErrNotExist) {
+					return nil, fmt.Errorf("%s:%d: terraform/%s does not exist: %w", name, ed.line, ed.file, errDrift)
+				}
+				if err != nil {
+					return nil, err
+				}
+				if _, err := ed.apply(name, string(pristine)); err != nil {
+					return nil, err
+				}
+				cur, err := os.ReadFile(filepath.Join(dst, ed.file))
+				if err != nil {
+					return nil, err
+				}
+				next, err := ed.apply(name, string(cur))
+				if err != nil {
+					return nil, fmt.Errorf("%s conflicts with an earlier fixture (it edits the same lines): %w", e.Name(), err)
+				}
+				if err := os.WriteFile(filepath.Join(dst, ed.file), []byte(next), 0o644); err != nil {
+					return nil, err
+				}
+			}
+			changed = true
+		}
+		if !changed {
+			return nil, fmt.Errorf("%s changes nothing: it needs %s or a .tf file of its own", fdir, editsFile)
+		}
+		out = append(out, fixture{name: e.Name(), want: want})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no fixtures in %s", dir)
+	}
+	return out, nil
+}
+
+// readWant reads "rule: message substring" lines; # starts a comment.
+func readWant(file string) ([]wantLine, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []wantLine
+	for _, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rule, msg, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not \"rule: message\"", file, line)
+		}
+		out = append(out, wantLine{strings.TrimSpace(rule), strings.TrimSpace(msg)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s names no failure", file)
+	}
+	return out, nil
 }
 
 func TestParseEdits(t *testing.T) {

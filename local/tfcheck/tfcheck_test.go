@@ -3,19 +3,22 @@ package tfcheck
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	fanoutexport "github.com/fanoutexport/fanoutexport"
 	"github.com/fanoutexport/fanoutexport/shared/config"
@@ -24,21 +27,29 @@ import (
 )
 
 const (
-	moduleDir   = "../../terraform"
 	repoRoot    = "../.."
+	moduleDir   = "../../terraform"
 	fixturesDir = "testdata/broken"
+	// The run whose plan the checks read: the module with its defaults.
+	planFile = "tests/defaults.tftest.hcl"
+	planRun  = "defaults"
 )
 
 // expect builds what the module must deploy from the code itself.
 func expect(t *testing.T) Expect {
 	t.Helper()
 	fns := topology.Functions()
+	ttl, err := time.ParseDuration(envDefault(t, config.Redis{}, "STATE_TTL"))
+	if err != nil {
+		t.Fatalf("config.Redis STATE_TTL default: %v", err)
+	}
 	e := Expect{
-		EntryPoints: fanoutexport.EntryPoints(),
-		Functions:   fns,
-		Topics:      topology.Topics(),
-		GoRuntime:   goRuntime(t, filepath.Join(repoRoot, "go.mod")),
-		Env:         map[string]EnvRule{},
+		EntryPoints:       fanoutexport.EntryPoints(),
+		Functions:         fns,
+		Topics:            topology.Topics(),
+		PullSubscriptions: []string{topology.SubParked},
+		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
+		Env:               map[string]EnvRule{},
 		Secret: func(name string) bool {
 			switch name {
 			case "REDIS_PASSWORD", "REDIS_CA_CERT", "RECORD_DSN", "AMQP_URL":
@@ -46,6 +57,7 @@ func expect(t *testing.T) Expect {
 			}
 			return strings.HasPrefix(name, "DSN_")
 		},
+		StateTTL: ttl,
 	}
 	for _, f := range fns {
 		r := EnvRule{
@@ -69,7 +81,10 @@ func expect(t *testing.T) Expect {
 		default:
 			src, ok := report.SourceByEntryPoint(f.EntryPoint)
 			if !ok {
-				t.Fatalf("no source for listener %s", f.EntryPoint)
+				// A new function (the sweeper): its environment is checked
+				// once its config struct has a case above.
+				t.Errorf("expect: no environment rule for %s: add a case with its config struct", f.EntryPoint)
+				continue
 			}
 			dsn := report.DSNEnv(src.Database)
 			r.Known = append(envNames(config.Listener{}), dsn)
@@ -84,21 +99,41 @@ func expect(t *testing.T) Expect {
 // envconfig tags.
 func envNames(cfg any) []string {
 	var names []string
-	var walk func(reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if tag, ok := f.Tag.Lookup("env"); ok {
-				names = append(names, strings.TrimSpace(strings.Split(tag, ",")[0]))
-				continue
-			}
-			if f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
+	walkEnv(reflect.TypeOf(cfg), func(name, _ string) { names = append(names, name) })
+	return names
+}
+
+// envDefault is the default= of variable name in cfg's envconfig tags.
+func envDefault(t *testing.T, cfg any, name string) string {
+	t.Helper()
+	def := ""
+	walkEnv(reflect.TypeOf(cfg), func(n, tag string) {
+		if n != name {
+			return
+		}
+		for _, opt := range strings.Split(tag, ",")[1:] {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(opt), "default="); ok {
+				def = v
 			}
 		}
+	})
+	if def == "" {
+		t.Fatalf("%T has no default for %s", cfg, name)
 	}
-	walk(reflect.TypeOf(cfg))
-	return names
+	return def
+}
+
+func walkEnv(t reflect.Type, visit func(name, tag string)) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag, ok := f.Tag.Lookup("env"); ok {
+			visit(strings.TrimSpace(strings.Split(tag, ",")[0]), tag)
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			walkEnv(f.Type, visit)
+		}
+	}
 }
 
 // goRuntime is the Cloud Functions runtime for go.mod's go directive:
@@ -126,335 +161,12 @@ func goRuntime(t *testing.T, gomod string) string {
 
 func TestGoRuntime(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	gomod := filepath.Join(dir, "go.mod")
+	gomod := filepath.Join(t.TempDir(), "go.mod")
 	if err := os.WriteFile(gomod, []byte("module x\n\ngo 1.26.8\n\ntoolchain go1.26.9\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got := goRuntime(t, gomod); got != "go126" {
 		t.Errorf("goRuntime = %q, want go126", got)
-	}
-}
-
-func load(t *testing.T, dir string) *Module {
-	t.Helper()
-	m, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// TestModulePassesTheChecks is the check itself, on terraform/.
-func TestModulePassesTheChecks(t *testing.T) {
-	t.Parallel()
-	e := expect(t)
-	m := load(t, moduleDir)
-	for _, p := range Check(m, e) {
-		t.Errorf("%s", p)
-	}
-
-	// The check must have seen what it checks: a module it cannot read
-	// would pass vacuously.
-	if got, want := len(m.Of("google_cloudfunctions2_function")), len(e.EntryPoints); got != want {
-		t.Errorf("%d function instances, want one per registered entry point (%d)", got, want)
-	}
-	push := 0
-	for _, f := range e.Functions {
-		if f.Kind == topology.KindPush {
-			push++
-		}
-	}
-	if got := len(m.Of("google_pubsub_subscription")); got != push+1 {
-		t.Errorf("%d subscriptions, want %d push subscriptions and the parking hold", got, push)
-	}
-}
-
-// TestFormat: every .tf file is what hclwrite.Format (terraform fmt's
-// formatter) makes of it.
-func TestFormat(t *testing.T) {
-	t.Parallel()
-	problems, err := CheckFormat(moduleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s", p)
-	}
-}
-
-// TestTerraformFmt runs the real formatter where it is installed, on the
-// module and on the module with the unformatted fixture applied (which it
-// must reject too, so both formatters agree on what the fixture proves).
-func TestTerraformFmt(t *testing.T) {
-	t.Parallel()
-	tf, err := exec.LookPath("terraform")
-	if err != nil {
-		t.Skip("terraform is not on PATH: hclwrite.Format (TestFormat) is the formatting check")
-	}
-	run := func(dir string) error {
-		cmd := exec.Command(tf, "fmt", "-check", "-recursive", "-diff", ".")
-		cmd.Dir = dir
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		if err != nil {
-			t.Logf("terraform fmt in %s:\n%s", dir, out.String())
-		}
-		return err
-	}
-	if err := run(moduleDir); err != nil {
-		t.Errorf("terraform fmt -check %s: %v", moduleDir, err)
-	}
-	var exit *exec.ExitError
-	if err := run(fixtureModule(t, filepath.Join(fixturesDir, "unformatted"))); !errors.As(err, &exit) {
-		t.Errorf("terraform fmt -check accepted the unformatted fixture (err %v)", err)
-	}
-}
-
-// TestBrokenCopiesFail applies each fixture to a fresh copy of the module
-// (fixture_test.go). Each must fail exactly the rules its want.txt names,
-// with the messages it names, and nothing else: a fixture that fails for
-// another reason proves nothing about its own. A fixture whose edits no
-// longer find their lines in the module fails before the check runs.
-func TestBrokenCopiesFail(t *testing.T) {
-	t.Parallel()
-	e := expect(t)
-	cases, err := os.ReadDir(fixturesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cases) == 0 {
-		t.Fatal("no fixtures")
-	}
-	for _, c := range cases {
-		if !c.IsDir() {
-			continue
-		}
-		name := c.Name()
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			src := filepath.Join(fixturesDir, name)
-			want := readWant(t, filepath.Join(src, "want.txt"))
-			dir := fixtureModule(t, src)
-
-			m := load(t, dir)
-			problems := Check(m, e)
-			fmtProblems, err := CheckFormat(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			problems = append(problems, fmtProblems...)
-
-			gotRules := map[string]bool{}
-			for _, p := range problems {
-				gotRules[p.Rule] = true
-			}
-			wantRules := map[string]bool{}
-			for _, w := range want {
-				wantRules[w.rule] = true
-			}
-			if diff := cmp.Diff(sortedKeys(wantRules), sortedKeys(gotRules)); diff != "" {
-				t.Errorf("failed rules (-want +got):\n%s\nproblems:\n%s", diff, list(problems))
-			}
-			for _, w := range want {
-				found := false
-				for _, p := range problems {
-					found = found || (p.Rule == w.rule && strings.Contains(p.Msg, w.msg))
-				}
-				if !found {
-					t.Errorf("no %s problem containing %q; problems:\n%s", w.rule, w.msg, list(problems))
-				}
-			}
-		})
-	}
-}
-
-type wantLine struct{ rule, msg string }
-
-// readWant reads "rule: message substring" lines; # starts a comment.
-func readWant(t *testing.T, file string) []wantLine {
-	t.Helper()
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []wantLine
-	for _, line := range strings.Split(string(src), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rule, msg, ok := strings.Cut(line, ":")
-		if !ok {
-			t.Fatalf("%s: %q is not \"rule: message\"", file, line)
-		}
-		out = append(out, wantLine{strings.TrimSpace(rule), strings.TrimSpace(msg)})
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s names no failure", file)
-	}
-	return out
-}
-
-func list(ps []Problem) string {
-	var b strings.Builder
-	for _, p := range ps {
-		b.WriteString("  " + p.String() + "\n")
-	}
-	return b.String()
-}
-
-// TestSourceArchive: the archive Terraform zips from the repository holds
-// every file the root package's build needs and nothing of terraform/,
-// local/ or the tests. The excludes are read from the module and matched
-// the way the archive provider does (doublestar globs on the relative path,
-// a matching directory is skipped whole).
-func TestSourceArchive(t *testing.T) {
-	t.Parallel()
-	m := load(t, moduleDir)
-	ex, ok := m.Local("source_excludes")
-	if !ok {
-		t.Fatal("terraform/source.tf has no local.source_excludes")
-	}
-	ex, known := Known(ex)
-	if !known || !ex.CanIterateElements() {
-		t.Fatal("local.source_excludes is not a known list")
-	}
-	var excludes []string
-	for it := ex.ElementIterator(); it.Next(); {
-		_, v := it.Element()
-		excludes = append(excludes, v.AsString())
-	}
-
-	var dir string
-	for _, in := range m.Resources {
-		if in.Mode == "data" && in.Type == "archive_file" {
-			v, _ := in.Instances[0].Body().Eval("source_dir")
-			dir, _ = String(v)
-		}
-	}
-	root, err := filepath.Abs(repoRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if abs, _ := filepath.Abs(dir); abs != root {
-		t.Fatalf("archive_file source_dir = %q, want the repository root %q", dir, root)
-	}
-
-	included := map[string]bool{}
-	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if rel == "." {
-			return nil
-		}
-		rel = filepath.ToSlash(rel)
-		if excluded(rel, excludes) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.IsDir() {
-			included[rel] = true
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f := range included {
-		switch {
-		case strings.HasSuffix(f, "_test.go"):
-			t.Errorf("archive includes test file %s", f)
-		case strings.HasPrefix(f, "terraform/"), strings.HasPrefix(f, "local/"), strings.HasPrefix(f, ".git/"):
-			t.Errorf("archive includes %s", f)
-		}
-	}
-	for _, f := range []string{"go.mod", "go.sum", "register.go"} {
-		if !included[f] {
-			t.Errorf("archive lacks %s", f)
-		}
-	}
-
-	// Every source file of every package of this module that the root
-	// package imports must be in the archive.
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{.Dir}}\t{{join .GoFiles \" \"}} {{join .CgoFiles \" \"}} {{join .EmbedFiles \" \"}}", ".")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	pkgs := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		pkgDir, files, _ := strings.Cut(line, "\t")
-		rel, err := filepath.Rel(root, pkgDir)
-		if err != nil || strings.HasPrefix(rel, "..") {
-			continue // standard library or a dependency module
-		}
-		pkgs++
-		for _, f := range strings.Fields(files) {
-			if p := path.Join(filepath.ToSlash(rel), f); !included[p] {
-				t.Errorf("archive lacks %s, which the root package's build needs", p)
-			}
-		}
-	}
-	if pkgs == 0 {
-		t.Error("go list found no package of this module")
-	}
-}
-
-// excluded matches rel against doublestar patterns: "**" spans any number
-// of path segments, other segments match as path.Match.
-func excluded(rel string, patterns []string) bool {
-	for _, p := range patterns {
-		if globMatch(strings.Split(p, "/"), strings.Split(rel, "/")) {
-			return true
-		}
-	}
-	return false
-}
-
-func globMatch(pat, name []string) bool {
-	if len(pat) == 0 {
-		return len(name) == 0
-	}
-	if pat[0] == "**" {
-		for i := 0; i <= len(name); i++ {
-			if globMatch(pat[1:], name[i:]) {
-				return true
-			}
-		}
-		return false
-	}
-	if len(name) == 0 {
-		return false
-	}
-	ok, err := path.Match(pat[0], name[0])
-	return err == nil && ok && globMatch(pat[1:], name[1:])
-}
-
-func TestGlobMatch(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		pattern, name string
-		want          bool
-	}{
-		{"**/*_test.go", "x_test.go", true},
-		{"**/*_test.go", "shared/report/report_test.go", true},
-		{"**/*_test.go", "shared/report/report.go", false},
-		{"**/testdata", "local/seed/testdata", true},
-		{"local", "local", true},
-		{"local", "shared/local", false},
-		{".git", ".gitignore", false},
-	}
-	for _, tc := range tests {
-		if got := excluded(tc.name, []string{tc.pattern}); got != tc.want {
-			t.Errorf("excluded(%q, %q) = %v, want %v", tc.name, tc.pattern, got, tc.want)
-		}
 	}
 }
 
@@ -466,94 +178,215 @@ func TestExpectComesFromCode(t *testing.T) {
 	for _, f := range e.Functions {
 		eps = append(eps, f.EntryPoint)
 	}
-	got := append([]string(nil), e.EntryPoints...)
+	got := slices.Clone(e.EntryPoints)
 	sort.Strings(got)
 	sort.Strings(eps)
 	if diff := cmp.Diff(eps, got); diff != "" {
 		t.Errorf("registered entry points differ from topology.Functions() (-functions +registered):\n%s", diff)
 	}
 	for ep, r := range e.Env {
-		known := map[string]bool{}
-		for _, k := range r.Known {
-			known[k] = true
-		}
 		for k := range r.Plain {
-			if !known[k] {
+			if !slices.Contains(r.Known, k) {
 				t.Errorf("%s: required %s is not read by its config", ep, k)
 			}
 		}
 		for _, k := range r.Secret {
-			if !known[k] {
+			if !slices.Contains(r.Known, k) {
 				t.Errorf("%s: required secret %s is not read by its config", ep, k)
 			}
 		}
 	}
-}
-
-// TestExampleVariables: terraform.tfvars.example sets every variable that
-// has no default, and only declared variables.
-func TestExampleVariables(t *testing.T) {
-	t.Parallel()
-	declared := map[string]bool{}
-	required := map[string]bool{}
-	m := load(t, moduleDir)
-	for name, v := range m.vars {
-		declared[name] = true
-		if !v.IsKnown() {
-			required[name] = true
-		}
-	}
-	f, diags := hclparse.NewParser().ParseHCLFile(filepath.Join(moduleDir, "terraform.tfvars.example"))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	attrs, diags := f.Body.JustAttributes()
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	for name := range attrs {
-		if !declared[name] {
-			t.Errorf("terraform.tfvars.example sets %s, which variables.tf does not declare", name)
-		}
-		delete(required, name)
-	}
-	for _, name := range sortedKeys(required) {
-		t.Errorf("terraform.tfvars.example does not set %s, which has no default", name)
-	}
-	if len(declared) == 0 {
-		t.Error("no variables declared")
+	if e.StateTTL != 10*time.Minute {
+		t.Errorf("STATE_TTL default %s: the hash TTL is a fixed 10 minutes (ARCHITECTURE.md)", e.StateTTL)
 	}
 }
 
-// TestVariablesAndOutputsAreDescribed: every variable and output says what
-// it is for.
-func TestVariablesAndOutputsAreDescribed(t *testing.T) {
+// The module and its broken copy are planned once for all the tests below,
+// each by one terraform test run, in parallel.
+var tf struct {
+	once        sync.Once
+	err         error
+	dir         string // removed by TestMain
+	real, bad   string // module copies: as it is, with every fixture applied
+	realRuns    []Run
+	badRuns     []Run
+	badFixtures []fixture
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tf.dir != "" {
+		os.RemoveAll(tf.dir)
+	}
+	os.Exit(code)
+}
+
+// planned runs terraform test on both copies the first time it is called;
+// it skips the test where terraform or its providers are not available.
+func planned(t *testing.T) {
+	t.Helper()
+	tf.once.Do(func() {
+		ctx := context.Background()
+		root, err := filepath.Abs(repoRoot)
+		if err != nil {
+			tf.err = err
+			return
+		}
+		if tf.dir, tf.err = os.MkdirTemp("", "tfcheck-"); tf.err != nil {
+			return
+		}
+		if tf.real, tf.err = Prepare(ctx, root, filepath.Join(tf.dir, "real")); tf.err != nil {
+			return
+		}
+		if tf.bad, tf.err = Prepare(ctx, root, filepath.Join(tf.dir, "broken")); tf.err != nil {
+			return
+		}
+		if tf.badFixtures, tf.err = applyFixtures(moduleDir, fixturesDir, tf.bad); tf.err != nil {
+			return
+		}
+		args := []string{"-filter=" + planFile, "-var", "source_dir=" + root}
+		var wg sync.WaitGroup
+		var realErr, badErr error
+		wg.Go(func() { tf.realRuns, realErr = Test(ctx, tf.real, args...) })
+		wg.Go(func() { tf.badRuns, badErr = Test(ctx, tf.bad, args...) })
+		wg.Wait()
+		tf.err = errors.Join(realErr, badErr)
+	})
+	if errors.Is(tf.err, ErrSkipped) {
+		t.Skip(tf.err)
+	}
+	if tf.err != nil {
+		t.Fatal(tf.err)
+	}
+}
+
+// planOf is the plan terraform printed for the defaults run.
+func planOf(t *testing.T, runs []Run) (*Plan, []string) {
+	t.Helper()
+	for _, r := range runs {
+		if r.File == planFile && r.Name == planRun {
+			if r.Plan == nil {
+				t.Fatalf("terraform test printed no plan for %s (status %s):\n%s", planRun, r.Status, strings.Join(r.Failures, "\n"))
+			}
+			return r.Plan, r.Failures
+		}
+	}
+	t.Fatalf("terraform test did not run %s in %s", planRun, planFile)
+	return nil, nil
+}
+
+// TestModuleMatchesCode is the contract check on terraform/ as it is.
+func TestModuleMatchesCode(t *testing.T) {
 	t.Parallel()
-	entries, err := os.ReadDir(moduleDir)
+	planned(t)
+	plan, _ := planOf(t, tf.realRuns)
+	// A plan the check cannot read would pass vacuously.
+	if n := len(plan.Of("google_cloudfunctions2_function", "")); n == 0 {
+		t.Fatal("the plan has no function")
+	}
+	for _, p := range CheckContract(plan, expect(t)) {
+		t.Errorf("%s", p)
+	}
+}
+
+// TestSourceArchive checks the zip Terraform's archive provider built while
+// planning the module.
+func TestSourceArchive(t *testing.T) {
+	t.Parallel()
+	planned(t)
+	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
+	problems, err := CheckArchive(filepath.Join(tf.real, ".terraform", "fanoutexport-source.zip"), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s", p)
+	}
+}
+
+// TestBrokenModulesFail: every fixture of testdata/broken is applied to
+// one copy of the module (fixture_test.go) and planned once. Each fixture's
+// want.txt lines must each match a failure of that plan: "assert: text" a
+// failed assertion of tests/defaults.tftest.hcl (or another error of the
+// run), "RULE: text" a problem this package reports. A line that matches a
+// failure of the unbroken module too proves nothing and fails the test.
+func TestBrokenModulesFail(t *testing.T) {
+	t.Parallel()
+	planned(t)
+	e := expect(t)
+	realPlan, realFailures := planOf(t, tf.realRuns)
+	badPlan, badFailures := planOf(t, tf.badRuns)
+	got := func(plan *Plan, failures []string, mod string) []string {
+		out := slices.Clone(failures)
+		for i := range out {
+			out[i] = "assert: " + out[i]
+		}
+		for _, p := range CheckContract(plan, e) {
+			out = append(out, p.String())
+		}
+		root, _ := filepath.Abs(repoRoot)
+		archive, err := CheckArchive(filepath.Join(mod, ".terraform", "fanoutexport-source.zip"), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range archive {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	baseline := got(realPlan, realFailures, tf.real)
+	broken := got(badPlan, badFailures, tf.bad)
+	matches := func(all []string, w wantLine) bool {
+		return slices.ContainsFunc(all, func(s string) bool {
+			rule, msg, _ := strings.Cut(s, ": ")
+			return rule == w.rule && strings.Contains(msg, w.msg)
+		})
+	}
+	for _, f := range tf.badFixtures {
+		for _, w := range f.want {
+			switch {
+			case matches(baseline, w):
+				t.Errorf("%s: %s: %q matches a failure of the unbroken module: it proves nothing", f.name, w.rule, w.msg)
+			case !matches(broken, w):
+				t.Errorf("%s: no %s failure containing %q; the broken module's failures:\n  %s", f.name, w.rule, w.msg, strings.Join(broken, "\n  "))
+			}
+		}
+	}
+}
+
+// TestVariablesAndOutputsAreDescribed: every variable and output of the
+// module and of the example says what it is for.
+func TestVariablesAndOutputsAreDescribed(t *testing.T) {
+	t.Parallel()
 	seen := 0
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".tf") {
-			continue
+	for _, dir := range []string{moduleDir, filepath.Join(moduleDir, "examples", "basic")} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		f, diags := hclparse.NewParser().ParseHCLFile(filepath.Join(moduleDir, e.Name()))
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
-		for _, b := range f.Body.(*hclsyntax.Body).Blocks {
-			if b.Type != "variable" && b.Type != "output" {
-				continue
+		for _, file := range files {
+			f, diags := hclparse.NewParser().ParseHCLFile(file)
+			if diags.HasErrors() {
+				t.Fatal(diags)
 			}
-			seen++
-			a, ok := b.Body.Attributes["description"]
-			if !ok {
-				t.Errorf("%s %s has no description", b.Type, b.Labels[0])
-				continue
-			}
-			if v, diags := a.Expr.Value(nil); diags.HasErrors() || strings.TrimSpace(v.AsString()) == "" {
-				t.Errorf("%s %s has an empty description", b.Type, b.Labels[0])
+			for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+				if b.Type != "variable" && b.Type != "output" {
+					continue
+				}
+				seen++
+				where := filepath.Base(dir) + ": " + b.Type + " " + b.Labels[0]
+				a, ok := b.Body.Attributes["description"]
+				if !ok {
+					t.Errorf("%s has no description", where)
+					continue
+				}
+				v, diags := a.Expr.Value(nil)
+				if diags.HasErrors() || v.Type() != cty.String || strings.TrimSpace(v.AsString()) == "" {
+					t.Errorf("%s: description is not a non-empty string", where)
+				}
 			}
 		}
 	}

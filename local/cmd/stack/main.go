@@ -14,9 +14,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -116,9 +118,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	step("stack up in %s: Pub/Sub emulator %s, Cloud Storage emulator %s, logs in %s", time.Since(start).Round(time.Millisecond), st.PubSubAddr, st.StorageURL, logs)
-	for ep, url := range st.URLs {
-		fmt.Fprintf(os.Stderr, "    %-24s %s\n", ep, url)
+	for _, ep := range slices.Sorted(maps.Keys(st.URLs)) {
+		fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", ep, st.URLs[ep], st.PID(ep))
 	}
+	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", stack.Shim, "(consumes RabbitMQ)", st.PID(stack.Shim))
+	fmt.Fprintln(os.Stderr, "    a process that exits is restarted on the same port, as Cloud Run replaces a crashed instance")
 	os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(st.StorageURL, "http://"))
 	c, closeFn, err := client.FromEnv(ctx)
 	if err != nil {

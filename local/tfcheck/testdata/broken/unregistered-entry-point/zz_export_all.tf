@@ -1,11 +1,13 @@
 # A function for an entry point register.go does not register: the build
 # would succeed and every request would fail.
 resource "google_service_account" "export_all" {
+  project      = var.project_id
   account_id   = "${var.name}-export-all"
   display_name = "fanout export: ExportAll function"
 }
 
 resource "google_cloudfunctions2_function" "export_all" {
+  project  = var.project_id
   name     = "${var.name}-export-all"
   location = var.region
 
@@ -25,13 +27,6 @@ resource "google_cloudfunctions2_function" "export_all" {
     service_account_email = google_service_account.export_all.email
     ingress_settings      = "ALLOW_INTERNAL_ONLY"
     timeout_seconds       = 60
-    max_instance_count    = var.aggregate_max_instances
-
-    direct_vpc_network_interface {
-      network    = google_compute_network.vpc.name
-      subnetwork = google_compute_subnetwork.functions.name
-      tags       = [local.function_tag]
-    }
-    direct_vpc_egress = var.vpc_egress
+    max_instance_count    = 1
   }
 }

@@ -1,2 +1,0 @@
-resource "google_pubsub_topic" "unclosed" {
-  name = "report-extra"

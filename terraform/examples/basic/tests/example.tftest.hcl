@@ -1,0 +1,22 @@
+# The example root module with its own terraform.tfvars.example
+# (local/terraform-check.sh passes -var-file): every variable without a
+# default is set, every value passes the module's validations, and the
+# module plans. Mock providers: no credentials, no network, no backend.
+
+mock_provider "google" {}
+
+mock_provider "time" {}
+
+run "example_plans" {
+  command = plan
+
+  assert {
+    condition     = module.fanout_export.subnet_addresses_needed == 176
+    error_message = "The example's instances need 176 subnet addresses, not ${module.fanout_export.subnet_addresses_needed}."
+  }
+
+  assert {
+    condition     = sort(keys(module.fanout_export.egress_rules)) == sort(["amqp", "db-plt-fund", "db-plt-user", "db-record", "redis"])
+    error_message = "The example allows egress to Redis, RabbitMQ and each database."
+  }
+}
