@@ -5,6 +5,7 @@
 package fanoutexport
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -18,16 +19,28 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-var entryPoints []string
+// handler is an entry point's HTTP handler; Close closes the clients it
+// made, if any.
+type handler interface {
+	http.Handler
+	Close() error
+}
+
+var (
+	entryPoints []string
+	handlers    []handler
+)
 
 func init() {
-	for _, f := range report.Functions() {
-		functions.HTTP(f.EntryPoint, handler(f).ServeHTTP)
+	for _, f := range topology.Functions() {
+		h := newHandler(f)
+		functions.HTTP(f.EntryPoint, h.ServeHTTP)
 		entryPoints = append(entryPoints, f.EntryPoint)
+		handlers = append(handlers, h)
 	}
 }
 
-func handler(f topology.Function) http.Handler {
+func newHandler(f topology.Function) handler {
 	switch f.EntryPoint {
 	case topology.EntryDrainTriggers:
 		return shim.New()
@@ -44,3 +57,13 @@ func handler(f topology.Function) http.Handler {
 
 // EntryPoints lists what init registered, for the deployment checks.
 func EntryPoints() []string { return append([]string(nil), entryPoints...) }
+
+// Close closes every client any entry point made, for a server shutting
+// down (SIGTERM).
+func Close() error {
+	var errs []error
+	for _, h := range handlers {
+		errs = append(errs, h.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -10,130 +10,92 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
-	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/csvout"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
-	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/pushfn"
+	"github.com/fanoutexport/fanoutexport/shared/output"
+	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
-	"github.com/fanoutexport/fanoutexport/shared/reportstore"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Handler serves the aggregate subscription.
-type Handler struct{ deps *lazy.Value[*Deps] }
-
-// Deps are the aggregator's clients; Handle is its logic.
-type Deps struct {
-	Cfg config.Aggregator
-	*clients.Clients
+// Env is the aggregator's config and clients.
+type Env struct {
+	*serverenv.Env
+	Cfg     config.Aggregator
 	Records *record.Repo
-	Store   *reportstore.Store
+	Store   *output.Store
 }
 
-// New returns the handler; clients are created on first request.
-func New() *Handler {
-	return &Handler{deps: lazy.New(func(ctx context.Context) (*Deps, error) {
+// New returns the push handler; clients are created on first request.
+func New() *push.Handler {
+	return push.New(state.AggregatorName, func(ctx context.Context) (push.Func, error) {
 		var cfg config.Aggregator
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		return NewDeps(ctx, cfg)
-	})}
+		return NewEnv(ctx, cfg)
+	})
 }
 
-// NewDeps creates the clients for cfg.
-func NewDeps(ctx context.Context, cfg config.Aggregator) (*Deps, error) {
-	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
+// NewEnv creates the clients for cfg.
+func NewEnv(ctx context.Context, cfg config.Aggregator, pubsubOpts ...option.ClientOption) (*Env, error) {
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
+		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts})
 	if err != nil {
 		return nil, err
 	}
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		c.DB.Close()
-		return nil, fmt.Errorf("storage.NewClient: %w", err)
-	}
-	return &Deps{Cfg: cfg, Clients: c, Records: record.NewRepo(c.DB), Store: reportstore.New(gcs, cfg.Storage.Bucket)}, nil
-}
-
-// ServeHTTP handles one push delivery: 2xx acks, anything else retries.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logging.Default.With(logging.KeySource, aggstate.AggregatorName)
-	d, err := h.deps.Get(r.Context())
-	if err != nil {
-		pushfn.Serve(w, r, log, "", nil, err)
-		return
-	}
-	pushfn.Serve(w, r, log, d.Cfg.PubSub.ProjectID, d.Handle, nil)
+	return &Env{Env: env, Cfg: cfg, Records: record.NewRepo(env.DB), Store: output.NewStore(env.Storage, cfg.Storage.Bucket)}, nil
 }
 
 // workTimeout is how long one message may work: the claim's lifetime less
 // a margin for the final writes.
-func (d *Deps) workTimeout() time.Duration {
-	return max(d.Cfg.ClaimTTL-d.Cfg.ClaimTTL/10, time.Second)
+func (e *Env) workTimeout() time.Duration {
+	return max(e.Cfg.ClaimTTL-e.Cfg.ClaimTTL/10, time.Second)
 }
 
 // Handle processes one "done" message. nil means ack.
-func (d *Deps) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
 	// Stop before the stage claim expires: after that another message may
 	// take the stage over, and two aggregators must not work on it at once.
-	ctx, cancel := context.WithTimeout(ctx, d.workTimeout())
+	ctx, cancel := context.WithTimeout(ctx, e.workTimeout())
 	defer cancel()
 	m, id, err := message.DecodeDone(push.Message.Data)
-	if id > 0 {
-		log = log.With(logging.KeyRecordID, id)
-	}
 	switch {
 	case errors.Is(err, message.ErrVersion):
-		d.recordError(ctx, id, err, log)
-		return err
-	case err != nil && id > 0:
-		return d.fail(ctx, id, fmt.Sprintf("aggregator could not decode a done message: %v", err), log)
+		return err // a newer deployment may understand it
 	case err != nil:
-		return d.Bus.Park(ctx, log, push.Message.Data, push.Message.Attributes, fmt.Sprintf("aggregator: %v", err))
+		return fault.Permanentf("aggregator could not decode a done message: %w", err)
 	}
-	log = log.With(logging.KeyStage, m.Stage, "from", m.Source)
+	log = log.With("from", m.Source)
 	if m.Failure != "" {
-		return d.fail(ctx, id, m.Failure, log)
+		return fault.Permanent(errors.New(m.Failure))
 	}
 	rep, ok := report.Lookup(m.ReportType)
 	if !ok {
-		return d.fail(ctx, id, fmt.Sprintf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types()), log)
+		return fault.Permanentf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types())
 	}
-	err = d.advance(ctx, id, rep, push.ID(), log)
-	switch {
-	case errors.Is(err, aggstate.ErrGone):
-		return d.gone(ctx, id, m.Stage, push, log)
-	case errors.Is(err, dataset.ErrCorrupt), errors.Is(err, dataset.ErrMissing):
-		return d.fail(ctx, id, fmt.Sprintf("aggregator: %v", err), log)
-	case err != nil:
-		d.recordError(ctx, id, err, log)
-		return err
+	err = e.advance(ctx, id, rep, push.ID(), log)
+	if errors.Is(err, state.ErrGone) {
+		return e.gone(ctx, id, m.Stage, log)
 	}
-	return nil
-}
-
-func stageNames(rep report.Report) [][]string {
-	names := make([][]string, len(rep.Stages))
-	for n := range rep.Stages {
-		names[n] = rep.SourceNames(n + 1)
+	if fault.ClassOf(err) == fault.Fail {
+		return fault.Permanentf("aggregator: %w", err)
 	}
-	return names
+	return err
 }
 
 // advance takes the next step if the highest complete stage has not taken it.
-func (d *Deps) advance(ctx context.Context, id int64, rep report.Report, msgID string, log *slog.Logger) error {
-	snap, err := d.State.Read(ctx, id, stageNames(rep))
+func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID string, log *slog.Logger) error {
+	snap, err := e.State.Read(ctx, id, rep.StageSources())
 	if err != nil {
 		return err
 	}
@@ -147,51 +109,94 @@ func (d *Deps) advance(ctx context.Context, id int64, rep report.Report, msgID s
 		n++
 	}
 	if n == 0 {
-		log.Debug("waiting for the other listeners", aggstate.FieldDoneCount, snap.DoneCount, "need", rep.DoneAfter(1))
+		log.Debug("waiting for the other listeners", state.FieldDoneCount, snap.DoneCount, "need", rep.DoneAfter(1))
 		return nil
 	}
-	log = log.With(logging.KeyStage, n)
+	log = log.With("completeStage", n)
 	if snap.Claims[n] == "done" {
 		log.Debug("stage already handled")
 		return nil
 	}
-	claim, err := d.State.Claim(ctx, id, n, msgID, d.Cfg.ClaimTTL)
+	claim, err := e.State.Claim(ctx, id, n, msgID, e.Cfg.ClaimTTL)
 	if err != nil {
 		return err
 	}
 	switch claim {
-	case aggstate.Held:
+	case state.Held:
 		log.Info("stage claimed by another message; acking")
 		return nil
-	case aggstate.Completed:
+	case state.Completed:
 		return nil
 	}
-	store := d.State.Datasets(id)
+	reads := chosenAttempts(rep, snap)
 	if n < len(rep.Stages) {
-		next, err := rep.Between(ctx, n, store, d.Cfg.ChunkBytes)
-		if err != nil {
-			return err
-		}
-		if next {
-			msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
-				Sources: rep.SourceNames(n + 1), Params: snap.Params}
-			if _, err := d.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
-				return err
-			}
-			log.Info("stage complete; fanned out the next stage", "next", n+1)
-			return d.State.CompleteClaim(ctx, id, n)
-		}
-		log.Info("stage produced no rows; skipping the remaining stages")
+		return e.nextStage(ctx, id, rep, n, snap.Params, reads, log)
 	}
-	return d.finish(ctx, id, rep, store, log)
+	return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+}
+
+// chosenAttempts maps each finished source's dataset to the attempt its
+// done marker names: the only one readers read.
+func chosenAttempts(rep report.Report, snap state.Snapshot) map[string]int64 {
+	reads := map[string]int64{}
+	for n, stage := range rep.Stages {
+		for _, src := range stage {
+			if a := snap.Attempts[n+1][src.Name()]; a > 0 {
+				reads[src.Dataset()] = a
+			}
+		}
+	}
+	return reads
+}
+
+// nextStage writes stage n+1's input under an attempt of its own, commits
+// it (an aggregator that took the stage over may have committed first:
+// then its input counts and ours is dropped), and fans out stage n+1 — or,
+// when stage n found nothing, finishes at once.
+func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int, params []byte, reads map[string]int64, log *slog.Logger) error {
+	attempt, err := e.State.NewAttempt(ctx, id)
+	if err != nil {
+		return err
+	}
+	next, err := rep.Between(ctx, n, e.State.Writer(id, state.InputField(n+1), attempt, reads), e.Cfg.ChunkBytes)
+	if errors.Is(err, state.ErrSuperseded) {
+		next, err = true, nil // another aggregator committed its input
+	}
+	if err != nil {
+		return err
+	}
+	if !next {
+		log.Info("stage produced no rows; skipping the remaining stages")
+		return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+	}
+	winner, err := e.State.CommitInput(ctx, id, n+1, attempt)
+	if err != nil {
+		return err
+	}
+	if winner != attempt {
+		for _, src := range rep.Stages[n] {
+			if src.Input != "" {
+				if err := e.State.DropAttempt(ctx, id, src.Input, attempt); err != nil {
+					log.Warn("could not drop this attempt's input; the hash's deletion will", "error", err)
+				}
+			}
+		}
+	}
+	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
+		Sources: rep.SourceNames(n + 1), Params: params}
+	if _, err := e.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
+		return err
+	}
+	log.Info("stage complete; fanned out the next stage", "next", n+1, "inputAttempt", winner)
+	return e.State.CompleteClaim(ctx, id, n)
 }
 
 // finish joins, uploads the CSV, marks SUCCESS, then deletes the hash.
-func (d *Deps) finish(ctx context.Context, id int64, rep report.Report, store dataset.Store, log *slog.Logger) error {
-	object := reportstore.ObjectName(id, rep.Type)
+func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dataset.Store, log *slog.Logger) error {
+	object := output.ObjectName(id, rep.Type)
 	var rows int64
-	err := d.Store.Write(ctx, object, func(w io.Writer) error {
-		cw, err := csvout.New(w, rep.CSV)
+	err := e.Store.Write(ctx, object, func(w io.Writer) error {
+		cw, err := output.NewCSV(w, rep.CSV)
 		if err != nil {
 			return err
 		}
@@ -204,8 +209,8 @@ func (d *Deps) finish(ctx context.Context, id int64, rep report.Report, store da
 	if err != nil {
 		return err
 	}
-	path := reportstore.Path(d.Store.Bucket(), object)
-	ok, err := d.Records.MarkSuccess(ctx, id, path, rows)
+	path := output.Path(e.Store.Bucket(), object)
+	ok, err := e.Records.MarkSuccess(ctx, id, path, rows)
 	if err != nil {
 		return err
 	}
@@ -214,18 +219,16 @@ func (d *Deps) finish(ctx context.Context, id int64, rep report.Report, store da
 	} else {
 		log.Warn("record was no longer PROCESSING; left as it is", "path", path)
 	}
-	if err := d.State.Delete(ctx, id); err != nil {
-		log.Warn("could not delete the hash; its TTL will", "error", err)
-	}
+	e.deleteState(ctx, id, log)
 	return nil
 }
 
 // gone handles a missing hash: a late duplicate after the record ended, or
 // a report whose state expired or was deleted. Never upload an empty CSV.
-func (d *Deps) gone(ctx context.Context, id int64, stage int, push *message.Push, log *slog.Logger) error {
-	rec, err := d.Records.Get(ctx, id)
+func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) error {
+	rec, err := e.Records.Get(ctx, id)
 	if errors.Is(err, record.ErrNotFound) {
-		return d.Bus.Park(ctx, log, push.Message.Data, push.Message.Attributes, fmt.Sprintf("aggregator: no record %d", id))
+		return fault.Parkf("no record %d", id)
 	}
 	if err != nil {
 		return err
@@ -234,13 +237,13 @@ func (d *Deps) gone(ctx context.Context, id int64, stage int, push *message.Push
 		log.Info("record already final; late message acked", "status", rec.Status.String())
 		return nil
 	}
-	return d.fail(ctx, id, fmt.Sprintf("report state %s is gone from Redis (expired after its TTL or deleted) before stage %d finished; nothing was uploaded; request the export again",
-		d.State.Key(id), stage), log)
+	return fault.Permanentf("report state %s is gone from Redis (expired after its TTL or deleted) before stage %d finished; nothing was uploaded; request the export again",
+		e.State.Key(id), stage)
 }
 
-// fail marks the record FAILED (if not final) and drops its hash.
-func (d *Deps) fail(ctx context.Context, id int64, reason string, log *slog.Logger) error {
-	ok, err := d.Records.MarkFailed(ctx, id, reason)
+// Fail marks the record FAILED (if not final) and drops its hash.
+func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
+	ok, err := e.Records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
 	}
@@ -249,14 +252,12 @@ func (d *Deps) fail(ctx context.Context, id int64, reason string, log *slog.Logg
 	} else {
 		log.Info("record already final; failure not recorded", "reason", reason)
 	}
-	if err := d.State.Delete(ctx, id); err != nil {
-		log.Warn("could not delete the hash; its TTL will", "error", err)
-	}
+	e.deleteState(ctx, h.RecordID, log)
 	return nil
 }
 
-func (d *Deps) recordError(ctx context.Context, id int64, err error, log *slog.Logger) {
-	if rerr := d.State.NoteError(ctx, id, aggstate.AggregatorName, err); rerr != nil {
-		log.Warn("could not record the error in Redis", "error", rerr)
+func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {
+	if err := e.State.Delete(ctx, id); err != nil {
+		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
 }

@@ -5,92 +5,75 @@ package dlq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/clients"
+	"google.golang.org/api/option"
+
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
-	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/pushfn"
+	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Attributes Pub/Sub adds to a dead-lettered message (pstest adds none).
-const (
-	AttrDLSourceSub   = "CloudPubSubDeadLetterSourceSubscription"
-	AttrDLDeliveries  = "CloudPubSubDeadLetterSourceDeliveryCount"
-	defaultDeliveries = "6"
-)
+// Name is the DLQ function's name in logs and parked messages.
+const Name = "dead-letter"
 
-// Handler serves the dead-letter subscription.
-type Handler struct{ deps *lazy.Value[*deps] }
-
-type deps struct {
-	cfg config.DeadLetter
-	*clients.Clients
+// Env is the DLQ function's config and clients.
+type Env struct {
+	*serverenv.Env
+	cfg     config.DeadLetter
 	records *record.Repo
 }
 
-// New returns the handler; clients are created on first request.
-func New() *Handler {
-	return &Handler{deps: lazy.New(func(ctx context.Context) (*deps, error) {
+// New returns the push handler; clients are created on first request.
+func New() *push.Handler {
+	return push.New(Name, func(ctx context.Context) (push.Func, error) {
 		var cfg config.DeadLetter
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
-		if err != nil {
-			return nil, err
-		}
-		return &deps{cfg: cfg, Clients: c, records: record.NewRepo(c.DB)}, nil
-	})}
+		return NewEnv(ctx, cfg)
+	})
 }
 
-// ServeHTTP handles one dead letter.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logging.Default.With(logging.KeySource, "dead-letter")
-	d, err := h.deps.Get(r.Context())
+// NewEnv creates the clients for cfg.
+func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.ClientOption) (*Env, error) {
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
+		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts})
 	if err != nil {
-		pushfn.Serve(w, r, log, "", nil, err)
-		return
+		return nil, err
 	}
-	pushfn.Serve(w, r, log, d.cfg.PubSub.ProjectID, d.handle, nil)
+	return &Env{Env: env, cfg: cfg, records: record.NewRepo(env.DB)}, nil
 }
 
-// deadLetter is what any of our messages holds that the DLQ needs. Decoding
-// is lenient on purpose: a message that failed because of its own shape
-// still names its record.
-type deadLetter struct {
-	V          int      `json:"v"`
-	RecordID   int64    `json:"recordId"`
-	ReportType string   `json:"reportType"`
-	Stage      int      `json:"stage"`
-	Source     string   `json:"source"`  // done messages
-	Sources    []string `json:"sources"` // stage messages
-}
-
-func (d *deps) handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
-	var m deadLetter
-	attrs := push.Message.Attributes
-	if err := json.Unmarshal(push.Message.Data, &m); err != nil || m.RecordID <= 0 {
-		return d.Bus.Park(ctx, log, push.Message.Data, attrs, "dead letter that names no record")
+// Handle ends the dead letter's record FAILED with a reason naming who
+// failed. A dead letter that names no record is parked.
+func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+	h := message.Peek(push.Message.Data, push.Message.Attributes)
+	if h.RecordID <= 0 {
+		return fault.Parkf("dead letter that names no record")
 	}
-	log = log.With(logging.KeyRecordID, m.RecordID, logging.KeyStage, m.Stage)
-	reason, err := d.reason(ctx, m, attrs)
+	reason, err := e.reason(ctx, h, push.Message.Attributes)
 	if err != nil {
 		return err
 	}
-	ok, err := d.records.MarkFailed(ctx, m.RecordID, reason)
+	return e.Fail(ctx, push, h, reason, log)
+}
+
+// Fail marks the record FAILED with reason and drops its hash; a record
+// already final is left as it is.
+func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
+	ok, err := e.records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
 	}
@@ -99,7 +82,7 @@ func (d *deps) handle(ctx context.Context, push *message.Push, log *slog.Logger)
 		return nil
 	}
 	log.Error("report FAILED", "reason", reason)
-	if err := d.State.Delete(ctx, m.RecordID); err != nil {
+	if err := e.State.Delete(ctx, h.RecordID); err != nil {
 		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
 	return nil
@@ -108,30 +91,28 @@ func (d *deps) handle(ctx context.Context, push *message.Push, log *slog.Logger)
 // reason names who failed. Pub/Sub's dead-letter attributes name the
 // source subscription; without them (pstest) the hash tells which
 // listeners of the stage never finished and their last errors.
-func (d *deps) reason(ctx context.Context, m deadLetter, attrs map[string]string) (string, error) {
-	deliveries := attrs[AttrDLDeliveries]
+func (e *Env) reason(ctx context.Context, m message.Header, attrs map[string]string) (string, error) {
+	deliveries := attrs[message.AttrDeadLetterDeliveryCount]
 	if deliveries == "" {
-		deliveries = defaultDeliveries
+		deliveries = strconv.Itoa(topology.MaxDeliveryAttempts)
 	}
-	fromSub := sourceOfSubscription(attrs[AttrDLSourceSub], d.cfg.PubSub.NamePrefix)
+	fromSub := sourceOfSubscription(attrs[message.AttrDeadLetterSubscription], e.cfg.PubSub.NamePrefix)
 	isDone := m.Source != "" // done messages go to the aggregator
 
 	var stages [][]string
 	if rep, ok := report.Lookup(m.ReportType); ok {
-		for n := range rep.Stages {
-			stages = append(stages, rep.SourceNames(n+1))
-		}
+		stages = rep.StageSources()
 	}
-	snap, err := d.State.Read(ctx, m.RecordID, stages)
-	stateGone := errors.Is(err, aggstate.ErrGone)
+	snap, err := e.State.Read(ctx, m.RecordID, stages)
+	stateGone := errors.Is(err, state.ErrGone)
 	if err != nil && !stateGone {
 		return "", err
 	}
 
 	var who []string
 	switch {
-	case isDone || fromSub == aggstate.AggregatorName:
-		who = []string{aggstate.AggregatorName}
+	case isDone || fromSub == state.AggregatorName:
+		who = []string{state.AggregatorName}
 	case fromSub != "":
 		who = []string{fromSub}
 	case !stateGone && m.Stage >= 1 && m.Stage <= len(stages):
@@ -147,7 +128,7 @@ func (d *deps) reason(ctx context.Context, m deadLetter, attrs map[string]string
 	sort.Strings(who)
 
 	var b strings.Builder
-	if isDone || (len(who) == 1 && who[0] == aggstate.AggregatorName) {
+	if isDone || (len(who) == 1 && who[0] == state.AggregatorName) {
 		fmt.Fprintf(&b, "stage %d aggregator failed %s delivery attempts", m.Stage, deliveries)
 	} else {
 		fmt.Fprintf(&b, "stage %d listener %s failed %s delivery attempts", m.Stage, strings.Join(who, ", "), deliveries)
@@ -173,17 +154,15 @@ func sourceOfSubscription(full, prefix string) string {
 	if full == "" {
 		return ""
 	}
-	short := full[strings.LastIndex(full, "/")+1:]
-	short = strings.TrimPrefix(short, prefix)
-	for _, f := range report.Functions() {
-		if f.Subscription == short {
-			if f.Source != "" {
-				return f.Source
-			}
-			if f.EntryPoint == topology.EntryAggregate {
-				return aggstate.AggregatorName
-			}
-		}
+	short := strings.TrimPrefix(full[strings.LastIndex(full, "/")+1:], prefix)
+	f, ok := topology.BySubscription(short)
+	switch {
+	case !ok:
+		return ""
+	case f.Source != "":
+		return f.Source
+	case f.EntryPoint == topology.EntryAggregate:
+		return state.AggregatorName
 	}
 	return ""
 }

@@ -8,164 +8,161 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
-	"strconv"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/clients"
+	"google.golang.org/api/option"
+
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/fetch"
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
-	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/pushfn"
+	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Handler serves one source's push subscription.
-type Handler struct {
+// Env is one listener instance: its config, its source and its clients.
+type Env struct {
+	*serverenv.Env
+	cfg    config.Listener
 	source report.Source
-	deps   *lazy.Value[*deps]
 }
 
-type deps struct {
-	cfg config.Listener
-	*clients.Clients
-}
-
-// New returns the listener for source. No client is created until the
-// first request.
-func New(source report.Source) *Handler {
-	h := &Handler{source: source}
-	h.deps = lazy.New(func(ctx context.Context) (*deps, error) {
+// New returns the push handler of source's listener. Nothing is created
+// until the first request.
+func New(source report.Source) *push.Handler {
+	return push.New(source.Name(), func(ctx context.Context) (push.Func, error) {
 		cfg, err := config.LoadListener(ctx, source)
 		if err != nil {
 			return nil, err
 		}
-		c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.DSN)
-		if err != nil {
-			return nil, err
-		}
-		return &deps{cfg: cfg, Clients: c}, nil
+		return NewEnv(ctx, cfg, source)
 	})
-	return h
 }
 
-// ServeHTTP handles one push delivery: 2xx acks it, anything else makes
-// Pub/Sub redeliver it (at most 6 times, then dead-letter it).
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logging.Default.With(logging.KeySource, h.source.Name())
-	d, err := h.deps.Get(r.Context())
+// NewEnv makes the listener's clients for cfg.
+func NewEnv(ctx context.Context, cfg config.Listener, source report.Source, pubsubOpts ...option.ClientOption) (*Env, error) {
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.DSN,
+		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts})
 	if err != nil {
-		pushfn.Serve(w, r, log, "", nil, err)
-		return
+		return nil, err
 	}
-	pushfn.Serve(w, r, log, d.cfg.PubSub.ProjectID, func(ctx context.Context, push *message.Push, log *slog.Logger) error {
-		return d.handle(ctx, h.source, push, log)
-	}, nil)
+	return &Env{Env: env, cfg: cfg, source: source}, nil
 }
 
-// handle returns nil to ack; an error means "retry".
-func (d *deps) handle(ctx context.Context, src report.Source, push *message.Push, log *slog.Logger) error {
-	m, id, err := message.DecodeStage(push.Message.Data)
-	attrs := push.Message.Attributes
-	if id > 0 {
-		log = log.With(logging.KeyRecordID, id)
-	}
+// Handle fetches the source's rows for one stage message.
+func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+	src := e.source
+	m, _, err := message.DecodeStage(push.Message.Data)
 	switch {
 	case errors.Is(err, message.ErrVersion):
-		// Another deployment may understand it: retry, and leave the
-		// reason for the DLQ function if none does.
-		d.recordError(ctx, id, src, err, log)
+		// Another deployment may understand it: retry.
 		return err
-	case err != nil && id > 0:
-		stage, _ := strconv.Atoi(attrs[message.AttrStage])
-		return d.fail(ctx, message.Done{RecordID: id, ReportType: orUnknown(attrs[message.AttrReportType]), Stage: max(stage, 1), Source: src.Name()},
-			fmt.Sprintf("listener %s could not decode its stage message: %v", src.Name(), err), log)
 	case err != nil:
-		return d.Bus.Park(ctx, log, push.Message.Data, attrs, fmt.Sprintf("listener %s: %v", src.Name(), err))
+		// With a record, fail its report (the push handler parks the
+		// message when it names none).
+		return fault.Permanentf("listener %s could not decode its stage message: %w", src.Name(), err)
 	}
-	log = log.With(logging.KeyStage, m.Stage)
 	if !slices.Contains(m.Sources, src.Name()) {
 		log.Debug("report does not use this listener in this stage; acking", "reportType", m.ReportType)
 		return nil
 	}
-	done := message.Done{V: message.SchemaVersion, RecordID: id, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name()}
 	rep, ok := report.Lookup(m.ReportType)
 	if !ok || !slices.Contains(rep.SourceNames(m.Stage), src.Name()) {
-		return d.fail(ctx, done, fmt.Sprintf("listener %s does not know report type %q at stage %d (deployed version older than the shim's?)", src.Name(), m.ReportType, m.Stage), log)
+		return fault.Permanentf("listener %s does not know report type %q at stage %d (deployed version older than the shim's?)", src.Name(), m.ReportType, m.Stage)
 	}
 	params, err := report.ParseParams(m.Params)
 	if err != nil {
-		return d.fail(ctx, done, fmt.Sprintf("listener %s: %v", src.Name(), err), log)
+		return fault.Permanentf("listener %s: %w", src.Name(), err)
 	}
+	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name()}
 
-	already, err := d.State.IsDone(ctx, id, m.Stage, src.Name())
+	already, err := e.State.IsDone(ctx, m.RecordID, m.Stage, src.Name())
 	switch {
-	case errors.Is(err, aggstate.ErrGone):
+	case errors.Is(err, state.ErrGone):
 		// Expired, finished or failed: the aggregator decides which.
 		log.Warn("report state is gone; telling the aggregator", "error", err)
-		return d.publishDone(ctx, done)
+		return e.publishDone(ctx, done)
 	case err != nil:
 		return err
 	case already:
 		log.Info("already done (redelivery); re-sending done")
-		return d.publishDone(ctx, done)
+		return e.publishDone(ctx, done)
 	}
 
-	store := d.State.Datasets(id)
-	out := dataset.NewWriter(ctx, store, src.Dataset(), d.cfg.ChunkBytes)
-	err = fetch.Run(ctx, d.DB, src, params, store, out)
-	var chunks, rows int64
+	return e.fetch(ctx, m, src, params, done, log)
+}
+
+// fetch runs one attempt: its own dataset fields, written only while no
+// other attempt's dataset was chosen, then counted, or dropped if another
+// attempt won. Readers read only the attempt the done marker names.
+func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, params report.Params, done message.Done, log *slog.Logger) error {
+	id := m.RecordID
+	attempt, err := e.State.NewAttempt(ctx, id)
 	if err == nil {
-		chunks, rows, err = out.Close()
-	}
-	if err == nil {
-		var counted bool
-		var count int64
-		counted, count, err = d.State.MarkDone(ctx, id, m.Stage, src.Name(), src.Dataset(), chunks, rows)
+		var reads map[string]int64
+		if src.Input != "" {
+			var a int64
+			if a, err = e.State.InputAttempt(ctx, id, m.Stage); err == nil {
+				reads = map[string]int64{src.Input: a}
+			}
+		}
 		if err == nil {
-			log.Info("fetched", "rows", rows, "chunks", chunks, "counted", counted, aggstate.FieldDoneCount, count)
+			err = e.fetchAttempt(ctx, m, src, params, attempt, reads, log)
 		}
 	}
 	switch {
-	case errors.Is(err, aggstate.ErrGone):
+	case errors.Is(err, state.ErrGone):
 		log.Warn("report state vanished while fetching; telling the aggregator", "error", err)
-		return d.publishDone(ctx, done)
+	case errors.Is(err, state.ErrSuperseded):
+		log.Info("another attempt's dataset was chosen meanwhile; dropping this one", "attempt", attempt)
+		if derr := e.State.DropAttempt(ctx, id, src.Dataset(), attempt); derr != nil {
+			log.Warn("could not drop this attempt's dataset; the hash's deletion will", "error", derr)
+		}
 	case err != nil:
-		d.recordError(ctx, id, src, err, log)
 		return err
 	}
-	return d.publishDone(ctx, done)
+	return e.publishDone(ctx, done)
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
+func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, attempt int64, reads map[string]int64, log *slog.Logger) error {
+	store := e.State.Writer(m.RecordID, state.DoneField(m.Stage, src.Name()), attempt, reads)
+	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
+	if err := report.Fetch(ctx, e.DB, src, params, store, out); err != nil {
+		return err
 	}
-	return s
+	chunks, rows, err := out.Close()
+	if err != nil {
+		return err
+	}
+	d, err := e.State.MarkDone(ctx, m.RecordID, m.Stage, src.Name(), src.Dataset(), attempt, chunks, rows)
+	if err != nil {
+		return err
+	}
+	log.Info("fetched", "rows", rows, "chunks", chunks, "attempt", attempt, "counted", d.Counted, state.FieldDoneCount, d.Count)
+	if d.Attempt != attempt {
+		return fmt.Errorf("%w: attempt %d counts", state.ErrSuperseded, d.Attempt)
+	}
+	return nil
 }
 
-func (d *deps) publishDone(ctx context.Context, m message.Done) error {
+// Fail ends the report at once: the listener cannot write the record, so
+// it tells the aggregator, which marks the record FAILED with reason.
+func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, _ *slog.Logger) error {
+	reportType := h.ReportType
+	if reportType == "" {
+		reportType = "unknown"
+	}
+	return e.publishDone(ctx, message.Done{RecordID: h.RecordID, ReportType: reportType, Stage: max(h.Stage, 1),
+		Source: e.source.Name(), Failure: reason})
+}
+
+func (e *Env) publishDone(ctx context.Context, m message.Done) error {
 	m.V = message.SchemaVersion
-	_, err := d.Bus.PublishJSON(ctx, topology.TopicAggregate, m, m.Attributes())
-	return err
-}
-
-// fail ends the report at once: the aggregator marks the record FAILED
-// with reason. Retrying cannot fix these.
-func (d *deps) fail(ctx context.Context, m message.Done, reason string, log *slog.Logger) error {
-	log.Error("permanent failure; failing the report", "reason", reason)
-	m.Failure = reason
-	return d.publishDone(ctx, m)
-}
-
-// recordError leaves the error in the hash so the DLQ function can name it.
-func (d *deps) recordError(ctx context.Context, id int64, src report.Source, err error, log *slog.Logger) {
-	if rerr := d.State.NoteError(ctx, id, src.Name(), err); rerr != nil {
-		log.Warn("could not record the error in Redis", "error", rerr)
+	if _, err := e.Bus.PublishJSON(ctx, topology.TopicAggregate, m, m.Attributes()); err != nil {
+		return fmt.Errorf("publish done: %w", err)
 	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,22 +23,23 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
+	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 // fixture is a listener wired to real MariaDB and Redis and an in-process
 // Pub/Sub, with a subscription that sees every "done" it publishes.
 type fixture struct {
-	h     *Handler
-	state *aggstate.State
+	h     *push.Handler
+	env   *Env
+	state *state.Store
 	rdb   *redis.Client
 	psc   *pubsub.Client
 	sub   string
@@ -48,8 +50,14 @@ func newFixture(t *testing.T, src report.Source) *fixture {
 	ctx := context.Background()
 	id := testdb.UniqueName(t, "lt")
 	dsns := testdb.Pipeline(t, "lt")
-	user, _ := mysqldb.Open(dsns.Sources["plt_user"])
-	fund, _ := mysqldb.Open(dsns.Sources["plt_fund"])
+	user, err := serverenv.OpenDB(dsns.Sources["plt_user"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fund, err := serverenv.OpenDB(dsns.Sources["plt_fund"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer user.Close()
 	defer fund.Close()
 	if err := seed.Apply(ctx, user, fund); err != nil {
@@ -87,15 +95,41 @@ func newFixture(t *testing.T, src report.Source) *fixture {
 	})
 	cfg := config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
 		DSN: dsns.Sources[src.Database], ChunkBytes: 128}
-	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.DSN, opts...)
+	env, err := NewEnv(ctx, cfg, src, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.DB.Close() })
-	state := c.State
-	d := &deps{cfg: cfg, Clients: c}
-	h := &Handler{source: src, deps: lazy.New(func(context.Context) (*deps, error) { return d, nil })}
-	return &fixture{h: h, state: state, rdb: rdb, psc: psc, sub: sub}
+	h := push.New(src.Name(), func(context.Context) (push.Func, error) { return env, nil })
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub, Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{h: h, env: env, state: env.State, rdb: rdb, psc: psc, sub: sub}
+}
+
+const parkedSub = "projects/p/subscriptions/parked"
+
+// parked pulls the messages parked so far.
+func (f *fixture) parked(t *testing.T, want int) []*pubsubpb.PubsubMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*pubsubpb.PubsubMessage
+	for len(out) < want && ctx.Err() == nil {
+		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: parkedSub, MaxMessages: 10})
+		if err != nil {
+			break
+		}
+		for _, m := range resp.ReceivedMessages {
+			out = append(out, m.Message)
+			f.psc.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: parkedSub, AckIds: []string{m.AckId}})
+		}
+	}
+	return out
 }
 
 // post delivers data as Pub/Sub push JSON and returns the status code.
@@ -164,14 +198,18 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 		}
 	}
 	key := f.state.Key(id)
-	if n, _ := f.rdb.HGet(ctx, key, aggstate.FieldDoneCount).Int(); n != 1 {
+	if n, _ := f.rdb.HGet(ctx, key, state.FieldDoneCount).Int(); n != 1 {
 		t.Errorf("queryDoneCount = %d after two deliveries, want 1", n)
 	}
-	rows, _ := f.rdb.HGet(ctx, key, dataset.RowsField(src.Dataset())).Int()
-	chunks, _ := f.rdb.HGet(ctx, key, dataset.ChunksField(src.Dataset())).Int()
+	snap, err := f.state.Read(ctx, id, [][]string{{src.Name()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := state.AttemptName(src.Dataset(), snap.Attempts[1][src.Name()])
+	rows, _ := f.rdb.HGet(ctx, key, dataset.RowsField(name)).Int()
+	chunks, _ := f.rdb.HGet(ctx, key, dataset.ChunksField(name)).Int()
 	var want int
-	d, _ := f.h.deps.Get(ctx)
-	if err := d.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&want); err != nil {
+	if err := f.env.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&want); err != nil {
 		t.Fatal(err)
 	}
 	if rows != want || chunks < 2 {
@@ -212,8 +250,128 @@ func TestUnknownVersionIsRetried(t *testing.T) {
 	if code := f.post(t, "m3", []byte(fmt.Sprintf(`{"v":99,"recordId":%d}`, id)), 1); code < 300 {
 		t.Fatalf("status %d, want non-2xx", code)
 	}
-	e, _ := f.rdb.HGet(ctx, f.state.Key(id), aggstate.ErrorField(src.Name())).Result()
+	e, _ := f.rdb.HGet(ctx, f.state.Key(id), state.ErrorField(src.Name())).Result()
 	if e == "" {
 		t.Error("no error recorded in the hash")
+	}
+}
+
+// Every error path of the listener and the class it gets: retried (non-2xx,
+// error noted in the hash), failed now (204 and a done message carrying
+// the reason, so the aggregator marks the record FAILED at once), or
+// parked (204 and the message in the parking topic). No permanent error is
+// retried.
+func TestErrorPaths(t *testing.T) {
+	t.Parallel()
+	withdraw := report.Sources["plt_fund.vs_withdraw"]
+	payment := report.Sources["plt_fund.vs_payment"]
+	params := func(t *testing.T) json.RawMessage {
+		p, err := report.ParseParams([]byte(seed.Params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(p)
+		return b
+	}
+	stage := func(t *testing.T, id int64, typ string, n int, sources []string, p json.RawMessage) []byte {
+		b, _ := json.Marshal(message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: typ, Stage: n, Sources: sources, Params: p})
+		return b
+	}
+	tests := []struct {
+		name    string
+		src     report.Source
+		body    func(t *testing.T, id int64) []byte
+		prepare func(t *testing.T, f *fixture, id int64)
+		want    fault.Class // -1: handled, acked
+		reason  string      // in the done failure or the parked reason
+	}{
+		{"unknown schema version", withdraw, func(t *testing.T, id int64) []byte {
+			return []byte(fmt.Sprintf(`{"v":99,"recordId":%d}`, id))
+		}, nil, fault.Retry, ""},
+		{"undecodable stage message of a record", withdraw, func(t *testing.T, id int64) []byte {
+			return []byte(fmt.Sprintf(`{"v":1,"recordId":%d,"stage":"one"}`, id))
+		}, nil, fault.Fail, "could not decode its stage message"},
+		{"message naming no record", withdraw, func(t *testing.T, id int64) []byte { return []byte(`{"hello":1}`) }, nil, fault.Park, "no positive recordId"},
+		{"unknown report type", withdraw, func(t *testing.T, id int64) []byte {
+			return stage(t, id, "nope", 1, []string{withdraw.Name()}, params(t))
+		}, nil, fault.Fail, `does not know report type "nope"`},
+		{"bad params", withdraw, func(t *testing.T, id int64) []byte {
+			return stage(t, id, "withdraw_by_tag", 1, []string{withdraw.Name()}, json.RawMessage(`{"tagIds":[],"from":"x"}`))
+		}, nil, fault.Fail, "listener plt_fund.vs_withdraw: "},
+		{"another listener's report", withdraw, func(t *testing.T, id int64) []byte {
+			return stage(t, id, "withdraw_by_tag", 1, []string{"plt_user.vs_user_tag_relation"}, params(t))
+		}, nil, -1, ""},
+		{"stage 2 input with a bad user_id", payment, func(t *testing.T, id int64) []byte {
+			return stage(t, id, "withdraw_by_tag_with_payments", 2, []string{payment.Name()}, params(t))
+		}, func(t *testing.T, f *fixture, id int64) {
+			ctx := context.Background()
+			attempt, err := f.state.NewAttempt(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := f.state.Writer(id, state.InputField(2), attempt, nil)
+			w := dataset.NewWriter(ctx, store, payment.Input, 1024)
+			if err := w.Write([]string{"12x", "USD"}); err != nil {
+				t.Fatal(err)
+			}
+			chunks, rows, err := w.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Finish(ctx, payment.Input, chunks, rows); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.state.CommitInput(ctx, id, 2, attempt); err != nil {
+				t.Fatal(err)
+			}
+		}, fault.Fail, `bad user_id "12x"`},
+		{"stage 2 input missing from a live hash", payment, func(t *testing.T, id int64) []byte {
+			return stage(t, id, "withdraw_by_tag_with_payments", 2, []string{payment.Name()}, params(t))
+		}, nil, fault.Fail, "has no committed input for stage 2"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tt.src)
+			ctx := context.Background()
+			id := int64(100 + i)
+			if _, err := f.state.Create(ctx, id, "withdraw_by_tag_with_payments", []byte(seed.Params)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.prepare != nil {
+				tt.prepare(t, f, id)
+			}
+			code := f.post(t, "m", tt.body(t, id), 1)
+			switch tt.want {
+			case fault.Retry:
+				if code < 300 {
+					t.Fatalf("status %d, want non-2xx (retry)", code)
+				}
+				if e, _ := f.rdb.HGet(ctx, f.state.Key(id), state.ErrorField(tt.src.Name())).Result(); e == "" {
+					t.Error("retried error not noted in the hash for the DLQ function")
+				}
+			case fault.Fail:
+				if code != http.StatusNoContent {
+					t.Fatalf("status %d, want 204: a permanent error is never retried", code)
+				}
+				got := f.dones(t, 1)
+				if len(got) != 1 || got[0].RecordID != id || !strings.Contains(got[0].Failure, tt.reason) {
+					t.Errorf("done messages %+v; want one for record %d whose failure contains %q", got, id, tt.reason)
+				}
+			case fault.Park:
+				if code != http.StatusNoContent {
+					t.Fatalf("status %d, want 204 after parking", code)
+				}
+				got := f.parked(t, 1)
+				if len(got) != 1 || !strings.Contains(got[0].Attributes["parkReason"], tt.reason) ||
+					got[0].Attributes["parkHandler"] != tt.src.Name() || got[0].Attributes["parkSubscription"] != "projects/p/subscriptions/listen" {
+					t.Errorf("parked %+v; want one with a reason containing %q, handler %s and the subscription", got, tt.reason, tt.src.Name())
+				}
+			default:
+				if code != http.StatusNoContent {
+					t.Fatalf("status %d, want 204", code)
+				}
+			}
+		})
 	}
 }

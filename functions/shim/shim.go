@@ -1,55 +1,43 @@
-// Package shim is the MQ1 shim: it consumes report triggers from RabbitMQ
-// and publishes stage 1 to Pub/Sub. In production Cloud Scheduler calls
-// the DrainTriggers HTTP function every minute, which consumes for
-// DRAIN_FOR (50 s by default) and returns; locally local/cmd/shim runs the
-// same Consumer continuously.
+// Package shim is the MQ1 shim's function: it consumes report triggers
+// from RabbitMQ and publishes stage 1 to Pub/Sub (package trigger holds
+// the consumer and its policy). In production Cloud Scheduler calls the
+// DrainTriggers HTTP function every minute, which consumes for DRAIN_FOR
+// (50 s by default) and returns; locally local/cmd/shim runs the same
+// Consumer continuously.
 package shim
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 
-	"github.com/fanoutexport/fanoutexport/shared/clients"
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/dispatch"
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
-	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
-
-// NewConsumer builds a Consumer and its clients from cfg.
-func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
-	c, err := clients.Open(ctx, cfg.PubSub, cfg.Redis, cfg.DB, cfg.Records.DSN)
-	if err != nil {
-		return nil, err
-	}
-	return &Consumer{
-		Cfg:        cfg,
-		Dispatcher: &dispatch.Dispatcher{Records: record.NewRepo(c.DB), State: c.State, Bus: c.Bus},
-		Log:        log.With(logging.KeySource, "mq1-shim"),
-	}, nil
-}
 
 // Handler is the DrainTriggers HTTP function.
 type Handler struct {
-	consumer *lazy.Value[*Consumer]
+	consumer *serverenv.Lazy[*trigger.Consumer]
 	mu       sync.Mutex // one drain at a time per instance
 }
 
 // New returns the handler; clients are created on first request.
 func New() *Handler {
-	return &Handler{consumer: lazy.New(func(ctx context.Context) (*Consumer, error) {
+	return &Handler{consumer: serverenv.NewLazy(func(ctx context.Context) (*trigger.Consumer, error) {
 		var cfg config.Shim
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		return NewConsumer(context.Background(), cfg, logging.Default)
+		return trigger.NewConsumer(ctx, cfg, logging.Default)
 	})}
 }
+
+// Close closes the consumer's clients, if they were made.
+func (h *Handler) Close() error { return h.consumer.Close() }
 
 // ServeHTTP consumes triggers for DRAIN_FOR, then reports how many it handled.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -18,8 +18,8 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/message"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -33,7 +33,7 @@ func TestDrainTriggers(t *testing.T) {
 	id := testdb.UniqueName(t, "shimtest")
 	iso := stack.Isolation{ID: id, DSNs: testdb.Pipeline(t, id), RedisAddr: "127.0.0.1:6379", AMQPURL: amqpURL}
 	dsns := iso.DSNs
-	db, err := mysqldb.Open(dsns.Record)
+	db, err := serverenv.OpenDB(dsns.Record)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,15 +15,15 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 // Client talks to one stack.
 type Client struct {
 	Records      *record.Repo
-	State        *aggstate.State
+	State        *state.Store
 	AMQPURL      string
 	TriggerQueue string
 	// StorageURL is the emulator's base URL, "http://127.0.0.1:4443".

@@ -4,11 +4,10 @@ import (
 	"context"
 	"os"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 // FromEnv builds a Client from the same environment variables the
@@ -19,11 +18,11 @@ func FromEnv(ctx context.Context) (*Client, func(), error) {
 	if err := config.Load(ctx, &cfg); err != nil {
 		return nil, nil, err
 	}
-	db, err := mysqldb.Open(cfg.Records.DSN)
+	db, err := serverenv.OpenDB(cfg.Records.DSN)
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, err := redisconn.New(cfg.Redis)
+	rdb, err := serverenv.OpenRedis(cfg.Redis)
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -34,7 +33,7 @@ func FromEnv(ctx context.Context) (*Client, func(), error) {
 	}
 	c := &Client{
 		Records:      record.NewRepo(db),
-		State:        aggstate.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
+		State:        state.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
 		AMQPURL:      cfg.AMQPURL,
 		TriggerQueue: cfg.TriggerQueue,
 		StorageURL:   "http://" + host,

@@ -18,7 +18,6 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -441,7 +440,7 @@ func waitUntil(ctx context.Context, t *testing.T, what string, cond func() bool)
 // acked on every push subscription of its topic.
 func (e *env) pubsubSettled() bool {
 	subs := map[string]int{} // full topic name → push subscriptions
-	for _, f := range report.Functions() {
+	for _, f := range topology.Functions() {
 		if f.Kind == topology.KindPush {
 			subs["projects/e2e-project/topics/"+f.Topic]++
 		}

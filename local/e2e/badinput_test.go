@@ -9,12 +9,12 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
-	"github.com/fanoutexport/fanoutexport/functions/shim"
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 // Bad input ends FAILED with a reason a person can act on, or parked with
@@ -74,7 +74,7 @@ func TestBadInput(t *testing.T) {
 	got := map[string]string{}
 	for len(got) < 3 && time.Now().Before(deadline) {
 		for _, d := range e.parked() {
-			reason, _ := d.Headers[shim.HeaderParkReason].(string)
+			reason, _ := d.Headers[trigger.HeaderParkReason].(string)
 			got[string(d.Body)] = reason
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -23,9 +23,9 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 // Servers the tests use; make test ensures they listen.
@@ -86,12 +86,12 @@ func newEnv(t *testing.T, o options) *env {
 	ctx := context.Background()
 	id := testdb.UniqueName(t, "e2e")
 	e := &env{t: t, iso: stack.Isolation{ID: id, DSNs: testdb.Pipeline(t, id), RedisAddr: redisAddr, AMQPURL: amqpURL}}
-	user, err := mysqldb.Open(e.iso.DSNs.Sources["plt_user"])
+	user, err := serverenv.OpenDB(e.iso.DSNs.Sources["plt_user"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer user.Close()
-	fund, err := mysqldb.Open(e.iso.DSNs.Sources["plt_fund"])
+	fund, err := serverenv.OpenDB(e.iso.DSNs.Sources["plt_fund"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,13 +141,13 @@ func newEnv(t *testing.T, o options) *env {
 			t.Logf("process logs:\n%s", st.AllLogs())
 		}
 	})
-	db, err := mysqldb.Open(e.iso.DSNs.Record)
+	db, err := serverenv.OpenDB(e.iso.DSNs.Record)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	e.client = &client.Client{
-		Records: record.NewRepo(db), State: aggstate.New(e.rdb, e.iso.KeyPrefix(), 10*time.Minute),
+		Records: record.NewRepo(db), State: state.New(e.rdb, e.iso.KeyPrefix(), 10*time.Minute),
 		AMQPURL: amqpURL, TriggerQueue: e.iso.Queues()["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
 	}
 	return e

@@ -50,7 +50,7 @@ func TestCreateTopology(t *testing.T) {
 	addr := startPubSub(t)
 	const project = "local-test"
 	names := topology.Names{Prefix: "t1-"}
-	fns := report.Functions()
+	fns := topology.Functions()
 	stages := report.MaxStages()
 
 	// Twice: the second run must accept what the first created.
@@ -65,7 +65,7 @@ func TestCreateTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	for _, topic := range topology.Topics(stages) {
+	for _, topic := range topology.Topics() {
 		name := TopicName(project, names.Topic(topic))
 		if _, err := tc.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name}); err != nil {
 			t.Errorf("GetTopic(%s): %v", name, err)
@@ -111,7 +111,7 @@ func TestCreateTopology(t *testing.T) {
 		}
 	}
 	if push < 4 {
-		t.Errorf("only %d push functions in report.Functions(); want listeners, aggregator and DLQ", push)
+		t.Errorf("only %d push functions in topology.Functions(); want listeners, aggregator and DLQ", push)
 	}
 	wantParked := view{Topic: TopicName(project, names.Topic(topology.TopicParked)), AckDeadline: 30}
 	if d := cmp.Diff(wantParked, get(topology.SubParked)); d != "" {

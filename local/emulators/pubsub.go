@@ -70,7 +70,7 @@ func SubscriptionName(project, sub string) string {
 }
 
 // CreateTopology creates on the emulator at emulatorAddr every topic of
-// topology.Topics(stages), one subscription per push function in fns (with
+// topology.Topics(), one subscription per push function in fns (with
 // its dead-letter policy, the production retry policy and ackDeadline), and
 // the parked-hold subscription. Subscriptions are pull subscriptions: the
 // emulator cannot push, the relay pulls and pushes instead. Names go
@@ -92,7 +92,7 @@ func CreateTopology(ctx context.Context, emulatorAddr, project string, names top
 	}
 	defer sc.Close()
 
-	for _, t := range topology.Topics(stages) {
+	for _, t := range topology.Topics() {
 		name := TopicName(project, names.Topic(t))
 		if _, err := tc.CreateTopic(ctx, &pubsubpb.Topic{Name: name}); err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("CreateTopic(%s): %w", name, err)

@@ -9,9 +9,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 // DSNs names the record database and each source database.
@@ -49,7 +49,7 @@ func ensure(ctx context.Context, dsn string, ddl []string) error {
 	if err := createDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	db, err := mysqldb.Open(dsn)
+	db, err := serverenv.OpenDB(dsn)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.PubSubAddr = s.PubSub.Addr
-	fns := report.Functions()
+	fns := topology.Functions()
 	names := topology.Names{Prefix: cfg.NamePrefix}
 	if err = emulators.CreateTopology(ctx, s.PubSubAddr, cfg.Project, names, fns, report.MaxStages(), cfg.AckDeadline); err != nil {
 		return nil, err

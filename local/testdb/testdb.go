@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/fanoutexport/fanoutexport/local/schema"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 // Server is the DSN prefix of the shared server (TEST_MYSQL_BASE).
@@ -40,7 +40,7 @@ func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
 	t.Helper()
 	ctx := context.Background()
 	name := UniqueName(t, prefix)
-	admin, err := mysqldb.Open(Server())
+	admin, err := serverenv.OpenDB(Server())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
 		t.Fatalf("MariaDB at %s: %v", Server(), err)
 	}
 	t.Cleanup(func() {
-		admin, err := mysqldb.Open(Server())
+		admin, err := serverenv.OpenDB(Server())
 		if err != nil {
 			t.Errorf("drop %s: %v", name, err)
 			return
@@ -59,7 +59,7 @@ func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
 			t.Errorf("drop %s: %v", name, err)
 		}
 	})
-	db, err := mysqldb.Open(Server() + name)
+	db, err := serverenv.OpenDB(Server() + name)
 	if err != nil {
 		t.Fatal(err)
 	}

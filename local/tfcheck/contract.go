@@ -15,7 +15,7 @@ import (
 // shared/config, so the module is checked against the code, not a copy.
 type Expect struct {
 	EntryPoints []string            // every entry point the root package registers
-	Functions   []topology.Function // report.Functions()
+	Functions   []topology.Function // topology.Functions()
 	Topics      []string            // every topic the code uses, unprefixed
 	// PullSubscriptions are the subscriptions nobody pushes from, unprefixed.
 	PullSubscriptions []string

@@ -38,7 +38,7 @@ const (
 // expect builds what the module must deploy from the code itself.
 func expect(t *testing.T) Expect {
 	t.Helper()
-	fns := report.Functions()
+	fns := topology.Functions()
 	ttl, err := time.ParseDuration(envDefault(t, config.Redis{}, "STATE_TTL"))
 	if err != nil {
 		t.Fatalf("config.Redis STATE_TTL default: %v", err)
@@ -46,7 +46,7 @@ func expect(t *testing.T) Expect {
 	e := Expect{
 		EntryPoints:       fanoutexport.EntryPoints(),
 		Functions:         fns,
-		Topics:            topology.Topics(report.MaxStages()),
+		Topics:            topology.Topics(),
 		PullSubscriptions: []string{topology.SubParked},
 		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
 		Env:               map[string]EnvRule{},
@@ -182,7 +182,7 @@ func TestExpectComesFromCode(t *testing.T) {
 	sort.Strings(got)
 	sort.Strings(eps)
 	if diff := cmp.Diff(eps, got); diff != "" {
-		t.Errorf("registered entry points differ from report.Functions() (-functions +registered):\n%s", diff)
+		t.Errorf("registered entry points differ from topology.Functions() (-functions +registered):\n%s", diff)
 	}
 	for ep, r := range e.Env {
 		for k := range r.Plain {

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"unicode/utf8"
 
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/option"
 
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -65,31 +65,25 @@ func (b *Bus) PublishJSON(ctx context.Context, topic string, v any, attrs map[st
 	return b.Publish(ctx, topic, data, attrs)
 }
 
-// Park keeps a message nobody can act on in the parked topic, with why,
-// and logs it with its body (truncated), so it is never silently dropped.
-func (b *Bus) Park(ctx context.Context, log *slog.Logger, data []byte, attrs map[string]string, reason string) error {
-	log.Error("parking message", "reason", reason, "body", Truncate(data, 512), "attributes", attrs)
-	a := map[string]string{"parkReason": reason}
+// Attributes of a parked message besides its own, which it keeps under
+// "orig." (compare watermill's poison queue).
+const (
+	AttrParkReason       = "parkReason"
+	AttrParkHandler      = "parkHandler"      // the function that parked it
+	AttrParkSubscription = "parkSubscription" // the subscription it came from
+)
+
+// Park keeps a message nobody can act on in the parked topic, with why and
+// where it came from, and logs it with its body (truncated), so it is
+// never silently dropped.
+func (b *Bus) Park(ctx context.Context, log *slog.Logger, data []byte, attrs map[string]string, reason, handler, subscription string) error {
+	log.Error("parking message", "reason", reason, "body", fault.Body(data, 512), "attributes", attrs)
+	a := map[string]string{AttrParkReason: reason, AttrParkHandler: handler, AttrParkSubscription: subscription}
 	for k, v := range attrs {
 		a["orig."+k] = v
 	}
 	_, err := b.Publish(ctx, topology.TopicParked, data, a)
 	return err
-}
-
-// Truncate renders a body for a log line.
-func Truncate(data []byte, max int) string {
-	s := data
-	if len(s) > max {
-		s = s[:max]
-	}
-	if !utf8.Valid(s) {
-		return fmt.Sprintf("%q", s)
-	}
-	if len(data) > max {
-		return string(s) + fmt.Sprintf("… (%d bytes)", len(data))
-	}
-	return string(s)
 }
 
 // Close flushes and stops every publisher.

@@ -1,16 +1,25 @@
-// Package config loads each function's configuration from the environment,
-// with defaults that match the local stack, and validates it once.
-// Every name is documented in the README's config table.
+// Package config loads each function's configuration from the
+// environment, validates it once, and names the variable in every error.
+// Locally (no K_SERVICE) the addresses of the servers default to the local
+// stack's; in a deployed function a missing one is a startup error naming
+// the variable, never a silent default to a local server. Every variable
+// is documented in the README's config table, and a test keeps the two in
+// agreement.
 package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
@@ -23,7 +32,7 @@ type PubSub struct {
 // Redis says where the report state lives. Memorystore needs TLS with its
 // server CA and the AUTH string.
 type Redis struct {
-	Addr      string `env:"REDIS_ADDR, default=127.0.0.1:6379"`
+	Addr      string `env:"REDIS_ADDR, required"`
 	Password  string `env:"REDIS_PASSWORD"`
 	TLS       bool   `env:"REDIS_TLS, default=false"`
 	CACert    string `env:"REDIS_CA_CERT"`      // PEM text (Secret Manager env)
@@ -36,12 +45,17 @@ type Redis struct {
 
 // Records is the record table's database.
 type Records struct {
-	DSN string `env:"RECORD_DSN, default=root@tcp(127.0.0.1:3306)/plt_report"`
+	DSN string `env:"RECORD_DSN, required"`
 }
 
 // DB bounds each database pool of one function instance.
 type DB struct {
 	MaxConns int `env:"DB_MAX_CONNS, default=2"`
+}
+
+// Log sets the level of the process logger.
+type Log struct {
+	Level string `env:"LOG_LEVEL, default=INFO"`
 }
 
 // Storage is where CSVs go.
@@ -51,6 +65,7 @@ type Storage struct {
 
 // Listener configures one listener function.
 type Listener struct {
+	Log    Log
 	PubSub PubSub
 	DB     DB
 	Redis  Redis
@@ -61,6 +76,7 @@ type Listener struct {
 
 // Aggregator configures the aggregator function.
 type Aggregator struct {
+	Log        Log
 	PubSub     PubSub
 	DB         DB
 	Redis      Redis
@@ -74,6 +90,7 @@ type Aggregator struct {
 
 // DeadLetter configures the DLQ function.
 type DeadLetter struct {
+	Log     Log
 	PubSub  PubSub
 	DB      DB
 	Redis   Redis
@@ -82,12 +99,13 @@ type DeadLetter struct {
 
 // Shim configures the MQ1 shim (RabbitMQ → Pub/Sub).
 type Shim struct {
+	Log     Log
 	PubSub  PubSub
 	DB      DB
 	Redis   Redis
 	Records Records
 
-	AMQPURL      string `env:"AMQP_URL, default=amqp://guest:guest@127.0.0.1:5672/"`
+	AMQPURL      string `env:"AMQP_URL, required"`
 	TriggerQueue string `env:"TRIGGER_QUEUE, default=report.trigger"`
 	// RetryQueue holds failed triggers for RetryDelay, then dead-letters
 	// them back to TriggerQueue; MaxAttempts bounds the attempts in all.
@@ -105,14 +123,54 @@ type Shim struct {
 	DrainFor time.Duration `env:"DRAIN_FOR, default=50s"`
 }
 
-// Load fills cfg (a pointer to one of the structs above) from the environment.
+// Functions lists a zero value of every function's config, for the checks
+// that compare the variables read with the README and the Terraform.
+func Functions() []any {
+	return []any{Listener{}, Aggregator{}, DeadLetter{}, Shim{}}
+}
+
+// localDefaults are the local stack's addresses, used only when the
+// process is not a deployed function.
+var localDefaults = map[string]string{
+	"REDIS_ADDR": "127.0.0.1:6379",
+	"RECORD_DSN": "root@tcp(127.0.0.1:3306)/plt_report",
+	"AMQP_URL":   "amqp://guest:guest@127.0.0.1:5672/",
+}
+
+// Deployed reports whether this process is a deployed function: Cloud Run
+// (and so Cloud Functions gen2) sets K_SERVICE.
+func Deployed() bool { return os.Getenv("K_SERVICE") != "" }
+
+// lookuper reads the environment, falling back on the local defaults off
+// the cloud. An empty variable counts as unset.
+type lookuper struct{}
+
+func (lookuper) Lookup(key string) (string, bool) {
+	if v := os.Getenv(key); v != "" {
+		return v, true
+	}
+	if !Deployed() {
+		if v, ok := localDefaults[key]; ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// Load fills cfg (a pointer to one of the structs above) from the
+// environment, validates it and applies its log level.
 func Load(ctx context.Context, cfg any) error {
-	if err := envconfig.Process(ctx, cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: lookuper{}}); err != nil {
+		return fmt.Errorf("config: %w", nameVariable(reflect.TypeOf(cfg).Elem(), err))
 	}
 	if v, ok := cfg.(interface{ validate() error }); ok {
 		if err := v.validate(); err != nil {
 			return fmt.Errorf("config: %w", err)
+		}
+	}
+	if l := reflect.ValueOf(cfg).Elem().FieldByName("Log"); l.IsValid() {
+		if err := logging.SetLevel(l.Interface().(Log).Level); err != nil {
+			return fmt.Errorf("config: LOG_LEVEL: %w", err)
 		}
 	}
 	return nil
@@ -124,17 +182,101 @@ func LoadListener(ctx context.Context, s report.Source) (Listener, error) {
 	if err := Load(ctx, &c); err != nil {
 		return c, err
 	}
-	c.DSN = SourceDSN(s.Database)
+	dsn, err := SourceDSN(s.Database)
+	if err != nil {
+		return c, err
+	}
+	c.DSN = dsn
 	return c, nil
 }
 
-// SourceDSN returns DSN_{DATABASE}, defaulting to the local server.
-func SourceDSN(database string) string {
-	if v := os.Getenv(report.DSNEnv(database)); v != "" {
-		return v
+// SourceDSN returns DSN_{DATABASE}; off the cloud it defaults to the local
+// server, in a deployed function its absence is an error naming it.
+func SourceDSN(database string) (string, error) {
+	name := report.DSNEnv(database)
+	if v := os.Getenv(name); v != "" {
+		return v, nil
 	}
-	return "root@tcp(127.0.0.1:3306)/" + database
+	if Deployed() {
+		return "", fmt.Errorf("config: %s is not set: a deployed listener needs its source database's DSN", name)
+	}
+	return "root@tcp(127.0.0.1:3306)/" + database, nil
 }
+
+// Variables lists every environment variable the function configs read,
+// sorted; DSN_{DATABASE} is expanded for every source database.
+func Variables() []string {
+	seen := map[string]bool{}
+	for _, c := range Functions() {
+		for _, v := range fieldVariables(reflect.TypeOf(c)) {
+			seen[v] = true
+		}
+	}
+	for _, db := range report.Databases() {
+		seen[report.DSNEnv(db)] = true
+	}
+	var out []string
+	for v := range seen {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func fieldVariables(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			out = append(out, fieldVariables(f.Type)...)
+			continue
+		}
+		if name := envName(f); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func envName(f reflect.StructField) string {
+	tag := f.Tag.Get("env")
+	name, _, _ := strings.Cut(tag, ",")
+	return strings.TrimSpace(name)
+}
+
+// nameVariable rewrites envconfig's "Redis: DB: …" into "REDIS_DB: …":
+// an operator sets variables, not Go fields.
+func nameVariable(t reflect.Type, err error) error {
+	msg := err.Error()
+	rest := msg
+	for {
+		field, tail, ok := strings.Cut(rest, ": ")
+		if !ok || t.Kind() != reflect.Struct {
+			return err
+		}
+		f, found := t.FieldByName(field)
+		if !found {
+			return err
+		}
+		if name := envName(f); name != "" {
+			if errors.Is(err, envconfig.ErrMissingRequired) {
+				tail = "is not set; a deployed function has no default for it"
+				return &varError{msg: name + " " + tail, err: err}
+			}
+			return &varError{msg: name + ": " + tail, err: err}
+		}
+		t, rest = f.Type, tail
+	}
+}
+
+// varError is envconfig's error, told in terms of the variable.
+type varError struct {
+	msg string
+	err error
+}
+
+func (e *varError) Error() string { return e.msg }
+func (e *varError) Unwrap() error { return e.err }
 
 func (r Redis) validate() error {
 	if r.StateTTL < time.Minute {
@@ -152,9 +294,14 @@ func (c *Aggregator) validate() error {
 	return c.Redis.validate()
 }
 
+func (c *DeadLetter) validate() error { return c.Redis.validate() }
+
 func (c *Shim) validate() error {
-	if c.MaxAttempts < 1 || c.NotFoundAttempts < 1 {
-		return fmt.Errorf("MAX_ATTEMPTS and NOT_FOUND_ATTEMPTS must be at least 1")
+	if c.MaxAttempts < 1 {
+		return fmt.Errorf("MAX_ATTEMPTS %d must be at least 1", c.MaxAttempts)
+	}
+	if c.NotFoundAttempts < 1 {
+		return fmt.Errorf("NOT_FOUND_ATTEMPTS %d must be at least 1", c.NotFoundAttempts)
 	}
 	return c.Redis.validate()
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -12,21 +13,11 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
-// names are every variable the configs read; clean unsets them all so
-// the runner's environment cannot leak into a test.
-var names = []string{
-	"GOOGLE_CLOUD_PROJECT", "PUBSUB_NAME_PREFIX",
-	"REDIS_ADDR", "REDIS_PASSWORD", "REDIS_TLS", "REDIS_CA_CERT", "REDIS_CA_CERT_FILE", "REDIS_DB", "REDIS_KEY_PREFIX", "STATE_TTL",
-	"RECORD_DSN", "REPORT_BUCKET", "CHUNK_BYTES", "CLAIM_TTL",
-	"AMQP_URL", "TRIGGER_QUEUE", "RETRY_QUEUE", "RETRY_DELAY", "MAX_ATTEMPTS", "WAIT_QUEUE",
-	"NOT_FOUND_DELAY", "NOT_FOUND_ATTEMPTS", "PARKED_QUEUE", "SHIM_PREFETCH", "DRAIN_FOR",
-	"DSN_PLT_FUND", "DSN_PLT_USER", "DB_MAX_CONNS",
-}
-
-// clean unsets every config variable for the test (t.Setenv restores them).
+// clean unsets every config variable, and K_SERVICE, for the test
+// (t.Setenv restores them), so the runner's environment cannot leak in.
 func clean(t *testing.T) {
 	t.Helper()
-	for _, n := range names {
+	for _, n := range append(Variables(), "K_SERVICE") {
 		t.Setenv(n, "")
 		os.Unsetenv(n)
 	}
@@ -44,11 +35,12 @@ var (
 	defRedis   = Redis{Addr: "127.0.0.1:6379", StateTTL: 10 * time.Minute}
 	defRecords = Records{DSN: "root@tcp(127.0.0.1:3306)/plt_report"}
 	defDB      = DB{MaxConns: 2}
+	defLog     = Log{Level: "INFO"}
 )
 
 func defaultShim() Shim {
 	return Shim{
-		PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
+		Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
 		AMQPURL: "amqp://guest:guest@127.0.0.1:5672/", TriggerQueue: "report.trigger",
 		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
 		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
@@ -57,7 +49,7 @@ func defaultShim() Shim {
 }
 
 func defaultAggregator() Aggregator {
-	return Aggregator{PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
+	return Aggregator{Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
 		Storage: Storage{Bucket: "reports"}, ChunkBytes: 261120, ClaimTTL: 540 * time.Second}
 }
 
@@ -84,7 +76,7 @@ func TestDefaults(t *testing.T) {
 	if err := Load(ctx, &dlq); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(DeadLetter{PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
+	if diff := cmp.Diff(DeadLetter{Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
 		t.Errorf("DeadLetter defaults (-want +got):\n%s", diff)
 	}
 	for _, src := range report.Sources {
@@ -92,7 +84,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Listener{PubSub: defPubSub, DB: defDB, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 261120}
+		want := Listener{Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, DSN: "root@tcp(127.0.0.1:3306)/" + src.Database, ChunkBytes: 261120}
 		if diff := cmp.Diff(want, l); diff != "" {
 			t.Errorf("Listener %s defaults (-want +got):\n%s", src.Name(), diff)
 		}
@@ -177,29 +169,29 @@ func TestInvalid(t *testing.T) {
 		name string
 		env  map[string]string
 		cfg  func() any
-		// wantMsg is the variable named in the error; envconfig's own
-		// parse errors name the Go field instead.
+		// wantMsg starts the error: the variable, never the Go field.
 		wantMsg string
 	}{
 		{"STATE_TTL below a minute", map[string]string{"STATE_TTL": "10s"}, func() any { return &Aggregator{} }, "STATE_TTL"},
 		{"STATE_TTL below a minute, listener", map[string]string{"STATE_TTL": "59s"}, func() any { return &Listener{} }, "STATE_TTL"},
 		{"STATE_TTL below a minute, shim", map[string]string{"STATE_TTL": "1s"}, func() any { return &Shim{} }, "STATE_TTL"},
-		{"STATE_TTL not a duration", map[string]string{"STATE_TTL": "ten minutes"}, func() any { return &Aggregator{} }, "StateTTL"},
+		{"STATE_TTL not a duration", map[string]string{"STATE_TTL": "ten minutes"}, func() any { return &Aggregator{} }, "STATE_TTL: "},
 		{"CLAIM_TTL zero", map[string]string{"CLAIM_TTL": "0s"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
 		{"CLAIM_TTL negative", map[string]string{"CLAIM_TTL": "-1m"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
 		{"MAX_ATTEMPTS zero", map[string]string{"MAX_ATTEMPTS": "0"}, func() any { return &Shim{} }, "MAX_ATTEMPTS"},
 		{"NOT_FOUND_ATTEMPTS zero", map[string]string{"NOT_FOUND_ATTEMPTS": "0"}, func() any { return &Shim{} }, "NOT_FOUND_ATTEMPTS"},
-		{"REDIS_DB not a number", map[string]string{"REDIS_DB": "one"}, func() any { return &DeadLetter{} }, "Redis: DB"},
-		{"REDIS_TLS not a bool", map[string]string{"REDIS_TLS": "maybe"}, func() any { return &Listener{} }, "Redis: TLS"},
-		{"CHUNK_BYTES not a number", map[string]string{"CHUNK_BYTES": "256k"}, func() any { return &Listener{} }, "ChunkBytes"},
+		{"REDIS_DB not a number", map[string]string{"REDIS_DB": "one"}, func() any { return &DeadLetter{} }, "REDIS_DB: "},
+		{"REDIS_TLS not a bool", map[string]string{"REDIS_TLS": "maybe"}, func() any { return &Listener{} }, "REDIS_TLS: "},
+		{"CHUNK_BYTES not a number", map[string]string{"CHUNK_BYTES": "256k"}, func() any { return &Listener{} }, "CHUNK_BYTES: "},
+		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &Shim{} }, "LOG_LEVEL: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clean(t)
 			setenv(t, tt.env)
 			err := Load(context.Background(), tt.cfg())
-			if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Errorf("Load = %v, want an error naming %s", err, tt.wantMsg)
+			if err == nil || !strings.HasPrefix(err.Error(), "config: "+tt.wantMsg) {
+				t.Errorf("Load = %v, want an error starting %q", err, "config: "+tt.wantMsg)
 			}
 		})
 	}
@@ -210,4 +202,84 @@ func TestInvalid(t *testing.T) {
 			t.Errorf("LoadListener with STATE_TTL=10s returned no error")
 		}
 	})
+}
+
+// A deployed function (K_SERVICE set) never falls back on a local server:
+// a missing address is a startup error naming the variable.
+func TestDeployedNeedsAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  any
+		want []string
+	}{
+		{&Aggregator{}, []string{"REDIS_ADDR", "RECORD_DSN"}},
+		{&DeadLetter{}, []string{"REDIS_ADDR", "RECORD_DSN"}},
+		{&Shim{}, []string{"REDIS_ADDR", "RECORD_DSN", "AMQP_URL"}},
+		{&Listener{}, []string{"REDIS_ADDR"}},
+	} {
+		for _, missing := range tt.want {
+			clean(t)
+			t.Setenv("K_SERVICE", "fn")
+			for _, v := range tt.want {
+				if v != missing {
+					t.Setenv(v, "set")
+				}
+			}
+			err := Load(context.Background(), tt.cfg)
+			if want := "config: " + missing + " is not set"; err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%T without %s: Load = %v, want an error starting %q", tt.cfg, missing, err, want)
+			}
+		}
+	}
+	clean(t)
+	t.Setenv("K_SERVICE", "fn")
+	t.Setenv("REDIS_ADDR", "10.0.0.3:6378")
+	_, err := LoadListener(context.Background(), report.Sources["plt_fund.vs_withdraw"])
+	if err == nil || !strings.Contains(err.Error(), "DSN_PLT_FUND is not set") {
+		t.Errorf("deployed listener without its DSN: %v, want an error naming DSN_PLT_FUND", err)
+	}
+}
+
+// readByLibraries are documented in the table but read by the client
+// libraries or the platform, not by our config structs.
+var readByLibraries = map[string]bool{"PUBSUB_EMULATOR_HOST": true, "STORAGE_EMULATOR_HOST": true, "K_SERVICE": true}
+
+// The README's config table documents exactly the variables the configs
+// read: a new variable without a row, or a row for a variable nothing
+// reads, fails here.
+func TestREADMEConfigTable(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	start := strings.Index(text, "<!-- config-table -->")
+	end := strings.Index(text, "<!-- /config-table -->")
+	if start < 0 || end < start {
+		t.Fatal("README.md has no <!-- config-table --> … <!-- /config-table --> section")
+	}
+	var documented []string
+	for _, line := range strings.Split(text[start:end], "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, name := range strings.FieldsFunc(cells[1], func(r rune) bool { return r == ',' || r == '/' }) {
+			name = strings.Trim(strings.TrimSpace(name), "`")
+			if name == "" || strings.HasPrefix(name, "-") || name == "variable" || readByLibraries[name] {
+				continue
+			}
+			if name == "DSN_{DATABASE}" {
+				for _, db := range report.Databases() {
+					documented = append(documented, report.DSNEnv(db))
+				}
+				continue
+			}
+			documented = append(documented, name)
+		}
+	}
+	sort.Strings(documented)
+	if diff := cmp.Diff(Variables(), documented); diff != "" {
+		t.Errorf("README config table vs the variables the configs read (-read +documented):\n%s", diff)
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
 // DefaultChunkBytes bounds one chunk. Just under 256 KiB keeps Redis values
@@ -32,7 +34,7 @@ const MaxChunkBytes = 1 << 20
 
 // ErrRowTooLarge reports a row whose encoding exceeds MaxChunkBytes: no
 // chunk can hold it. Retrying cannot fix it.
-var ErrRowTooLarge = errors.New("row too large for a dataset chunk")
+var ErrRowTooLarge = fault.Permanent(errors.New("row too large for a dataset chunk"))
 
 // Store keeps the chunks of named datasets.
 type Store interface {
@@ -51,12 +53,13 @@ type WriteStore interface {
 	Finish(ctx context.Context, name string, chunks, rows int64) error
 }
 
-// ErrMissing reports a dataset (or chunk) that is not in the store.
-var ErrMissing = errors.New("dataset missing")
+// ErrMissing reports a dataset (or chunk) that is not in the store of a
+// live report. Retrying cannot bring it back, so it is permanent.
+var ErrMissing = fault.Permanent(errors.New("dataset missing"))
 
 // ErrCorrupt reports a dataset whose content breaks its contract (bad
 // encoding, wrong counts, rows out of key order). Retrying cannot fix it.
-var ErrCorrupt = errors.New("dataset corrupt")
+var ErrCorrupt = fault.Permanent(errors.New("dataset corrupt"))
 
 // ChunkField is the hash field of chunk i: "plt_fund.vs_withdraw.user_id#3".
 func ChunkField(name string, i int64) string { return fmt.Sprintf("%s#%d", name, i) }

@@ -4,6 +4,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,19 +19,38 @@ const (
 	KeyTrace    = "logging.googleapis.com/trace"
 )
 
-// New returns a JSON logger writing to w at the level named by LOG_LEVEL
-// (DEBUG, INFO, WARNING, ERROR; INFO by default).
-func New(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	switch strings.ToUpper(os.Getenv("LOG_LEVEL")) {
-	case "DEBUG":
-		level = slog.LevelDebug
-	case "WARNING", "WARN":
-		level = slog.LevelWarn
-	case "ERROR":
-		level = slog.LevelError
-	}
+// New returns a JSON logger writing to w at level.
+func New(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudKeys}))
+}
+
+// ParseLevel reads a LOG_LEVEL value: DEBUG, INFO, WARNING (or WARN) or
+// ERROR, in any case; "" is INFO.
+func ParseLevel(name string) (slog.Level, error) {
+	switch strings.ToUpper(name) {
+	case "DEBUG":
+		return slog.LevelDebug, nil
+	case "", "INFO":
+		return slog.LevelInfo, nil
+	case "WARNING", "WARN":
+		return slog.LevelWarn, nil
+	case "ERROR":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown level %q (want DEBUG, INFO, WARNING or ERROR)", name)
+}
+
+// level is Default's level; the config sets it from LOG_LEVEL.
+var level = new(slog.LevelVar)
+
+// SetLevel sets Default's level from a LOG_LEVEL value.
+func SetLevel(name string) error {
+	l, err := ParseLevel(name)
+	if err != nil {
+		return err
+	}
+	level.Set(l)
+	return nil
 }
 
 func cloudKeys(groups []string, a slog.Attr) slog.Attr {
@@ -50,7 +70,7 @@ func cloudKeys(groups []string, a slog.Attr) slog.Attr {
 }
 
 // Default is the process logger: stdout, as Cloud Run and Cloud Functions collect it.
-var Default = New(os.Stdout)
+var Default = New(os.Stdout, level)
 
 // Trace returns the trace attribute for a request carrying
 // X-Cloud-Trace-Context, or an empty attribute.

@@ -30,11 +30,10 @@ func lines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 	return out
 }
 
-// Not parallel: LOG_LEVEL is set for the test.
 func TestCloudLoggingKeys(t *testing.T) {
-	t.Setenv("LOG_LEVEL", "DEBUG")
+	t.Parallel()
 	var buf bytes.Buffer
-	log := logging.New(&buf).With(logging.KeyRecordID, 1111, logging.KeyStage, 1, logging.KeySource, "plt_fund.vs_withdraw")
+	log := logging.New(&buf, slog.LevelDebug).With(logging.KeyRecordID, 1111, logging.KeyStage, 1, logging.KeySource, "plt_fund.vs_withdraw")
 	log.Debug("d")
 	log.Info("i")
 	log.Warn("w", "error", "boom")
@@ -74,10 +73,10 @@ func TestCloudLoggingKeys(t *testing.T) {
 	}
 }
 
-// Not parallel: LOG_LEVEL is set for each case.
 func TestLevel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
-		env  string
+		name string
 		want []string // severities written of DEBUG, INFO, WARNING, ERROR
 	}{
 		{"", []string{"INFO", "WARNING", "ERROR"}},
@@ -85,13 +84,16 @@ func TestLevel(t *testing.T) {
 		{"WARNING", []string{"WARNING", "ERROR"}},
 		{"WARN", []string{"WARNING", "ERROR"}},
 		{"ERROR", []string{"ERROR"}},
-		{"nonsense", []string{"INFO", "WARNING", "ERROR"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.env, func(t *testing.T) {
-			t.Setenv("LOG_LEVEL", tt.env)
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			level, err := logging.ParseLevel(tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var buf bytes.Buffer
-			log := logging.New(&buf)
+			log := logging.New(&buf, level)
 			log.Debug("x")
 			log.Info("x")
 			log.Warn("x")
@@ -101,9 +103,12 @@ func TestLevel(t *testing.T) {
 				got = append(got, m["severity"].(string))
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("LOG_LEVEL=%q (-want +got):\n%s", tt.env, diff)
+				t.Errorf("LOG_LEVEL=%q (-want +got):\n%s", tt.name, diff)
 			}
 		})
+	}
+	if _, err := logging.ParseLevel("nonsense"); err == nil {
+		t.Error(`ParseLevel("nonsense") = nil error; a typo must not silently log at INFO`)
 	}
 }
 

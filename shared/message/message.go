@@ -125,18 +125,77 @@ func DecodeDone(data []byte) (Done, int64, error) {
 	return m, id, err
 }
 
-// Push is the JSON body Pub/Sub POSTs to a push endpoint.
+// Push is the JSON body Pub/Sub POSTs to a push endpoint; the local
+// relay encodes the same type, so both sides agree on it by construction.
 type Push struct {
-	Message struct {
-		Data        []byte            `json:"data"` // base64 in JSON
-		Attributes  map[string]string `json:"attributes"`
-		MessageID   string            `json:"messageId"`
-		MessageID2  string            `json:"message_id"`
-		PublishTime string            `json:"publishTime"`
-	} `json:"message"`
-	Subscription string `json:"subscription"`
+	Message      PushMessage `json:"message"`
+	Subscription string      `json:"subscription"`
 	// DeliveryAttempt is set when the subscription has a dead-letter policy.
-	DeliveryAttempt int `json:"deliveryAttempt"`
+	DeliveryAttempt int `json:"deliveryAttempt,omitempty"`
+}
+
+// PushMessage is the message inside a push body. Pub/Sub sends the ID and
+// publish time under both their camelCase and snake_case keys.
+type PushMessage struct {
+	Data        []byte            `json:"data,omitempty"` // base64 in JSON
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	MessageID   string            `json:"messageId"`
+	MessageID2  string            `json:"message_id"`
+	PublishTime string            `json:"publishTime"`
+	PublishOld  string            `json:"publish_time"`
+	OrderingKey string            `json:"orderingKey,omitempty"`
+}
+
+// Attributes Pub/Sub adds to a message it forwards to a dead-letter topic
+// (pstest adds none; the local relay adds them as Pub/Sub does).
+const (
+	AttrDeadLetterDeliveryCount       = "CloudPubSubDeadLetterSourceDeliveryCount"
+	AttrDeadLetterSubscription        = "CloudPubSubDeadLetterSourceSubscription"
+	AttrDeadLetterSubscriptionProject = "CloudPubSubDeadLetterSourceSubscriptionProject"
+	AttrDeadLetterTopicPublishTime    = "CloudPubSubDeadLetterSourceTopicPublishTime"
+)
+
+// Header is what any of our messages says about its report, read
+// leniently: a message that failed because of its own shape still names
+// its record, so the failure can be attributed to it.
+type Header struct {
+	V          int      `json:"v"`
+	RecordID   int64    `json:"recordId"`
+	ReportType string   `json:"reportType"`
+	Stage      int      `json:"stage"`
+	Source     string   `json:"source"`  // done messages
+	Sources    []string `json:"sources"` // stage messages
+}
+
+// Peek reads the header of data, filling what the body lacks from the
+// message's attributes. Fields it cannot read stay zero.
+func Peek(data []byte, attrs map[string]string) Header {
+	// Field by field, so one field of the wrong type does not hide the rest.
+	var h Header
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil {
+		_ = json.Unmarshal(fields["v"], &h.V)
+		_ = json.Unmarshal(fields["recordId"], &h.RecordID)
+		_ = json.Unmarshal(fields["reportType"], &h.ReportType)
+		_ = json.Unmarshal(fields["stage"], &h.Stage)
+		_ = json.Unmarshal(fields["source"], &h.Source)
+		_ = json.Unmarshal(fields["sources"], &h.Sources)
+	}
+	if h.RecordID <= 0 {
+		h.RecordID, _ = strconv.ParseInt(attrs[AttrRecordID], 10, 64)
+		h.RecordID = max(h.RecordID, 0)
+	}
+	if h.ReportType == "" {
+		h.ReportType = attrs[AttrReportType]
+	}
+	if h.Stage <= 0 {
+		h.Stage, _ = strconv.Atoi(attrs[AttrStage])
+		h.Stage = max(h.Stage, 0)
+	}
+	if h.Source == "" {
+		h.Source = attrs[AttrSource]
+	}
+	return h
 }
 
 // ID returns the message ID under either key Pub/Sub sends it.

@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
 // Status of a record (fixed values).
@@ -38,6 +39,9 @@ func (s Status) String() string {
 	}
 	return fmt.Sprintf("Status(%d)", int8(s))
 }
+
+// Known reports whether s is one of the four statuses.
+func (s Status) Known() bool { return s >= Pending && s <= Failed }
 
 // Final reports whether s can no longer change.
 func (s Status) Final() bool { return s == Success || s == Failed }
@@ -129,14 +133,7 @@ func (r *Repo) MarkFailed(ctx context.Context, id int64, reason string) (bool, e
 	// The column is utf8mb4 and strict mode refuses invalid UTF-8 (error
 	// 1366), which would leave the record unfinishable: repair it first.
 	reason = strings.ToValidUTF8(reason, "\uFFFD")
-	if len(reason) > MaxReasonBytes {
-		const ellipsis = "…"
-		cut := MaxReasonBytes - len(ellipsis)
-		for cut > 0 && !utf8.RuneStart(reason[cut]) {
-			cut--
-		}
-		reason = reason[:cut] + ellipsis
-	}
+	reason = fault.Clip(reason, MaxReasonBytes)
 	return r.update(ctx, id, `UPDATE file_download_record SET status = 3, fail_reason = ? WHERE id = ? AND status IN (0, 1)`, reason, id)
 }
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fanoutexport/fanoutexport/shared/csvout"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 // TestCSVColumns pins which columns each report escapes against formula
@@ -97,12 +97,12 @@ func TestColumnsMatchJoinWidth(t *testing.T) {
 				t.Fatal("the join yielded no row; the fixture does not reach it")
 			}
 			// And the writer takes them: the path the aggregator runs.
-			cw, err := csvout.New(io.Discard, r.CSV)
+			cw, err := output.NewCSV(io.Discard, r.CSV)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := r.Join(ctx, st, cw.Write); err != nil {
-				t.Errorf("csvout.Writer refused a joined row: %v", err)
+				t.Errorf("output.CSVWriter refused a joined row: %v", err)
 			}
 		})
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/fetch"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
@@ -304,8 +303,8 @@ func TestSubMicrosecondBoundsInTheDatabase(t *testing.T) {
 	}
 	out := dataset.NewMemStore()
 	w := dataset.NewWriter(ctx, out, src.Dataset(), 0)
-	if err := fetch.Run(ctx, db, src, p, nil, w); err != nil {
-		t.Fatalf("fetch.Run: %v", err)
+	if err := report.Fetch(ctx, db, src, p, nil, w); err != nil {
+		t.Fatalf("report.Fetch: %v", err)
 	}
 	chunks, rows, err := w.Close()
 	if err != nil {

@@ -10,9 +10,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/fanoutexport/fanoutexport/shared/csvout"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 // Report is one report type.
@@ -20,7 +19,7 @@ type Report struct {
 	Type string
 	// CSV declares the file: every column with its name and whether its
 	// cells are escaped against formula injection, and the byte-order mark.
-	CSV csvout.Format
+	CSV output.Format
 	// Header is CSV.Header(): the column names, for code that needs only them.
 	Header []string
 	// Stages lists the sources of each stage; stage n is Stages[n-1].
@@ -51,6 +50,16 @@ func (r Report) SourceNames(n int) []string {
 	var names []string
 	for _, s := range r.Stages[n-1] {
 		names = append(names, s.Name())
+	}
+	return names
+}
+
+// StageSources lists every stage's source names: StageSources()[n-1] is
+// stage n's, as the report state's reader wants them.
+func (r Report) StageSources() [][]string {
+	names := make([][]string, len(r.Stages))
+	for n := range r.Stages {
+		names[n] = r.SourceNames(n + 1)
 	}
 	return names
 }
@@ -97,16 +106,6 @@ func MaxStages() int {
 	return m
 }
 
-// Functions lists every deployed function, listeners included.
-func Functions() []topology.Function {
-	var ls []topology.Listener
-	for _, s := range Sources {
-		ls = append(ls, topology.Listener{EntryPoint: s.EntryPoint, Subscription: s.Subscription, Stage: s.Stage, Source: s.Name()})
-	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].EntryPoint < ls[j].EntryPoint })
-	return topology.NewFunctions(ls)
-}
-
 // SourceByEntryPoint finds the source a listener entry point serves.
 func SourceByEntryPoint(ep string) (Source, bool) {
 	for _, s := range Sources {
@@ -147,7 +146,7 @@ func Databases() []string {
 // the free-text columns are escaped: ids, tags, amounts and times are
 // numbers or fixed formats a spreadsheet must keep reading as such
 // ("-12.50" stays a number).
-var withdrawColumns = []csvout.Column{
+var withdrawColumns = []output.Column{
 	{Name: "withdraw_id"}, {Name: "user_id"}, {Name: "tag_ids"}, {Name: "amount"},
 	{Name: "currency", Escape: true}, {Name: "status", Escape: true}, {Name: "created_at"},
 }
@@ -155,8 +154,8 @@ var withdrawColumns = []csvout.Column{
 func init() {
 	// CSV.BOM stays off (the default) for both: set it on a report whose
 	// readers open non-ASCII text in a spreadsheet.
-	withdrawCSV := csvout.Format{Columns: withdrawColumns}
-	withPaymentsCSV := csvout.Format{Columns: slices.Concat(withdrawColumns, []csvout.Column{{Name: "payment_count"}, {Name: "payment_total"}})}
+	withdrawCSV := output.Format{Columns: withdrawColumns}
+	withPaymentsCSV := output.Format{Columns: slices.Concat(withdrawColumns, []output.Column{{Name: "payment_count"}, {Name: "payment_total"}})}
 	addReport(Report{
 		Type:   "withdraw_by_tag",
 		CSV:    withdrawCSV,

@@ -117,44 +117,6 @@ func namesOf(ss []Source) []string {
 	return names
 }
 
-func TestFunctionsUnique(t *testing.T) {
-	t.Parallel()
-	fns := Functions()
-	entries := map[string]int{}
-	subs := map[string]int{}
-	for _, f := range fns {
-		entries[f.EntryPoint]++
-		if f.Subscription != "" {
-			subs[f.Subscription]++
-		}
-	}
-	for ep, n := range entries {
-		if n != 1 {
-			t.Errorf("entry point %s appears %d times in Functions()", ep, n)
-		}
-	}
-	for s, n := range subs {
-		if n != 1 {
-			t.Errorf("subscription %s appears %d times in Functions()", s, n)
-		}
-	}
-	for _, s := range Sources {
-		if entries[s.EntryPoint] != 1 {
-			t.Errorf("listener %s (%s) missing from Functions()", s.EntryPoint, s.Name())
-		}
-		got, ok := SourceByEntryPoint(s.EntryPoint)
-		if !ok || got.Name() != s.Name() {
-			t.Errorf("SourceByEntryPoint(%s) = %s, %v; want %s", s.EntryPoint, got.Name(), ok, s.Name())
-		}
-	}
-	if _, ok := SourceByEntryPoint("Aggregate"); ok {
-		t.Errorf("SourceByEntryPoint(Aggregate) found a source")
-	}
-	if len(entries) != len(Sources)+3 {
-		t.Errorf("Functions() has %d entry points, want %d listeners + shim, aggregator, DLQ", len(entries), len(Sources))
-	}
-}
-
 // Distinctive values: none of them may appear in any SQL text.
 var (
 	buildParams = Params{

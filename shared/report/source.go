@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
 // ColumnKind says how a listener scans and formats a result column.
@@ -162,7 +164,7 @@ var payment = addSource(Source{
 			// would be compared as a double.
 			user, err := strconv.ParseInt(pair[0], 10, 64)
 			if err != nil {
-				return Query{}, fmt.Errorf("input %s: bad user_id %q", stage1Pairs, pair[0])
+				return Query{}, fault.Permanentf("input %s: bad user_id %q", stage1Pairs, pair[0])
 			}
 			args = append(args, i, user, pair[1])
 		}

@@ -3,7 +3,12 @@
 // the Terraform checks all read these names, so they cannot drift apart.
 package topology
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+
+	"github.com/fanoutexport/fanoutexport/shared/report"
+)
 
 // Entry points of the functions that are not listeners. Listener entry points
 // come from the source definitions in package report.
@@ -33,6 +38,9 @@ const (
 const (
 	MaxDeliveryAttempts = 6
 	BackoffSeconds      = 60
+	// DeadLetterMaxDeliveryAttempts is the DLQ subscription's own budget
+	// before what it cannot handle goes to the parking topic.
+	DeadLetterMaxDeliveryAttempts = 20
 )
 
 // StageTopic is the fanout topic of stage n (1-based): MQ2 is stage 1, MQ4 stage 2.
@@ -61,26 +69,23 @@ type Function struct {
 	Source              string // listeners: the source table, "plt_fund.vs_withdraw"
 }
 
-// Listener describes a listener for NewFunctions; package report supplies them.
-type Listener struct {
-	EntryPoint   string
-	Subscription string
-	Stage        int
-	Source       string
-}
-
-// NewFunctions lists every function: the shim, one per listener, the
-// aggregator and the DLQ function.
-func NewFunctions(listeners []Listener) []Function {
+// Functions lists every deployed function: the shim, one listener per
+// source (from the report definitions), the aggregator and the DLQ
+// function. This is the one list the registration file, the local stack
+// and the Terraform checks read.
+func Functions() []Function {
 	fns := []Function{{EntryPoint: EntryDrainTriggers, Kind: KindScheduled}}
-	for _, l := range listeners {
-		fns = append(fns, Function{
-			EntryPoint: l.EntryPoint, Kind: KindPush,
-			Topic: StageTopic(l.Stage), Subscription: l.Subscription,
+	var ls []Function
+	for _, s := range report.Sources {
+		ls = append(ls, Function{
+			EntryPoint: s.EntryPoint, Kind: KindPush,
+			Topic: StageTopic(s.Stage), Subscription: s.Subscription,
 			DeadLetterTopic: TopicDeadLetter, MaxDeliveryAttempts: MaxDeliveryAttempts,
-			Source: l.Source,
+			Source: s.Name(),
 		})
 	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].EntryPoint < ls[j].EntryPoint })
+	fns = append(fns, ls...)
 	return append(fns,
 		Function{
 			EntryPoint: EntryAggregate, Kind: KindPush,
@@ -92,15 +97,26 @@ func NewFunctions(listeners []Listener) []Function {
 		Function{
 			EntryPoint: EntryDeadLetter, Kind: KindPush,
 			Topic: TopicDeadLetter, Subscription: SubDeadLetter,
-			DeadLetterTopic: TopicParked, MaxDeliveryAttempts: 20,
+			DeadLetterTopic: TopicParked, MaxDeliveryAttempts: DeadLetterMaxDeliveryAttempts,
 		},
 	)
 }
 
-// Topics lists every topic for the given number of stages.
-func Topics(stages int) []string {
+// BySubscription finds the function reading subscription short (without
+// the deployment prefix).
+func BySubscription(short string) (Function, bool) {
+	for _, f := range Functions() {
+		if f.Subscription != "" && f.Subscription == short {
+			return f, true
+		}
+	}
+	return Function{}, false
+}
+
+// Topics lists every topic: one per stage the reports use, and the rest.
+func Topics() []string {
 	var ts []string
-	for i := 1; i <= stages; i++ {
+	for i := 1; i <= report.MaxStages(); i++ {
 		ts = append(ts, StageTopic(i))
 	}
 	return append(ts, TopicAggregate, TopicDeadLetter, TopicParked)

@@ -23,10 +23,10 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/client"
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/stack"
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 // Results is everything one bench run measured.
@@ -163,12 +163,12 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	if err := schema.Ensure(ctx, dsns); err != nil {
 		return res, err
 	}
-	userDB, err := mysqldb.Open(dsns.Sources["plt_user"])
+	userDB, err := serverenv.OpenDB(dsns.Sources["plt_user"])
 	if err != nil {
 		return res, err
 	}
 	cleanups = append(cleanups, func() { userDB.Close() })
-	fundDB, err := mysqldb.Open(dsns.Sources["plt_fund"])
+	fundDB, err := serverenv.OpenDB(dsns.Sources["plt_fund"])
 	if err != nil {
 		return res, err
 	}
@@ -256,13 +256,13 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	}
 	step("stack up in %.2fs (build %.2fs): %s", res.StartSec, res.BuildSec, strings.Join(names, " "))
 
-	recDB, err := mysqldb.Open(dsns.Record)
+	recDB, err := serverenv.OpenDB(dsns.Record)
 	if err != nil {
 		return res, err
 	}
 	cleanups = append(cleanups, func() { recDB.Close() })
 	c := &client.Client{
-		Records: record.NewRepo(recDB), State: aggstate.New(rdb, prefix, 10*time.Minute),
+		Records: record.NewRepo(recDB), State: state.New(rdb, prefix, 10*time.Minute),
 		AMQPURL: o.amqpURL, TriggerQueue: iso.Queues()["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
 	}
 	b := &bench{o: o, c: c, rdb: rdb, fund: fundDB, userName: userName, fundName: fundName, logDir: logDir, procs: res.Procs}

@@ -8,9 +8,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fanoutexport/fanoutexport/functions/shim"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 func main() {
@@ -22,11 +22,12 @@ func main() {
 		log.Error("shim config", "error", err)
 		os.Exit(1)
 	}
-	c, err := shim.NewConsumer(ctx, cfg, log)
+	c, err := trigger.NewConsumer(ctx, cfg, log)
 	if err != nil {
 		log.Error("shim start", "error", err)
 		os.Exit(1)
 	}
+	defer c.Close()
 	if err := c.Run(ctx); err != nil {
 		log.Error("shim stopped", "error", err)
 		os.Exit(1)

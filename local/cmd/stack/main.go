@@ -29,9 +29,10 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/mysqldb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 func main() {
@@ -69,7 +70,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	dsns := schema.DSNs{Record: recCfg.DSN, Sources: map[string]string{}}
 	for _, db := range report.Databases() {
-		dsns.Sources[db] = config.SourceDSN(db)
+		dsn, err := config.SourceDSN(db)
+		if err != nil {
+			return err
+		}
+		dsns.Sources[db] = dsn
 	}
 	step := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
 	step("creating missing databases and tables")
@@ -101,7 +106,7 @@ func run(ctx context.Context, args []string) error {
 	if err := config.Load(ctx, &bucket); err != nil {
 		return err
 	}
-	step("starting the emulators, %d functions, the push relay and the shim", len(report.Functions()))
+	step("starting the emulators, %d functions, the push relay and the shim", len(topology.Functions()))
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: bin, Project: envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
@@ -146,12 +151,12 @@ func run(ctx context.Context, args []string) error {
 }
 
 func seedDemo(ctx context.Context, dsns schema.DSNs) error {
-	user, err := mysqldb.Open(dsns.Sources["plt_user"])
+	user, err := serverenv.OpenDB(dsns.Sources["plt_user"])
 	if err != nil {
 		return err
 	}
 	defer user.Close()
-	fund, err := mysqldb.Open(dsns.Sources["plt_fund"])
+	fund, err := serverenv.OpenDB(dsns.Sources["plt_fund"])
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-// Package fetch runs a source's query and streams its rows into a dataset,
+// Fetch runs a source's query and streams its rows into a dataset,
 // in key order, one row in memory at a time.
-package fetch
+
+package report
 
 import (
 	"context"
@@ -12,16 +13,17 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/report"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
 // TimeLayout is how DATETIME columns appear in datasets and CSVs.
 const TimeLayout = "2006-01-02T15:04:05Z"
 
-// Run queries src for p and writes every row to out. With src.Input, the
+// Fetch queries src for p and writes every row to out. With src.Input, the
 // input dataset is read from in and fed to the query in batches; each
 // batch's rows are in input order, so the output stays in key order.
-func Run(ctx context.Context, db *sql.DB, src report.Source, p report.Params, in dataset.Store, out *dataset.Writer) error {
+func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Store, out *dataset.Writer) error {
 	if src.Input == "" {
 		q, err := src.Build(p, nil)
 		if err != nil {
@@ -62,7 +64,7 @@ func Run(ctx context.Context, db *sql.DB, src report.Source, p report.Params, in
 	}
 }
 
-func runQuery(ctx context.Context, db *sql.DB, src report.Source, q report.Query, out *dataset.Writer) error {
+func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out *dataset.Writer) error {
 	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", src.Name(), err)
@@ -72,7 +74,7 @@ func runQuery(ctx context.Context, db *sql.DB, src report.Source, q report.Query
 	times := make([]time.Time, len(src.Columns))
 	dest := make([]any, len(src.Columns))
 	for i, c := range src.Columns {
-		if c.Kind == report.Time {
+		if c.Kind == Time {
 			dest[i] = &times[i]
 		} else {
 			dest[i] = &raw[i]
@@ -85,12 +87,12 @@ func runQuery(ctx context.Context, db *sql.DB, src report.Source, q report.Query
 		}
 		for i, c := range src.Columns {
 			switch c.Kind {
-			case report.Time:
+			case Time:
 				rec[i] = times[i].UTC().Format(TimeLayout)
-			case report.Int:
+			case Int:
 				// Validate while the row is at hand: the joins parse keys.
 				if _, err := strconv.ParseInt(string(raw[i]), 10, 64); err != nil {
-					return fmt.Errorf("%s.%s: %q is not an integer", src.Name(), c.Name, raw[i])
+					return fault.Permanentf("%s.%s: %q is not an integer", src.Name(), c.Name, raw[i])
 				}
 				rec[i] = string(raw[i])
 			default:

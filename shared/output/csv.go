@@ -1,8 +1,6 @@
-// Package csvout is the one CSV writer of the project: encoding/csv's
-// default framing (comma, LF after every record, its quoting rules),
-// an optional UTF-8 byte-order mark, header first, buffered, counting data
-// rows, with formula-injection escaping for the columns that declare it.
-package csvout
+// Package output is where a report ends up: the project's one CSV writer
+// and the Cloud Storage object it streams into.
+package output
 
 import (
 	"bufio"
@@ -46,8 +44,8 @@ func (f Format) Header() []string {
 // bom is the UTF-8 encoding of U+FEFF.
 const bom = "\xEF\xBB\xBF"
 
-// Writer streams a CSV to an io.Writer.
-type Writer struct {
+// CSVWriter streams a CSV to an io.Writer.
+type CSVWriter struct {
 	buf     *bufio.Writer
 	csv     *csv.Writer
 	escape  []bool
@@ -56,8 +54,8 @@ type Writer struct {
 }
 
 // New writes the byte-order mark if the format asks for one and the header,
-// and returns a Writer for the data rows.
-func New(w io.Writer, f Format) (*Writer, error) {
+// and returns a CSVWriter for the data rows.
+func NewCSV(w io.Writer, f Format) (*CSVWriter, error) {
 	if len(f.Columns) == 0 {
 		return nil, errors.New("csv format declares no columns")
 	}
@@ -71,7 +69,7 @@ func New(w io.Writer, f Format) (*Writer, error) {
 	if err := c.Write(f.Header()); err != nil {
 		return nil, fmt.Errorf("csv header: %w", err)
 	}
-	cw := &Writer{buf: b, csv: c, escape: make([]bool, len(f.Columns)), scratch: make([]string, len(f.Columns))}
+	cw := &CSVWriter{buf: b, csv: c, escape: make([]bool, len(f.Columns)), scratch: make([]string, len(f.Columns))}
 	for i, col := range f.Columns {
 		cw.escape[i] = col.Escape
 	}
@@ -79,7 +77,7 @@ func New(w io.Writer, f Format) (*Writer, error) {
 }
 
 // Write appends one data row, which must have one field per column.
-func (w *Writer) Write(row []string) error {
+func (w *CSVWriter) Write(row []string) error {
 	if len(row) != len(w.escape) {
 		return fmt.Errorf("csv row %d: %d fields, the format declares %d columns", w.rows+1, len(row), len(w.escape))
 	}
@@ -110,10 +108,10 @@ func formulaStart(s string) bool {
 }
 
 // Rows is the number of data rows written (header excluded).
-func (w *Writer) Rows() int64 { return w.rows }
+func (w *CSVWriter) Rows() int64 { return w.rows }
 
 // Flush writes everything buffered to the underlying writer.
-func (w *Writer) Flush() error {
+func (w *CSVWriter) Flush() error {
 	w.csv.Flush()
 	if err := w.csv.Error(); err != nil {
 		return fmt.Errorf("csv flush: %w", err)

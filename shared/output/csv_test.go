@@ -1,4 +1,4 @@
-package csvout_test
+package output_test
 
 import (
 	"bytes"
@@ -12,13 +12,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fanoutexport/fanoutexport/shared/csvout"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 )
 
 func TestWriter(t *testing.T) {
 	t.Parallel()
 	header := []string{"withdraw_id", "user_id", "status"}
-	format := csvout.Format{Columns: []csvout.Column{{Name: "withdraw_id"}, {Name: "user_id"}, {Name: "status", Escape: true}}}
+	format := output.Format{Columns: []output.Column{{Name: "withdraw_id"}, {Name: "user_id"}, {Name: "status", Escape: true}}}
 	tests := []struct {
 		name string
 		rows [][]string
@@ -44,7 +44,7 @@ func TestWriter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			w, err := csvout.New(&buf, format)
+			w, err := output.NewCSV(&buf, format)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestWriter(t *testing.T) {
 func TestWriterLarge(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	w, err := csvout.New(&buf, csvout.Format{Columns: []csvout.Column{{Name: "id"}, {Name: "text", Escape: true}}})
+	w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "id"}, {Name: "text", Escape: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
 func TestFlushReportsWriteErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("upload aborted")
-	w, err := csvout.New(failWriter{boom}, csvout.Format{Columns: []csvout.Column{{Name: "a"}}})
+	w, err := output.NewCSV(failWriter{boom}, output.Format{Columns: []output.Column{{Name: "a"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestFlushReportsWriteErrors(t *testing.T) {
 
 // escFormat has one escaped and one plain column, with header names that
 // would be escaped if the header were (it never is).
-var escFormat = csvout.Format{Columns: []csvout.Column{{Name: "=text", Escape: true}, {Name: "-plain"}}}
+var escFormat = output.Format{Columns: []output.Column{{Name: "=text", Escape: true}, {Name: "-plain"}}}
 
 func TestFormulaEscaping(t *testing.T) {
 	t.Parallel()
@@ -155,7 +155,7 @@ func TestFormulaEscaping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			w, err := csvout.New(&buf, escFormat)
+			w, err := output.NewCSV(&buf, escFormat)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +197,7 @@ func TestByteOrderMark(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			w, err := csvout.New(&buf, csvout.Format{Columns: []csvout.Column{{Name: "name", Escape: true}, {Name: "amount"}}, BOM: tt.bom})
+			w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "name", Escape: true}, {Name: "amount"}}, BOM: tt.bom})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func TestByteOrderMark(t *testing.T) {
 			}
 		})
 	}
-	if (csvout.Format{}).BOM {
+	if (output.Format{}).BOM {
 		t.Error("the zero Format has a byte-order mark")
 	}
 }
@@ -224,7 +224,7 @@ func TestByteOrderMark(t *testing.T) {
 func TestByteOrderMarkEmpty(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	w, err := csvout.New(&buf, csvout.Format{Columns: []csvout.Column{{Name: "a"}}, BOM: true})
+	w, err := output.NewCSV(&buf, output.Format{Columns: []output.Column{{Name: "a"}}, BOM: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestByteOrderMarkEmpty(t *testing.T) {
 func TestRowWidthChecked(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	w, err := csvout.New(&buf, escFormat)
+	w, err := output.NewCSV(&buf, escFormat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestRowWidthChecked(t *testing.T) {
 
 func TestNoColumns(t *testing.T) {
 	t.Parallel()
-	if _, err := csvout.New(io.Discard, csvout.Format{}); err == nil {
+	if _, err := output.NewCSV(io.Discard, output.Format{}); err == nil {
 		t.Error("New with no columns: no error")
 	}
 }

@@ -1,21 +1,23 @@
-package shim
+package trigger
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/googleapis/gax-go/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/fanoutexport/fanoutexport/shared/bus"
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/dispatch"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 // Headers of our own on retried and parked triggers.
@@ -34,12 +36,35 @@ const (
 // the trigger queue), so a failing trigger never blocks the ones behind it.
 type Consumer struct {
 	Cfg        config.Shim
-	Dispatcher *dispatch.Dispatcher
+	Dispatcher *Dispatcher
 	Log        *slog.Logger
+	env        *serverenv.Env
 
 	handled  atomic.Int64
 	sessions atomic.Int64 // consuming sessions started
 	lastErr  atomic.Value // error of the last failed session
+}
+
+// NewConsumer builds a Consumer and the clients it owns from cfg.
+func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns})
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		Cfg:        cfg,
+		Dispatcher: &Dispatcher{Records: record.NewRepo(env.DB), State: env.State, Bus: env.Bus},
+		Log:        log.With(logging.KeySource, "mq1-shim"),
+		env:        env,
+	}, nil
+}
+
+// Close closes the clients NewConsumer made.
+func (c *Consumer) Close() error {
+	if c.env == nil {
+		return nil
+	}
+	return c.env.Close()
 }
 
 // Sessions counts the RabbitMQ sessions that got as far as consuming.
@@ -56,11 +81,29 @@ func (c *Consumer) LastError() error {
 // Handled counts triggers acked since the consumer was made.
 func (c *Consumer) Handled() int64 { return c.handled.Load() }
 
-// Declare creates our queues; the trigger queue as upstream declares it
-// (durable, no arguments).
+// DeclareTrigger declares the trigger queue as the upstream does (durable,
+// no arguments). The upstream owns it: only the local stack, standing in
+// for the upstream, calls this.
+func DeclareTrigger(ch *amqp.Channel, queue string) error {
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare %s: %w", queue, err)
+	}
+	return nil
+}
+
+// Declare creates our own queues and checks that the trigger queue exists.
+// The upstream owns the trigger queue and may have declared it with
+// arguments (a quorum queue, say) that an active declaration of ours would
+// contradict, failing every session with PRECONDITION_FAILED; so a
+// deployed shim declares it passively. Off the cloud the shim declares it,
+// so `make up` works before any upstream has run.
 func Declare(ch *amqp.Channel, cfg config.Shim) error {
-	if _, err := ch.QueueDeclare(cfg.TriggerQueue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare %s: %w", cfg.TriggerQueue, err)
+	if config.Deployed() {
+		if _, err := ch.QueueDeclarePassive(cfg.TriggerQueue, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("trigger queue %s does not exist on the broker (the upstream service declares it; check TRIGGER_QUEUE and the vhost in AMQP_URL): %w", cfg.TriggerQueue, err)
+		}
+	} else if err := DeclareTrigger(ch, cfg.TriggerQueue); err != nil {
+		return err
 	}
 	for _, q := range []struct {
 		name  string
@@ -83,20 +126,24 @@ func Declare(ch *amqp.Channel, cfg config.Shim) error {
 
 // Run consumes until ctx ends, reconnecting when RabbitMQ goes away.
 func (c *Consumer) Run(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
+	bo := gax.Backoff{Initial: 200 * time.Millisecond, Max: reconnectMax, Multiplier: 2}
 	for {
+		started := c.Sessions()
 		err := c.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		c.lastErr.Store(err)
-		c.Log.Warn("RabbitMQ session ended; reconnecting", "error", err, "in", backoff)
+		if c.Sessions() != started {
+			bo = gax.Backoff{Initial: 200 * time.Millisecond, Max: reconnectMax, Multiplier: 2}
+		}
+		wait := bo.Pause()
+		c.Log.Warn("RabbitMQ session ended; reconnecting", "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, reconnectMax)
 	}
 }
 
@@ -167,50 +214,87 @@ func headerInt(h amqp.Table, key string) int {
 	return 0
 }
 
+// cameBackFrom reports whether RabbitMQ dead-lettered dl out of one of
+// queues (its x-death header names them), i.e. whether our own retry
+// headers on it were set by us. A publisher cannot forge that: RabbitMQ
+// writes x-death itself, and a copy published straight to the trigger
+// queue carries whatever headers its publisher chose.
+func cameBackFrom(dl amqp.Delivery, queues ...string) bool {
+	deaths, _ := dl.Headers["x-death"].([]any)
+	for _, d := range deaths {
+		t, _ := d.(amqp.Table)
+		q, _ := t["queue"].(string)
+		if slices.Contains(queues, q) {
+			return true
+		}
+	}
+	return false
+}
+
 // handle settles one delivery. It runs on its own context so a drain's
-// deadline never abandons a trigger half-way.
+// deadline never abandons a trigger half-way. The class of Dispatch's
+// error (package fault) decides the outcome; only a missing record, which
+// the upstream may not have committed yet, is waited for separately.
 func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 	ctx, cancel := context.WithTimeout(context.Background(), processingTimeout)
 	defer cancel()
 	log := c.Log
-	id, err := dispatch.ParseTrigger(dl.Body)
+	id, err := ParseTrigger(dl.Body)
 	if err != nil {
-		c.settle(ctx, dl, c.park(ctx, pub, dl, err.Error(), log), log)
+		c.settle(dl, c.park(ctx, pub, dl, err.Error(), log), log)
 		return
 	}
 	log = log.With(logging.KeyRecordID, id, logging.KeyStage, 0)
-	attempt := max(headerInt(dl.Headers, HeaderAttempt), 1)
-	missing := headerInt(dl.Headers, HeaderNotFound)
+	attempt, missing := 1, 0
+	if cameBackFrom(dl, c.Cfg.RetryQueue, c.Cfg.WaitQueue) {
+		attempt = max(headerInt(dl.Headers, HeaderAttempt), 1)
+		missing = headerInt(dl.Headers, HeaderNotFound)
+	}
 
 	outcome, err := c.Dispatcher.Dispatch(ctx, id, log)
-	switch {
-	case err == nil:
+	if err == nil {
 		log.Debug("trigger handled", "outcome", outcome.String())
-		c.settle(ctx, dl, nil, log)
-	case errors.Is(err, record.ErrNotFound):
+		c.settle(dl, nil, log)
+		return
+	}
+	if errors.Is(err, record.ErrNotFound) {
 		missing++
 		if missing >= c.Cfg.NotFoundAttempts {
 			reason := fmt.Sprintf("no record %d after %d attempts", id, missing)
-			c.settle(ctx, dl, c.park(ctx, pub, dl, reason, log), log)
+			c.settle(dl, c.park(ctx, pub, dl, reason, log), log)
 			return
 		}
 		log.Warn("no such record yet; retrying after a short wait", "attempt", missing, "delay", c.Cfg.NotFoundDelay)
-		c.settle(ctx, dl, c.republish(ctx, pub, c.Cfg.WaitQueue, dl, amqp.Table{HeaderAttempt: int32(attempt), HeaderNotFound: int32(missing)}), log)
-	case attempt >= c.Cfg.MaxAttempts:
-		reason := fmt.Sprintf("MQ1 shim could not dispatch the report after %d attempts: %v", attempt, err)
-		ferr := c.Dispatcher.Fail(ctx, id, reason, log)
-		if ferr != nil {
-			ferr = c.park(ctx, pub, dl, fmt.Sprintf("%s; marking FAILED failed too: %v", reason, ferr), log)
-		}
-		c.settle(ctx, dl, ferr, log)
+		c.settle(dl, c.republish(ctx, pub, c.Cfg.WaitQueue, dl, amqp.Table{HeaderAttempt: int32(attempt), HeaderNotFound: int32(missing)}), log)
+		return
+	}
+	switch fault.ClassOf(err) {
+	case fault.Park:
+		c.settle(dl, c.park(ctx, pub, dl, err.Error(), log), log)
+	case fault.Fail:
+		c.settle(dl, c.fail(ctx, pub, dl, id, err.Error(), log), log)
 	default:
+		if attempt >= c.Cfg.MaxAttempts {
+			reason := fmt.Sprintf("MQ1 shim could not dispatch the report after %d attempts: %v", attempt, err)
+			c.settle(dl, c.fail(ctx, pub, dl, id, reason, log), log)
+			return
+		}
 		log.Warn("dispatch failed; retrying later", "error", err, "attempt", attempt, "delay", c.Cfg.RetryDelay)
-		c.settle(ctx, dl, c.republish(ctx, pub, c.Cfg.RetryQueue, dl, amqp.Table{HeaderAttempt: int32(attempt + 1), HeaderNotFound: int32(missing)}), log)
+		c.settle(dl, c.republish(ctx, pub, c.Cfg.RetryQueue, dl, amqp.Table{HeaderAttempt: int32(attempt + 1), HeaderNotFound: int32(missing)}), log)
 	}
 }
 
+// fail ends the record FAILED; if even that fails, the trigger is parked
+// with both reasons rather than retried forever.
+func (c *Consumer) fail(ctx context.Context, pub *amqp.Channel, dl amqp.Delivery, id int64, reason string, log *slog.Logger) error {
+	if err := c.Dispatcher.Fail(ctx, id, reason, log); err != nil {
+		return c.park(ctx, pub, dl, fmt.Sprintf("%s; marking FAILED failed too: %v", reason, err), log)
+	}
+	return nil
+}
+
 // settle acks once the outcome is durable, or puts the trigger back.
-func (c *Consumer) settle(_ context.Context, dl amqp.Delivery, err error, log *slog.Logger) {
+func (c *Consumer) settle(dl amqp.Delivery, err error, log *slog.Logger) {
 	if err != nil {
 		log.Error("could not settle trigger; requeueing", "error", err)
 		if nerr := dl.Nack(false, true); nerr != nil {
@@ -226,7 +310,7 @@ func (c *Consumer) settle(_ context.Context, dl amqp.Delivery, err error, log *s
 }
 
 func (c *Consumer) park(ctx context.Context, pub *amqp.Channel, dl amqp.Delivery, reason string, log *slog.Logger) error {
-	log.Error("parking trigger", "reason", reason, "body", bus.Truncate(dl.Body, 256), "queue", c.Cfg.ParkedQueue)
+	log.Error("parking trigger", "reason", reason, "body", fault.Body(dl.Body, 256), "queue", c.Cfg.ParkedQueue)
 	return c.republish(ctx, pub, c.Cfg.ParkedQueue, dl, amqp.Table{HeaderParkReason: reason})
 }
 

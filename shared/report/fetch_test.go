@@ -1,4 +1,4 @@
-package fetch_test
+package report_test
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
-	"github.com/fanoutexport/fanoutexport/shared/fetch"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
@@ -48,7 +47,7 @@ func run(t *testing.T, db *sql.DB, src report.Source, p report.Params, in datase
 	ctx := context.Background()
 	out := dataset.NewMemStore()
 	w := dataset.NewWriter(ctx, out, src.Dataset(), limit)
-	if err := fetch.Run(ctx, db, src, p, in, w); err != nil {
+	if err := report.Fetch(ctx, db, src, p, in, w); err != nil {
 		return nil, 0, err
 	}
 	chunks, n, err := w.Close()

@@ -1,6 +1,7 @@
-// Package redisconn builds the go-redis client from config: plain TCP
+// OpenRedis builds the go-redis client from config: plain TCP
 // locally, AUTH plus TLS with the server's CA for Memorystore.
-package redisconn
+
+package serverenv
 
 import (
 	"crypto/tls"
@@ -14,8 +15,8 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/config"
 )
 
-// Options turns the config into client options, reading the CA if TLS is on.
-func Options(c config.Redis) (*redis.Options, error) {
+// RedisOptions turns the config into client options, reading the CA if TLS is on.
+func RedisOptions(c config.Redis) (*redis.Options, error) {
 	o := &redis.Options{
 		Addr:     c.Addr,
 		Password: c.Password,
@@ -47,9 +48,9 @@ func Options(c config.Redis) (*redis.Options, error) {
 	return o, nil
 }
 
-// New returns a client; it does not dial until first used.
-func New(c config.Redis) (*redis.Client, error) {
-	o, err := Options(c)
+// OpenRedis returns a client; it does not dial until first used.
+func OpenRedis(c config.Redis) (*redis.Client, error) {
+	o, err := RedisOptions(c)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package aggstate_test
+package state_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 const (
@@ -77,7 +78,7 @@ func (l *commandLog) take() [][]any {
 
 type env struct {
 	rdb    *redis.Client
-	st     *aggstate.State
+	st     *state.Store
 	prefix string
 	log    *commandLog
 }
@@ -113,7 +114,7 @@ func setup(t *testing.T) env {
 	})
 	log := &commandLog{}
 	rdb.AddHook(log)
-	return env{rdb: rdb, st: aggstate.New(rdb, prefix, ttl), prefix: prefix, log: log}
+	return env{rdb: rdb, st: state.New(rdb, prefix, ttl), prefix: prefix, log: log}
 }
 
 func (e env) create(t *testing.T, id int64) {
@@ -144,11 +145,11 @@ func (e env) hash(t *testing.T, id int64) map[string]string {
 
 func TestKey(t *testing.T) {
 	t.Parallel()
-	st := aggstate.New(nil, "p:", ttl)
+	st := state.New(nil, "p:", ttl)
 	if got := st.Key(1111); got != "p:FileDownloadRecordEntity-1111" {
 		t.Errorf("Key(1111) = %q", got)
 	}
-	if got := aggstate.New(nil, "", ttl).Key(42); got != "FileDownloadRecordEntity-42" {
+	if got := state.New(nil, "", ttl).Key(42); got != "FileDownloadRecordEntity-42" {
 		t.Errorf("Key(42) without prefix = %q", got)
 	}
 }
@@ -159,16 +160,16 @@ func TestCreate(t *testing.T) {
 	ctx := context.Background()
 	e.create(t, id)
 	h := e.hash(t, id)
-	created, err := time.Parse(time.RFC3339Nano, h[aggstate.FieldCreatedAt])
+	created, err := time.Parse(time.RFC3339Nano, h[state.FieldCreatedAt])
 	if err != nil {
-		t.Errorf("createdAt %q: %v", h[aggstate.FieldCreatedAt], err)
+		t.Errorf("createdAt %q: %v", h[state.FieldCreatedAt], err)
 	}
 	if created.Location() != time.UTC {
-		t.Errorf("createdAt %q is not UTC", h[aggstate.FieldCreatedAt])
+		t.Errorf("createdAt %q is not UTC", h[state.FieldCreatedAt])
 	}
 	want := map[string]string{
 		"recordId": "1111", "reportType": "withdraw_by_tag_with_payments",
-		"params": `{"tagIds":[3]}`, "queryDoneCount": "0", "createdAt": h[aggstate.FieldCreatedAt],
+		"params": `{"tagIds":[3]}`, "queryDoneCount": "0", "createdAt": h[state.FieldCreatedAt],
 	}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("hash after Create (-want +got):\n%s", diff)
@@ -182,7 +183,7 @@ func TestCreate(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, "boom"); err != nil {
 		t.Fatal(err)
 	}
-	want[aggstate.ErrorField(srcWd)] = "boom"
+	want[state.ErrorField(srcWd)] = "boom"
 	e.rdb.PExpire(ctx, e.st.Key(id), 5*time.Second)
 	again, err := e.st.Create(ctx, id, "withdraw_by_tag", []byte(`{"tagIds":[9]}`))
 	if err != nil || again {
@@ -199,36 +200,36 @@ func TestCreate(t *testing.T) {
 // writes are every operation that writes into the hash.
 var writes = []struct {
 	name string
-	do   func(ctx context.Context, st *aggstate.State, id int64) error
+	do   func(ctx context.Context, st *state.Store, id int64) error
 }{
-	{"RecordError", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"RecordError", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.RecordError(ctx, id, srcWd, "boom")
 	}},
-	{"PutChunk", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"PutChunk", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.Datasets(id).PutChunk(ctx, dsWd, 0, []byte("1,101\n"))
 	}},
-	{"Finish", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"Finish", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.Datasets(id).Finish(ctx, dsWd, 1, 1)
 	}},
-	{"MarkDone", func(ctx context.Context, st *aggstate.State, id int64) error {
-		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
+	{"MarkDone", func(ctx context.Context, st *state.Store, id int64) error {
+		_, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1)
 		return err
 	}},
-	{"MarkDone again", func(ctx context.Context, st *aggstate.State, id int64) error {
-		if _, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1); err != nil {
+	{"MarkDone again", func(ctx context.Context, st *state.Store, id int64) error {
+		if _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1); err != nil {
 			return err
 		}
-		_, _, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1)
+		_, err := st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1)
 		return err
 	}},
-	{"Claim", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"Claim", func(ctx context.Context, st *state.Store, id int64) error {
 		res, err := st.Claim(ctx, id, 1, "m1", holdLong)
-		if err == nil && res != aggstate.Claimed {
+		if err == nil && res != state.Claimed {
 			return fmt.Errorf("Claim = %v, want Claimed", res)
 		}
 		return err
 	}},
-	{"CompleteClaim", func(ctx context.Context, st *aggstate.State, id int64) error {
+	{"CompleteClaim", func(ctx context.Context, st *state.Store, id int64) error {
 		return st.CompleteClaim(ctx, id, 1)
 	}},
 }
@@ -251,7 +252,7 @@ func TestWritesOnMissingKeyFail(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if err := w.do(ctx, e.st, id); !errors.Is(err, aggstate.ErrGone) {
+				if err := w.do(ctx, e.st, id); !errors.Is(err, state.ErrGone) {
 					t.Errorf("%s on a missing hash = %v, want ErrGone", w.name, err)
 				}
 				if e.exists(t, id) {
@@ -266,17 +267,17 @@ func TestReadsOnMissingKey(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
-	if _, err := e.st.Read(ctx, id, [][]string{{srcWd}}); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := e.st.Read(ctx, id, [][]string{{srcWd}}); !errors.Is(err, state.ErrGone) {
 		t.Errorf("Read = %v, want ErrGone", err)
 	}
-	if _, err := e.st.IsDone(ctx, id, 1, srcWd); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := e.st.IsDone(ctx, id, 1, srcWd); !errors.Is(err, state.ErrGone) {
 		t.Errorf("IsDone = %v, want ErrGone", err)
 	}
 	ds := e.st.Datasets(id)
-	if _, _, err := ds.Meta(ctx, dsWd); !errors.Is(err, aggstate.ErrGone) {
+	if _, _, err := ds.Meta(ctx, dsWd); !errors.Is(err, state.ErrGone) {
 		t.Errorf("Meta = %v, want ErrGone", err)
 	}
-	if _, err := ds.GetChunk(ctx, dsWd, 0); !errors.Is(err, aggstate.ErrGone) {
+	if _, err := ds.GetChunk(ctx, dsWd, 0); !errors.Is(err, state.ErrGone) {
 		t.Errorf("GetChunk = %v, want ErrGone", err)
 	}
 	if err := e.st.Delete(ctx, id); err != nil {
@@ -339,11 +340,11 @@ func TestMarkDone(t *testing.T) {
 		{2, srcPay, 1, 5, result{false, 4}, true},
 	}
 	for i, s := range steps {
-		counted, count, err := e.st.MarkDone(ctx, id, s.stage, s.source, s.source+".user_id", s.chunks, s.rows)
+		d, err := e.st.MarkDone(ctx, id, s.stage, s.source, s.source+".user_id", int64(i+1), s.chunks, s.rows)
 		if err != nil {
 			t.Fatalf("step %d: MarkDone: %v", i, err)
 		}
-		if diff := cmp.Diff(s.want, result{counted, count}); diff != "" {
+		if diff := cmp.Diff(s.want, result{d.Counted, d.Count}); diff != "" {
 			t.Errorf("step %d: MarkDone(%d, %s) (-want +got):\n%s", i, s.stage, s.source, diff)
 		}
 		done, err := e.st.IsDone(ctx, id, s.stage, s.source)
@@ -353,23 +354,24 @@ func TestMarkDone(t *testing.T) {
 	}
 	h := e.hash(t, id)
 	for field, want := range map[string]string{
-		"queryDoneCount":          "4",
-		dataset.ChunksField(dsWd): "3", dataset.RowsField(dsWd): "1000",
-		"done:1:" + srcWd: "1", "done:1:" + srcTags: "1", "done:2:" + srcPay: "1",
+		"queryDoneCount": "4",
+		dataset.ChunksField(state.AttemptName(dsWd, 1)): "3", dataset.RowsField(state.AttemptName(dsWd, 1)): "1000",
+		// each marker names the attempt that counted (the step's index + 1)
+		"done:1:" + srcWd: "1", "done:1:" + srcTags: "4", "done:2:" + srcPay: "5",
 	} {
 		if h[field] != want {
 			t.Errorf("field %s = %q, want %q", field, h[field], want)
 		}
 	}
 	for _, src := range []string{srcWd, srcTags} {
-		if v, ok := h[aggstate.ErrorField(src)]; ok {
-			t.Errorf("%s still has error %q after MarkDone", aggstate.ErrorField(src), v)
+		if v, ok := h[state.ErrorField(src)]; ok {
+			t.Errorf("%s still has error %q after MarkDone", state.ErrorField(src), v)
 		}
 	}
 	if done, err := e.st.IsDone(ctx, id, 1, srcPay); err != nil || done {
 		t.Errorf("IsDone(stage 1, %s) = %v, %v; want false (done only in stage 2)", srcPay, done, err)
 	}
-	chunks, rows, err := e.st.Datasets(id).Meta(ctx, dsWd)
+	chunks, rows, err := e.st.Reader(id, map[string]int64{dsWd: 1}).Meta(ctx, dsWd)
 	if err != nil || chunks != 3 || rows != 1000 {
 		t.Errorf("Meta(%s) = %d, %d, %v; want 3, 1000", dsWd, chunks, rows, err)
 	}
@@ -396,8 +398,8 @@ func TestMarkDoneConcurrent(t *testing.T) {
 			<-start
 			src := sources[g%len(sources)]
 			for range 2 { // and each one delivered twice
-				counted, count, err := e.st.MarkDone(ctx, id, 1, src, src+".user_id", 1, 1)
-				results <- result{src, counted, count, err}
+				d, err := e.st.MarkDone(ctx, id, 1, src, src+".user_id", int64(g+1), 1, 1)
+				results <- result{src, d.Counted, d.Count, err}
 			}
 		})
 	}
@@ -442,18 +444,18 @@ func TestClaim(t *testing.T) {
 		hold     time.Duration
 		sleep    time.Duration // before the step, to let a claim expire
 		complete bool          // CompleteClaim instead of Claim
-		want     aggstate.ClaimResult
+		want     state.ClaimResult
 	}{
-		{name: "first message claims", stage: 1, msg: "m1", hold: holdLong, want: aggstate.Claimed},
-		{name: "another message while held", stage: 1, msg: "m2", hold: holdLong, want: aggstate.Held},
-		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", hold: 50 * time.Millisecond, want: aggstate.Claimed},
-		{name: "another message after expiry takes over", stage: 1, msg: "m2", hold: holdLong, sleep: 100 * time.Millisecond, want: aggstate.Claimed},
-		{name: "the former owner is now held off", stage: 1, msg: "m1", hold: holdLong, want: aggstate.Held},
-		{name: "stages are claimed separately", stage: 2, msg: "m1", hold: holdLong, want: aggstate.Claimed},
+		{name: "first message claims", stage: 1, msg: "m1", hold: holdLong, want: state.Claimed},
+		{name: "another message while held", stage: 1, msg: "m2", hold: holdLong, want: state.Held},
+		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", hold: 50 * time.Millisecond, want: state.Claimed},
+		{name: "another message after expiry takes over", stage: 1, msg: "m2", hold: holdLong, sleep: 100 * time.Millisecond, want: state.Claimed},
+		{name: "the former owner is now held off", stage: 1, msg: "m1", hold: holdLong, want: state.Held},
+		{name: "stages are claimed separately", stage: 2, msg: "m1", hold: holdLong, want: state.Claimed},
 		{name: "complete stage 1", stage: 1, complete: true},
-		{name: "owner after completion", stage: 1, msg: "m2", hold: holdLong, want: aggstate.Completed},
-		{name: "anyone after completion", stage: 1, msg: "m9", hold: holdLong, want: aggstate.Completed},
-		{name: "stage 2 still held", stage: 2, msg: "m9", hold: holdLong, want: aggstate.Held},
+		{name: "owner after completion", stage: 1, msg: "m2", hold: holdLong, want: state.Completed},
+		{name: "anyone after completion", stage: 1, msg: "m9", hold: holdLong, want: state.Completed},
+		{name: "stage 2 still held", stage: 2, msg: "m9", hold: holdLong, want: state.Held},
 	}
 	for _, s := range steps {
 		time.Sleep(s.sleep)
@@ -472,11 +474,11 @@ func TestClaim(t *testing.T) {
 		}
 	}
 	h := e.hash(t, id)
-	if h[aggstate.ClaimField(1)] != "done" {
-		t.Errorf("%s = %q, want done", aggstate.ClaimField(1), h[aggstate.ClaimField(1)])
+	if h[state.ClaimField(1)] != "done" {
+		t.Errorf("%s = %q, want done", state.ClaimField(1), h[state.ClaimField(1)])
 	}
-	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(h[aggstate.ClaimField(2)]) {
-		t.Errorf("%s = %q, want m1|{expiry}", aggstate.ClaimField(2), h[aggstate.ClaimField(2)])
+	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(h[state.ClaimField(2)]) {
+		t.Errorf("%s = %q, want m1|{expiry}", state.ClaimField(2), h[state.ClaimField(2)])
 	}
 }
 
@@ -486,7 +488,7 @@ func TestClaimConcurrent(t *testing.T) {
 	ctx := context.Background()
 	e.create(t, id)
 	const goroutines = 20
-	results := make([]aggstate.ClaimResult, goroutines)
+	results := make([]state.ClaimResult, goroutines)
 	errs := make([]error, goroutines)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -498,14 +500,14 @@ func TestClaimConcurrent(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	got := map[aggstate.ClaimResult]int{}
+	got := map[state.ClaimResult]int{}
 	for g := range goroutines {
 		if errs[g] != nil {
 			t.Fatalf("Claim %d: %v", g, errs[g])
 		}
 		got[results[g]]++
 	}
-	want := map[aggstate.ClaimResult]int{aggstate.Claimed: 1, aggstate.Held: goroutines - 1}
+	want := map[state.ClaimResult]int{state.Claimed: 1, state.Held: goroutines - 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("claim outcomes (-want +got):\n%s", diff)
 	}
@@ -526,16 +528,16 @@ func TestRead(t *testing.T) {
 	if err := ds.Finish(ctx, dsWd, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1); err != nil {
+	if _, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.RecordError(ctx, id, srcTags, "tags: connection refused"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.RecordError(ctx, id, aggstate.AggregatorName, "upload failed"); err != nil {
+	if err := e.st.RecordError(ctx, id, state.AggregatorName, "upload failed"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := e.st.Claim(ctx, id, 1, "m1", holdLong); err != nil || res != aggstate.Claimed {
+	if res, err := e.st.Claim(ctx, id, 1, "m1", holdLong); err != nil || res != state.Claimed {
 		t.Fatalf("Claim = %v, %v", res, err)
 	}
 
@@ -545,15 +547,16 @@ func TestRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := aggstate.Snapshot{
+	want := state.Snapshot{
 		ReportType: "withdraw_by_tag_with_payments",
 		Params:     []byte(`{"tagIds":[3]}`),
 		DoneCount:  1,
 		Claims:     map[int]string{1: snap.Claims[1]},
 		Done:       map[int]map[string]bool{1: {srcTags: false, srcWd: true}, 2: {srcPay: false}},
-		Errors:     map[string]string{srcTags: "tags: connection refused", aggstate.AggregatorName: "upload failed"},
+		Attempts:   map[int]map[string]int64{1: {srcTags: 0, srcWd: 1}, 2: {srcPay: 0}},
+		Errors:     map[string]string{srcTags: "tags: connection refused", state.AggregatorName: "upload failed"},
 	}
-	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(aggstate.Snapshot{}, "TTL")); diff != "" {
+	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(state.Snapshot{}, "TTL")); diff != "" {
 		t.Errorf("Read (-want +got):\n%s", diff)
 	}
 	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(snap.Claims[1]) {
@@ -619,10 +622,10 @@ func TestDatasetsRoundTrip(t *testing.T) {
 		t.Errorf("rows through Redis (-want +got):\n%s", diff)
 	}
 	// A live hash without the dataset: missing, not gone.
-	if _, _, err := ds.Meta(ctx, "plt_x.vs_y.user_id"); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, aggstate.ErrGone) {
+	if _, _, err := ds.Meta(ctx, "plt_x.vs_y.user_id"); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, state.ErrGone) {
 		t.Errorf("Meta of an unwritten dataset = %v, want ErrMissing", err)
 	}
-	if _, err := ds.GetChunk(ctx, dsWd, chunks); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, aggstate.ErrGone) {
+	if _, err := ds.GetChunk(ctx, dsWd, chunks); !errors.Is(err, dataset.ErrMissing) || errors.Is(err, state.ErrGone) {
 		t.Errorf("GetChunk past the last chunk = %v, want ErrMissing", err)
 	}
 }
@@ -637,7 +640,7 @@ func TestRecordErrorTruncates(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, msg); err != nil {
 		t.Fatal(err)
 	}
-	got := e.hash(t, id)[aggstate.ErrorField(srcWd)]
+	got := e.hash(t, id)[state.ErrorField(srcWd)]
 	if !utf8.ValidString(got) {
 		t.Errorf("stored error is not valid UTF-8: ...%q", got[len(got)-8:])
 	}
@@ -651,7 +654,7 @@ func TestRecordErrorTruncates(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, srcWd, short); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.hash(t, id)[aggstate.ErrorField(srcWd)]; got != short {
+	if got := e.hash(t, id)[state.ErrorField(srcWd)]; got != short {
 		t.Errorf("stored error = %q, want %q", got, short)
 	}
 }
@@ -684,7 +687,7 @@ func TestNoteError(t *testing.T) {
 	if err := e.st.NoteError(expired, id, srcWd, errors.New("query timed out")); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.hash(t, id)[aggstate.ErrorField(srcWd)]; got != "query timed out" {
+	if got := e.hash(t, id)[state.ErrorField(srcWd)]; got != "query timed out" {
 		t.Errorf("stored error = %q", got)
 	}
 	if err := e.st.NoteError(context.Background(), id+1, srcWd, errors.New("x")); err != nil {
@@ -692,5 +695,118 @@ func TestNoteError(t *testing.T) {
 	}
 	if n, _ := e.rdb.Exists(context.Background(), e.st.Key(id+1)).Result(); n != 0 {
 		t.Error("NoteError created a missing hash")
+	}
+}
+
+// Two attempts of one listener overlap (a redelivery while the first still
+// runs) and the source changes between their queries: each writes its own
+// fields, the first to be marked done counts, the other's writes are
+// refused from then on or its dataset is dropped, and readers see exactly
+// one attempt's rows, never a mix. Both orders.
+func TestOverlappingAttempts(t *testing.T) {
+	t.Parallel()
+	rows := func(tag string, n int) [][]string {
+		var out [][]string
+		for i := range n {
+			out = append(out, []string{strconv.Itoa(i + 1), tag})
+		}
+		return out
+	}
+	write := func(t *testing.T, st dataset.WriteStore, rs [][]string) (int64, int64, error) {
+		t.Helper()
+		w := dataset.NewWriter(context.Background(), st, dsWd, 64)
+		for _, r := range rs {
+			if err := w.Write(r); err != nil {
+				return 0, 0, err
+			}
+		}
+		return w.Close()
+	}
+	read := func(t *testing.T, st dataset.Store) [][]string {
+		t.Helper()
+		r, err := dataset.Open(context.Background(), st, dsWd, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [][]string
+		for {
+			row, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, append([]string(nil), row...))
+		}
+	}
+	for _, firstWins := range []bool{true, false} {
+		t.Run(fmt.Sprintf("firstWins=%v", firstWins), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			ctx := context.Background()
+			e.create(t, id)
+			a1, err := e.st.NewAttempt(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a2, err := e.st.NewAttempt(ctx, id)
+			if err != nil || a2 == a1 {
+				t.Fatalf("NewAttempt = %d, %v after %d; want a fresh ID", a2, err, a1)
+			}
+			guard := state.DoneField(1, srcWd)
+			old, changed := rows("old", 20), rows("new", 25) // the rows changed between the two queries
+			st1, st2 := e.st.Writer(id, guard, a1, nil), e.st.Writer(id, guard, a2, nil)
+			c1, r1, err := write(t, st1, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			winner, loser, loserStore, loserRows := a1, a2, st2, changed
+			wc, wr := c1, r1
+			if !firstWins {
+				// The second attempt writes everything and is marked done
+				// first; the first one's MarkDone then loses.
+				c2, r2, err := write(t, st2, changed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				winner, loser, wc, wr = a2, a1, c2, r2
+			}
+			d, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, winner, wc, wr)
+			if err != nil || !d.Counted || d.Attempt != winner {
+				t.Fatalf("winner's MarkDone = %+v, %v", d, err)
+			}
+			if firstWins {
+				// The second attempt's writes are refused from now on.
+				if _, _, err := write(t, loserStore, loserRows); !errors.Is(err, state.ErrSuperseded) {
+					t.Fatalf("late attempt's write = %v, want ErrSuperseded", err)
+				}
+			} else {
+				d, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, loser, c1, r1)
+				if err != nil || d.Counted || d.Attempt != winner {
+					t.Fatalf("loser's MarkDone = %+v, %v; want not counted, attempt %d", d, err, winner)
+				}
+			}
+			if err := e.st.DropAttempt(ctx, id, dsWd, loser); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := e.st.Read(ctx, id, [][]string{{srcWd}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := old
+			if !firstWins {
+				want = changed
+			}
+			got := read(t, e.st.Reader(id, map[string]int64{dsWd: snap.Attempts[1][srcWd]}))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("rows read (-want +got):\n%s", diff)
+			}
+			for f := range e.hash(t, id) {
+				if strings.HasPrefix(f, state.AttemptName(dsWd, loser)+"#") {
+					t.Errorf("losing attempt's field %s left behind", f)
+				}
+			}
+		})
 	}
 }

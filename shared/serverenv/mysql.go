@@ -1,7 +1,8 @@
-// Package mysqldb opens MySQL/MariaDB pools the same way everywhere:
+// OpenDB and OpenDBPool open MySQL/MariaDB pools the same way everywhere:
 // UTC times, bounded connections (source databases have connection limits
 // shared by every function instance), timeouts that fail fast.
-package mysqldb
+
+package serverenv
 
 import (
 	"database/sql"
@@ -15,12 +16,12 @@ import (
 // max_instance_count × this must fit the database's connection limit.
 const DefaultMaxConns = 2
 
-// Open returns a pool for dsn with DefaultMaxConns connections.
-func Open(dsn string) (*sql.DB, error) { return OpenPool(dsn, DefaultMaxConns) }
+// OpenDB returns a pool for dsn with DefaultMaxConns connections.
+func OpenDB(dsn string) (*sql.DB, error) { return OpenDBPool(dsn, DefaultMaxConns) }
 
-// OpenPool returns a pool of at most maxConns connections for dsn, with
+// OpenDBPool returns a pool of at most maxConns connections for dsn, with
 // parseTime=true and loc=UTC forced.
-func OpenPool(dsn string, maxConns int) (*sql.DB, error) {
+func OpenDBPool(dsn string, maxConns int) (*sql.DB, error) {
 	if maxConns < 1 {
 		maxConns = DefaultMaxConns
 	}

@@ -1,4 +1,4 @@
-package lazy_test
+package serverenv_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/fanoutexport/fanoutexport/shared/lazy"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 type client struct{ n int64 }
@@ -16,7 +16,7 @@ func TestFailureIsRetried(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("dial failed")
 	var calls atomic.Int64
-	v := lazy.New(func(context.Context) (*client, error) {
+	v := serverenv.NewLazy(func(context.Context) (*client, error) {
 		n := calls.Add(1)
 		if n <= 2 {
 			return &client{n}, boom // a value returned with an error is not kept
@@ -53,7 +53,7 @@ func TestFailureIsRetried(t *testing.T) {
 func TestConcurrentGetsCreateOnce(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
-	v := lazy.New(func(context.Context) (*client, error) {
+	v := serverenv.NewLazy(func(context.Context) (*client, error) {
 		return &client{calls.Add(1)}, nil
 	})
 	const n = 50
@@ -87,7 +87,7 @@ func TestConcurrentGetsCreateOnce(t *testing.T) {
 func TestConcurrentGetsAfterFailures(t *testing.T) {
 	t.Parallel()
 	var calls, made atomic.Int64
-	v := lazy.New(func(context.Context) (*client, error) {
+	v := serverenv.NewLazy(func(context.Context) (*client, error) {
 		if calls.Add(1) <= 5 {
 			return nil, errors.New("not yet")
 		}
@@ -116,11 +116,58 @@ func TestContextReachesConstructor(t *testing.T) {
 	t.Parallel()
 	type key struct{}
 	ctx := context.WithValue(context.Background(), key{}, "request")
-	v := lazy.New(func(ctx context.Context) (string, error) {
+	v := serverenv.NewLazy(func(ctx context.Context) (string, error) {
 		s, _ := ctx.Value(key{}).(string)
 		return s, nil
 	})
 	if got, err := v.Get(ctx); err != nil || got != "request" {
 		t.Errorf("Get = %q, %v; want the caller's context to reach the constructor", got, err)
+	}
+}
+
+// What Get creates outlives the request: a cancelled request context must
+// not reach the constructor as cancelled (clients built with it would die
+// with the first request).
+func TestConstructorContextOutlivesRequest(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	v := serverenv.NewLazy(func(ctx context.Context) (error, error) {
+		return ctx.Err(), nil
+	})
+	if got, err := v.Get(ctx); err != nil || got != nil {
+		t.Errorf("constructor saw ctx.Err() = %v (Get error %v); want a context not cancelled", got, err)
+	}
+}
+
+type closer struct{ closed atomic.Int32 }
+
+func (c *closer) Close() error { c.closed.Add(1); return nil }
+
+func TestCloseClosesAndForgets(t *testing.T) {
+	t.Parallel()
+	var made []*closer
+	v := serverenv.NewLazy(func(context.Context) (*closer, error) {
+		c := &closer{}
+		made = append(made, c)
+		return c, nil
+	})
+	if err := v.Close(); err != nil {
+		t.Fatalf("Close before Get: %v", err)
+	}
+	if _, err := v.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Peek(); ok {
+		t.Error("value still held after Close")
+	}
+	if _, err := v.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 2 || made[0].closed.Load() != 1 || made[1].closed.Load() != 0 {
+		t.Errorf("made %d values, closed counts %v; want 2 values, the first closed once", len(made), []int32{made[0].closed.Load(), made[1].closed.Load()})
 	}
 }

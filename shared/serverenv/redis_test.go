@@ -1,4 +1,4 @@
-package redisconn_test
+package serverenv_test
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/config"
-	"github.com/fanoutexport/fanoutexport/shared/redisconn"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 // tlsRedis is a redis-server of our own with TLS only (like Memorystore
@@ -45,9 +45,9 @@ func TestTLSAndAuth(t *testing.T) {
 
 	ping := func(c config.Redis) error {
 		t.Helper()
-		client, err := redisconn.New(c)
+		client, err := serverenv.OpenRedis(c)
 		if err != nil {
-			t.Fatalf("redisconn.New: %v", err)
+			t.Fatalf("serverenv.OpenRedis: %v", err)
 		}
 		defer client.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -111,11 +111,11 @@ func TestTLSAndAuth(t *testing.T) {
 
 func TestOptionsRejectsACAWithoutCertificate(t *testing.T) {
 	t.Parallel()
-	_, err := redisconn.Options(config.Redis{Addr: "127.0.0.1:6378", TLS: true, CACert: "not a certificate"})
+	_, err := serverenv.RedisOptions(config.Redis{Addr: "127.0.0.1:6378", TLS: true, CACert: "not a certificate"})
 	if err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("Options with a bad CA: err = %v, want no PEM certificate", err)
 	}
-	_, err = redisconn.Options(config.Redis{Addr: "127.0.0.1:6378", TLS: true, CAFile: filepath.Join(t.TempDir(), "missing.pem")})
+	_, err = serverenv.RedisOptions(config.Redis{Addr: "127.0.0.1:6378", TLS: true, CAFile: filepath.Join(t.TempDir(), "missing.pem")})
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Options with a missing CA file: err = %v, want os.ErrNotExist", err)
 	}
@@ -124,9 +124,9 @@ func TestOptionsRejectsACAWithoutCertificate(t *testing.T) {
 // roundTrip writes and reads back a key, then removes it.
 func roundTrip(t *testing.T, c config.Redis, name string) {
 	t.Helper()
-	client, err := redisconn.New(c)
+	client, err := serverenv.OpenRedis(c)
 	if err != nil {
-		t.Fatalf("redisconn.New: %v", err)
+		t.Fatalf("serverenv.OpenRedis: %v", err)
 	}
 	t.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,7 +1,4 @@
-// Package reportstore writes report CSVs to Cloud Storage. The object name
-// is fixed per record, so a retried or taken-over upload overwrites
-// rather than duplicates.
-package reportstore
+package output
 
 import (
 	"context"
@@ -34,14 +31,18 @@ const (
 	ChunkRetryDeadline = 15 * time.Second
 )
 
-// Store uploads to one bucket.
+// Store writes report CSVs to one Cloud Storage bucket. The object name is
+// fixed per record, so a retried or taken-over upload overwrites rather
+// than duplicates.
 type Store struct {
 	client *storage.Client
 	bucket string
 }
 
-// New returns a Store for bucket.
-func New(client *storage.Client, bucket string) *Store { return &Store{client: client, bucket: bucket} }
+// NewStore returns a Store for bucket.
+func NewStore(client *storage.Client, bucket string) *Store {
+	return &Store{client: client, bucket: bucket}
+}
 
 // Bucket is the bucket name.
 func (s *Store) Bucket() string { return s.bucket }

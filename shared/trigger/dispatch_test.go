@@ -1,4 +1,4 @@
-package dispatch
+package trigger
 
 import (
 	"errors"
@@ -53,7 +53,7 @@ func TestParseTriggerRejects(t *testing.T) {
 
 func TestOutcomeString(t *testing.T) {
 	t.Parallel()
-	for o, want := range map[Outcome]string{Dispatched: "dispatched", Ignored: "ignored (record final)", Rejected: "rejected (record FAILED)"} {
+	for o, want := range map[Outcome]string{Dispatched: "dispatched", Ignored: "ignored (record final)"} {
 		if got := o.String(); got != want {
 			t.Errorf("Outcome(%d).String() = %q, want %q", o, got, want)
 		}

@@ -1,7 +1,8 @@
-// Package dispatch starts a report: it reads the record, validates it,
-// creates the Redis hash with its TTL, moves the record to PROCESSING and
-// publishes stage 1. It is the MQ1 shim's logic, apart from RabbitMQ.
-package dispatch
+// Package trigger is the MQ1 shim's logic: it consumes report triggers
+// from RabbitMQ (with its retry, wait and parking policy), and dispatches
+// each report: it reads the record, validates it, creates the Redis hash
+// with its TTL, moves the record to PROCESSING and publishes stage 1.
+package trigger
 
 import (
 	"bytes"
@@ -12,11 +13,12 @@ import (
 	"log/slog"
 	"strconv"
 
-	"github.com/fanoutexport/fanoutexport/shared/aggstate"
 	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -87,27 +89,31 @@ type Outcome int
 const (
 	Dispatched Outcome = iota // stage 1 published
 	Ignored                   // record already SUCCESS or FAILED
-	Rejected                  // bad report type or params: record FAILED
 )
 
 func (o Outcome) String() string {
-	return [...]string{"dispatched", "ignored (record final)", "rejected (record FAILED)"}[o]
+	return [...]string{"dispatched", "ignored (record final)"}[o]
 }
 
 // Dispatcher starts reports.
 type Dispatcher struct {
 	Records *record.Repo
-	State   *aggstate.State
+	State   *state.Store
 	Bus     *bus.Bus
 }
 
-// Dispatch starts record id. record.ErrNotFound is returned as is (the
-// caller retries a few times: the upstream may publish before its
-// transaction commits); any other error is transient.
+// Dispatch starts record id. Its errors are classified where they arise:
+// record.ErrNotFound as is (the caller waits a little: the upstream may
+// publish before its transaction commits); a bad report type or params
+// permanent (the record ends FAILED with the error as its reason); a record
+// in a status this code does not know parked; anything else transient.
 func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
 	rec, err := d.Records.Get(ctx, id)
 	if err != nil {
 		return 0, err
+	}
+	if !rec.Status.Known() {
+		return 0, fault.Parkf("record %d has status %d, which this deployment does not know; nothing was run", id, int8(rec.Status))
 	}
 	if rec.Status.Final() {
 		log.Info("record already final; trigger ignored", "status", rec.Status.String())
@@ -115,11 +121,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 	}
 	rep, ok := report.Lookup(rec.ReportType)
 	if !ok {
-		return d.reject(ctx, id, fmt.Sprintf("unknown report_type %q; known types: %v", rec.ReportType, report.Types()), log)
+		return 0, fault.Permanentf("unknown report_type %q; known types: %v", rec.ReportType, report.Types())
 	}
 	params, err := report.ParseParams(rec.Params)
 	if err != nil {
-		return d.reject(ctx, id, err.Error(), log)
+		return 0, fault.Permanent(err)
 	}
 	norm, err := json.Marshal(params)
 	if err != nil {
@@ -168,11 +174,4 @@ func (d *Dispatcher) Fail(ctx context.Context, id int64, reason string, log *slo
 		}
 	}
 	return nil
-}
-
-func (d *Dispatcher) reject(ctx context.Context, id int64, reason string, log *slog.Logger) (Outcome, error) {
-	if err := d.Fail(ctx, id, reason, log); err != nil {
-		return 0, err
-	}
-	return Rejected, nil
 }

@@ -1,4 +1,4 @@
-package dispatch_test
+package trigger_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/fanoutexport/fanoutexport/shared/dispatch"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 // FuzzParseTrigger: ParseTrigger never panics, refuses with ErrNotTrigger,
@@ -25,9 +25,9 @@ func FuzzParseTrigger(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		id, err := dispatch.ParseTrigger(body)
+		id, err := trigger.ParseTrigger(body)
 		if err != nil {
-			if !errors.Is(err, dispatch.ErrNotTrigger) || id != 0 {
+			if !errors.Is(err, trigger.ErrNotTrigger) || id != 0 {
 				t.Fatalf("ParseTrigger(%q) = %d, %v; want 0 and ErrNotTrigger", body, id, err)
 			}
 			return

@@ -1,0 +1,114 @@
+// Package push is the one HTTP handler of every Pub/Sub-driven function:
+// it creates the function's environment on first use, decodes the push
+// request, runs the function, and maps the outcome, by its class (package
+// fault), to what Pub/Sub acts on: 2xx acks, anything else redelivers.
+//
+//   - nil: ack.
+//   - Retry: the error is noted in the report's hash for the DLQ function,
+//     and the answer is 500, so Pub/Sub redelivers (6 times, 60 s apart).
+//   - Fail: the function's Fail ends the report now with the error's text;
+//     then ack. Without a record to fail, the message is parked instead.
+//   - Park: the message goes to the parking topic with the reason and
+//     where it came from; then ack.
+package push
+
+import (
+	"context"
+
+	"log/slog"
+	"net/http"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
+	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+)
+
+// Func is one push function over its environment. A function's own
+// environment type embeds *serverenv.Env, which supplies ServerEnv and Close.
+type Func interface {
+	// Handle processes one message; nil acks it, and an error's class
+	// decides the rest.
+	Handle(ctx context.Context, m *message.Push, log *slog.Logger) error
+	// Fail ends the report h names FAILED with reason, after Handle
+	// returned a permanent error.
+	Fail(ctx context.Context, m *message.Push, h message.Header, reason string, log *slog.Logger) error
+	ServerEnv() *serverenv.Env
+	Close() error
+}
+
+// Handler serves one push subscription.
+type Handler struct {
+	name string
+	fn   *serverenv.Lazy[Func]
+}
+
+// New returns the handler of the function called name (the "source" of its
+// log lines and error notes); setup loads its config and makes its
+// environment on the first request, and again after a failure.
+func New(name string, setup func(ctx context.Context) (Func, error)) *Handler {
+	return &Handler{name: name, fn: serverenv.NewLazy(setup)}
+}
+
+// Close closes the function's environment, if it was made.
+func (h *Handler) Close() error { return h.fn.Close() }
+
+// ServeHTTP handles one push delivery.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := logging.Default.With(logging.KeySource, h.name)
+	f, err := h.fn.Get(r.Context())
+	if err != nil {
+		log.Error("function not ready", "error", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	env := f.ServerEnv()
+	log = log.With(logging.Trace(env.Project, r.Header.Get("X-Cloud-Trace-Context")))
+	m, err := message.ReadPush(r)
+	if err != nil {
+		// Pub/Sub never sends this; answering 400 keeps the body (it is
+		// retried, then dead-lettered) rather than dropping it.
+		log.Error("bad push request", "error", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	hd := message.Peek(m.Message.Data, m.Message.Attributes)
+	log = log.With("messageId", m.ID(), "deliveryAttempt", m.DeliveryAttempt)
+	if hd.RecordID > 0 {
+		log = log.With(logging.KeyRecordID, hd.RecordID, logging.KeyStage, hd.Stage)
+	}
+	if err := h.settle(r.Context(), f, m, hd, f.Handle(r.Context(), m, log), log); err != nil {
+		log.Error("not handled; Pub/Sub will redeliver", "error", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// settle turns Handle's outcome into nil (ack) or the error to answer
+// non-2xx with.
+func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd message.Header, err error, log *slog.Logger) error {
+	if err == nil {
+		return nil
+	}
+	env := f.ServerEnv()
+	class := fault.ClassOf(err)
+	if class == fault.Fail && hd.RecordID <= 0 {
+		class = fault.Park // nothing to fail: keep the message instead
+	}
+	switch class {
+	case fault.Fail:
+		log.Error("permanent failure; failing the report", "reason", err.Error())
+		return f.Fail(ctx, m, hd, err.Error(), log)
+	case fault.Park:
+		return env.Bus.Park(ctx, log, m.Message.Data, m.Message.Attributes, h.name+": "+err.Error(), h.name, m.Subscription)
+	}
+	if hd.RecordID > 0 {
+		// Leave the error for the DLQ function, which names it in the
+		// reason if every delivery fails.
+		if nerr := env.State.NoteError(ctx, hd.RecordID, h.name, err); nerr != nil {
+			log.Warn("could not record the error in Redis", "error", nerr)
+		}
+	}
+	return err
+}

@@ -1,0 +1,536 @@
+// Package state is the report's state in Redis: the hash
+// FileDownloadRecordEntity-{ID} holding the listeners' datasets, the
+// idempotent done count and the per-stage claims.
+//
+// Every write goes through a Lua script that refuses, and reports, a
+// missing key: HSET and HINCRBY would silently recreate an expired or
+// deleted hash without a TTL. Only Create makes the key, with its TTL, and
+// every write refreshes the TTL so slow retries cannot expire a live report.
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
+)
+
+// KeyBase is the fixed key name before the record ID.
+const KeyBase = "FileDownloadRecordEntity-"
+
+// Fields of the hash besides the datasets.
+const (
+	FieldRecordID   = "recordId"
+	FieldReportType = "reportType"
+	FieldParams     = "params"
+	FieldCreatedAt  = "createdAt"
+	FieldDoneCount  = "queryDoneCount"
+	// AggregatorName is the "source" under which the aggregator records errors.
+	AggregatorName = "aggregate"
+)
+
+// DoneField marks (stage, source) as counted.
+func DoneField(stage int, source string) string { return fmt.Sprintf("done:%d:%s", stage, source) }
+
+// ErrorField holds the last error of a source (or the aggregator).
+func ErrorField(source string) string { return "error:" + source }
+
+// ClaimField holds the claim of a stage: "{messageId}|{expiry ms}" or "done".
+func ClaimField(stage int) string { return fmt.Sprintf("claim:%d", stage) }
+
+// ErrGone means the hash does not exist: the report expired, finished or
+// was deleted. Nothing was written.
+var ErrGone = errors.New("report state is gone from Redis")
+
+// Store reads and writes report hashes.
+type Store struct {
+	rdb    redis.Cmdable
+	prefix string
+	ttl    time.Duration
+}
+
+// New returns a Store using keys prefix+KeyBase+ID with the given TTL.
+func New(rdb redis.Cmdable, prefix string, ttl time.Duration) *Store {
+	return &Store{rdb: rdb, prefix: prefix, ttl: ttl}
+}
+
+// Key is the hash of record id.
+func (s *Store) Key(id int64) string { return s.prefix + KeyBase + strconv.FormatInt(id, 10) }
+
+func (s *Store) ttlMS() int64 { return s.ttl.Milliseconds() }
+
+func gone(key string) error { return fmt.Errorf("%w: %s", ErrGone, key) }
+
+var createScript = redis.NewScript(`
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  created = 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return created`)
+
+// Create makes the hash for a dispatched report, or keeps the existing one
+// (a re-dispatch of a PROCESSING record), refreshing its TTL either way.
+func (s *Store) Create(ctx context.Context, id int64, reportType string, params []byte) (bool, error) {
+	key := s.Key(id)
+	n, err := createScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(),
+		FieldRecordID, id, FieldReportType, reportType, FieldParams, string(params),
+		FieldCreatedAt, time.Now().UTC().Format(time.RFC3339Nano), FieldDoneCount, 0).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis create %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+var setScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// set writes field/value pairs into an existing hash.
+func (s *Store) set(ctx context.Context, id int64, pairs ...any) error {
+	key := s.Key(id)
+	n, err := setScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS()}, pairs...)...).Int()
+	if err != nil {
+		return fmt.Errorf("redis hset %s: %w", key, err)
+	}
+	if n == 0 {
+		return gone(key)
+	}
+	return nil
+}
+
+// MaxErrorBytes bounds a recorded error: the DLQ copies it into the
+// record's fail_reason.
+const MaxErrorBytes = 2000
+
+// RecordError keeps who's last error in the hash for the DLQ function.
+func (s *Store) RecordError(ctx context.Context, id int64, who, msg string) error {
+	return s.set(ctx, id, ErrorField(who), fault.Clip(msg, MaxErrorBytes))
+}
+
+// NoteError records err as who's last error for the DLQ function, as a
+// failing handler does before answering non-2xx. It uses a short context of
+// its own, since the caller's deadline may be what failed, and a gone hash
+// (or no record ID) is not an error: there is nothing left to annotate.
+func (s *Store) NoteError(ctx context.Context, id int64, who string, err error) error {
+	if id <= 0 || err == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := s.RecordError(ctx, id, who, err.Error()); rerr != nil && !errors.Is(rerr, ErrGone) {
+		return rerr
+	}
+	return nil
+}
+
+var doneScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[8]) == 0 then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'queryDoneCount') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2])) or 0}
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+redis.call('HDEL', KEYS[1], ARGV[7])
+return {1, redis.call('HINCRBY', KEYS[1], 'queryDoneCount', 1), tonumber(ARGV[8])}`)
+
+// Done is what MarkDone did.
+type Done struct {
+	Counted bool  // this call counted the source
+	Count   int64 // queryDoneCount after the call
+	Attempt int64 // the attempt whose dataset counts (this one, or the earlier winner)
+}
+
+// MarkDone records that source finished stage with attempt's dataset
+// (name is the source's dataset, without the attempt), and counts it in
+// queryDoneCount, once: the marker naming the attempt and the increment
+// are one atomic step, so a redelivered or duplicated message never counts
+// twice, and readers read only the attempt the marker names. A losing
+// attempt's caller drops its own dataset (DropAttempt).
+func (s *Store) MarkDone(ctx context.Context, id int64, stage int, source, name string, attempt, chunks, rows int64) (Done, error) {
+	key := s.Key(id)
+	an := AttemptName(name, attempt)
+	res, err := doneScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), DoneField(stage, source),
+		dataset.ChunksField(an), chunks, dataset.RowsField(an), rows, ErrorField(source), attempt).Int64Slice()
+	if err != nil {
+		return Done{}, fmt.Errorf("redis mark done %s %s: %w", key, source, err)
+	}
+	if res[0] < 0 {
+		return Done{}, gone(key)
+	}
+	return Done{Counted: res[0] == 1, Count: res[1], Attempt: res[2]}, nil
+}
+
+// IsDone reports whether source already finished stage (ErrGone if the hash is gone).
+func (s *Store) IsDone(ctx context.Context, id int64, stage int, source string) (bool, error) {
+	key := s.Key(id)
+	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, DoneField(stage, source)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	if vals[0] == nil {
+		return false, gone(key)
+	}
+	return vals[1] != nil, nil
+}
+
+// FieldAttempts counts the attempts allocated for the report.
+const FieldAttempts = "attempts"
+
+// AttemptName is the dataset name of one attempt: "{dataset}@{attempt}".
+// Two attempts of one listener (duplicate deliveries running at once)
+// never write the same field, so a report's CSV is always one consistent
+// fetch per source.
+func AttemptName(name string, attempt int64) string {
+	return name + "@" + strconv.FormatInt(attempt, 10)
+}
+
+// InputField holds the attempt of the aggregator's input dataset for stage.
+func InputField(stage int) string { return fmt.Sprintf("input:%d", stage) }
+
+var attemptScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)`)
+
+// NewAttempt allocates an attempt ID for one handler call. Pub/Sub's
+// deliveryAttempt and messageId repeat across duplicate deliveries, so
+// they cannot tell two concurrent runs apart; this can.
+func (s *Store) NewAttempt(ctx context.Context, id int64) (int64, error) {
+	key := s.Key(id)
+	n, err := attemptScript.Run(ctx, s.rdb, []string{key}, s.ttlMS()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis new attempt %s: %w", key, err)
+	}
+	if n < 0 {
+		return 0, gone(key)
+	}
+	return n, nil
+}
+
+// ErrSuperseded means another attempt's dataset was chosen while this one
+// was being written: this attempt's writes are refused.
+var ErrSuperseded = errors.New("another attempt's dataset was chosen")
+
+var guardedSetScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[1], ARGV[2])
+if owner and owner ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// setGuarded writes pairs unless field guard names an attempt other than attempt.
+func (s *Store) setGuarded(ctx context.Context, id int64, guard string, attempt int64, pairs ...any) error {
+	key := s.Key(id)
+	n, err := guardedSetScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS(), guard, attempt}, pairs...)...).Int()
+	if err != nil {
+		return fmt.Errorf("redis hset %s: %w", key, err)
+	}
+	switch n {
+	case 0:
+		return gone(key)
+	case -1:
+		return fmt.Errorf("%w: %s names another attempt than %d", ErrSuperseded, guard, attempt)
+	}
+	return nil
+}
+
+var dropScript = redis.NewScript(`
+local n = 0
+local i = 0
+while redis.call('HDEL', KEYS[1], ARGV[1] .. '#' .. i) == 1 do
+  n = n + 1
+  i = i + 1
+end
+redis.call('HDEL', KEYS[1], ARGV[1] .. '#chunks', ARGV[1] .. '#rows')
+return n`)
+
+// DropAttempt deletes a losing attempt's dataset (its chunks are numbered
+// from 0, so it deletes until the first missing one). It never creates
+// the hash.
+func (s *Store) DropAttempt(ctx context.Context, id int64, name string, attempt int64) error {
+	key := s.Key(id)
+	if err := dropScript.Run(ctx, s.rdb, []string{key}, AttemptName(name, attempt)).Err(); err != nil {
+		return fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err)
+	}
+	return nil
+}
+
+var commitInputScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return tonumber(redis.call('HGET', KEYS[1], ARGV[2]))`)
+
+// CommitInput makes attempt's input dataset the one stage reads, unless
+// another attempt (an aggregator that took the stage over) committed
+// first; it returns the attempt that counts.
+func (s *Store) CommitInput(ctx context.Context, id int64, stage int, attempt int64) (int64, error) {
+	key := s.Key(id)
+	n, err := commitInputScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), InputField(stage), attempt).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis commit input %s stage %d: %w", key, stage, err)
+	}
+	if n < 0 {
+		return 0, gone(key)
+	}
+	return n, nil
+}
+
+// InputAttempt returns the attempt of stage's committed input dataset.
+func (s *Store) InputAttempt(ctx context.Context, id int64, stage int) (int64, error) {
+	key := s.Key(id)
+	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, InputField(stage)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	if vals[0] == nil {
+		return 0, gone(key)
+	}
+	v, _ := vals[1].(string)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s has no committed input for stage %d", dataset.ErrMissing, key, stage)
+	}
+	return n, nil
+}
+
+// ClaimResult is the outcome of Claim.
+type ClaimResult int
+
+// Claim outcomes.
+const (
+	Claimed   ClaimResult = iota // this message owns the stage now
+	Held                         // another message owns it and its claim has not expired
+	Completed                    // the stage's next step already happened
+)
+
+var claimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if v == 'done' then return 2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if v then
+  local owner, expiry = string.match(v, '^(.*)|(%d+)$')
+  if owner ~= ARGV[3] and tonumber(expiry) > now then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. '|' .. (now + tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// Claim lets one message act on a complete stage. A redelivery of the
+// owning message, or any message after the claim expired, takes it over,
+// so a crashed aggregator never strands a report. Time is Redis's own.
+func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, hold time.Duration) (ClaimResult, error) {
+	key := s.Key(id)
+	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("redis claim %s stage %d: %w", key, stage, err)
+	}
+	switch n {
+	case -1:
+		return 0, gone(key)
+	case 0:
+		return Held, nil
+	case 2:
+		return Completed, nil
+	}
+	return Claimed, nil
+}
+
+// CompleteClaim marks stage's next step as done; later messages for the
+// stage are acknowledged without acting.
+func (s *Store) CompleteClaim(ctx context.Context, id int64, stage int) error {
+	return s.set(ctx, id, ClaimField(stage), "done")
+}
+
+// Delete removes the hash once the record is final.
+func (s *Store) Delete(ctx context.Context, id int64) error {
+	if err := s.rdb.Del(ctx, s.Key(id)).Err(); err != nil {
+		return fmt.Errorf("redis del %s: %w", s.Key(id), err)
+	}
+	return nil
+}
+
+// Snapshot is what the hash says about a report, without any dataset.
+type Snapshot struct {
+	ReportType string
+	Params     []byte
+	DoneCount  int64
+	Claims     map[int]string           // stage -> "done" or "{msg}|{expiry}"
+	Done       map[int]map[string]bool  // stage -> source -> done
+	Attempts   map[int]map[string]int64 // stage -> source -> the attempt whose dataset counts
+	Errors     map[string]string        // source or "aggregate" -> last error
+	TTL        time.Duration
+}
+
+// Read returns the snapshot of record id, for the given stages' sources
+// (stages[n-1] lists stage n's source names). It reads named fields only:
+// never the chunks. This is the one place progress is read from.
+func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot, error) {
+	key := s.Key(id)
+	fields := []string{FieldReportType, FieldParams, FieldDoneCount, ErrorField(AggregatorName)}
+	for n, srcs := range stages {
+		fields = append(fields, ClaimField(n+1))
+		for _, src := range srcs {
+			fields = append(fields, DoneField(n+1, src), ErrorField(src))
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	hm := pipe.HMGet(ctx, key, fields...)
+	ttl := pipe.PTTL(ctx, key)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Snapshot{}, fmt.Errorf("redis hmget %s: %w", key, err)
+	}
+	vals := hm.Val()
+	str := func(i int) (string, bool) {
+		v, ok := vals[i].(string)
+		return v, ok
+	}
+	rt, ok := str(0)
+	if !ok {
+		return Snapshot{}, gone(key)
+	}
+	snap := Snapshot{ReportType: rt, Claims: map[int]string{}, Done: map[int]map[string]bool{}, Attempts: map[int]map[string]int64{}, Errors: map[string]string{}, TTL: ttl.Val()}
+	if p, ok := str(1); ok {
+		snap.Params = []byte(p)
+	}
+	if c, ok := str(2); ok {
+		snap.DoneCount, _ = strconv.ParseInt(c, 10, 64)
+	}
+	if e, ok := str(3); ok {
+		snap.Errors[AggregatorName] = e
+	}
+	i := 4
+	for n, srcs := range stages {
+		if c, ok := str(i); ok {
+			snap.Claims[n+1] = c
+		}
+		i++
+		snap.Done[n+1] = map[string]bool{}
+		snap.Attempts[n+1] = map[string]int64{}
+		for _, src := range srcs {
+			var a string
+			a, snap.Done[n+1][src] = str(i)
+			snap.Attempts[n+1][src], _ = strconv.ParseInt(a, 10, 64)
+			if e, ok := str(i + 1); ok {
+				snap.Errors[src] = e
+			}
+			i += 2
+		}
+	}
+	return snap, nil
+}
+
+// Datasets returns a store over record id's hash that reads and writes
+// dataset names as given (tests, and data with no attempts).
+func (s *Store) Datasets(id int64) dataset.WriteStore { return &datasets{s: s, id: id} }
+
+// Reader returns a store that reads each dataset named in attempts (a
+// dataset name without its attempt, to the attempt that counts) from that
+// attempt's fields, and any other name as given.
+func (s *Store) Reader(id int64, attempts map[string]int64) dataset.Store {
+	return &datasets{s: s, id: id, attempts: attempts}
+}
+
+// Writer returns a store for one attempt: it writes every dataset under
+// the attempt's name, and refuses (ErrSuperseded) once the hash field
+// guard names another attempt; it reads as Reader(id, reads) does.
+func (s *Store) Writer(id int64, guard string, attempt int64, reads map[string]int64) dataset.WriteStore {
+	return &datasets{s: s, id: id, guard: guard, attempt: attempt, attempts: reads}
+}
+
+type datasets struct {
+	s        *Store
+	id       int64
+	attempts map[string]int64 // reading: dataset -> attempt
+	guard    string           // writing: the field naming the chosen attempt
+	attempt  int64            // writing: this attempt
+}
+
+func (d *datasets) writeName(name string) string {
+	if d.guard != "" {
+		return AttemptName(name, d.attempt)
+	}
+	return name
+}
+
+func (d *datasets) readName(name string) string {
+	if a, ok := d.attempts[name]; ok {
+		return AttemptName(name, a)
+	}
+	return name
+}
+
+func (d *datasets) put(ctx context.Context, pairs ...any) error {
+	if d.guard != "" {
+		return d.s.setGuarded(ctx, d.id, d.guard, d.attempt, pairs...)
+	}
+	return d.s.set(ctx, d.id, pairs...)
+}
+
+func (d *datasets) PutChunk(ctx context.Context, name string, i int64, data []byte) error {
+	return d.put(ctx, dataset.ChunkField(d.writeName(name), i), data)
+}
+
+func (d *datasets) Finish(ctx context.Context, name string, chunks, rows int64) error {
+	n := d.writeName(name)
+	return d.put(ctx, dataset.ChunksField(n), chunks, dataset.RowsField(n), rows)
+}
+
+func (d *datasets) GetChunk(ctx context.Context, name string, i int64) ([]byte, error) {
+	name = d.readName(name)
+	key := d.s.Key(d.id)
+	b, err := d.s.rdb.HGet(ctx, key, dataset.ChunkField(name, i)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, d.missing(ctx, dataset.ChunkField(name, i))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis hget %s %s: %w", key, dataset.ChunkField(name, i), err)
+	}
+	return b, nil
+}
+
+func (d *datasets) Meta(ctx context.Context, name string) (int64, int64, error) {
+	name = d.readName(name)
+	key := d.s.Key(d.id)
+	vals, err := d.s.rdb.HMGet(ctx, key, dataset.ChunksField(name), dataset.RowsField(name)).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis hmget %s %s: %w", key, name, err)
+	}
+	c, ok1 := vals[0].(string)
+	r, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return 0, 0, d.missing(ctx, dataset.ChunksField(name))
+	}
+	chunks, err1 := strconv.ParseInt(c, 10, 64)
+	rows, err2 := strconv.ParseInt(r, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("redis %s %s: bad counts %q/%q", key, name, c, r)
+	}
+	return chunks, rows, nil
+}
+
+// missing tells a gone hash from a missing field of a live one.
+func (d *datasets) missing(ctx context.Context, field string) error {
+	key := d.s.Key(d.id)
+	n, err := d.s.rdb.Exists(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("redis exists %s: %w", key, err)
+	}
+	if n == 0 {
+		return gone(key)
+	}
+	return fmt.Errorf("%w: %s field %s", dataset.ErrMissing, key, field)
+}
