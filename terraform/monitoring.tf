@@ -2,7 +2,7 @@
 # policy notifies var.notification_channels.
 
 locals {
-  push_subscription_names = { for ep, s in google_pubsub_subscription.push : ep => s.name }
+  push_subscription_regex = "(${join("|", [for s in values(google_pubsub_subscription.push) : s.name])})"
   backlog_subscription_regex = "(${join("|", concat(
     [for s in values(google_pubsub_subscription.push) : s.name],
     [google_pubsub_subscription.pull["report-completed-amqp"].name],
@@ -18,34 +18,34 @@ locals {
 
 # A message failed every delivery on a push subscription (its record is
 # FAILED by the DLQ function), or the DLQ function itself gave up and parked
-# its message: somebody should look at the record and the logs. One
-# condition per subscription, so the incident names it.
+# its message: somebody should look at the record and the logs. The
+# condition is evaluated per subscription (grouped by subscription_id), so
+# each incident names its subscription; one condition keeps the policy
+# within Cloud Monitoring's 6 conditions however many listeners there are.
 resource "google_monitoring_alert_policy" "dead_letters" {
   project               = var.project_id
   display_name          = "${var.name}: messages dead-lettered"
   combiner              = "OR"
   notification_channels = var.notification_channels
 
-  dynamic "conditions" {
-    for_each = local.push_subscription_names
+  conditions {
+    display_name = "A push subscription dead-lettered a message"
 
-    content {
-      display_name = "${conditions.value} dead-lettered a message"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/dead_letter_message_count\" AND resource.label.subscription_id = monitoring.regex.full_match(\"${local.push_subscription_regex}\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
 
-      condition_threshold {
-        filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/dead_letter_message_count\" AND resource.label.subscription_id = \"${conditions.value}\""
-        comparison      = "COMPARISON_GT"
-        threshold_value = 0
-        duration        = "0s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.subscription_id"]
+      }
 
-        aggregations {
-          alignment_period   = "60s"
-          per_series_aligner = "ALIGN_DELTA"
-        }
-
-        trigger {
-          count = 1
-        }
+      trigger {
+        count = 1
       }
     }
   }

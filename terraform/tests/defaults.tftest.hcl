@@ -548,8 +548,12 @@ run "defaults" {
   # --- Monitoring -------------------------------------------------------------
 
   assert {
-    condition     = sort([for c in google_monitoring_alert_policy.dead_letters.conditions : c.display_name]) == sort(concat([for s in values(google_pubsub_subscription.push) : "${s.name} dead-lettered a message"], ["Messages are waiting in report-parked-hold"]))
-    error_message = "One dead-letter condition per push subscription, and one for parked messages."
+    condition = (
+      alltrue([for s in google_pubsub_subscription.push : strcontains(google_monitoring_alert_policy.dead_letters.conditions[0].condition_threshold[0].filter, s.name)]) &&
+      google_monitoring_alert_policy.dead_letters.conditions[0].condition_threshold[0].aggregations[0].group_by_fields == tolist(["resource.label.subscription_id"]) &&
+      strcontains(google_monitoring_alert_policy.dead_letters.conditions[1].condition_threshold[0].filter, "report-parked-hold")
+    )
+    error_message = "Dead letters alert per push subscription (every one in the filter, grouped by subscription), and parked messages alert."
   }
 
   assert {
