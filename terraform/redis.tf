@@ -1,4 +1,4 @@
-# Report state (shared/aggstate). Hashes carry a TTL; the default
+# Report state (shared/state). Hashes carry a TTL; the default
 # maxmemory-policy volatile-lru would evict exactly those live reports under
 # memory pressure, so writes must fail instead (noeviction), new reports
 # wait above REDIS_MEMORY_HIGH_WATER (the shim), and an alert fires before
