@@ -39,6 +39,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"github.com/fanoutexport/fanoutexport/local/emulators"
+	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -151,15 +152,6 @@ const (
 	// maxResponseDrain bounds how much of a response body is read so the
 	// connection can be reused.
 	maxResponseDrain = 64 << 10
-)
-
-// Dead-letter attributes that Pub/Sub adds to a message it forwards to a
-// dead-letter topic.
-const (
-	AttrDeadLetterDeliveryCount       = "CloudPubSubDeadLetterSourceDeliveryCount"
-	AttrDeadLetterSubscription        = "CloudPubSubDeadLetterSourceSubscription"
-	AttrDeadLetterSubscriptionProject = "CloudPubSubDeadLetterSourceSubscriptionProject"
-	AttrDeadLetterTopicPublishTime    = "CloudPubSubDeadLetterSourceTopicPublishTime"
 )
 
 // route is a Route with what the relay learnt about its subscription.
@@ -443,44 +435,25 @@ func (x *run) waitReady(ctx context.Context, rt *route, log *slog.Logger) {
 	}
 }
 
-// pushMessage and pushBody are the JSON of a Pub/Sub push request.
-type pushMessage struct {
-	Data         []byte            `json:"data,omitempty"` // base64
-	Attributes   map[string]string `json:"attributes,omitempty"`
-	MessageID    string            `json:"messageId"`
-	MessageIDOld string            `json:"message_id"`
-	PublishTime  string            `json:"publishTime"`
-	PublishOld   string            `json:"publish_time"`
-	OrderingKey  string            `json:"orderingKey,omitempty"`
-}
-
-type pushBody struct {
-	Message      pushMessage `json:"message"`
-	Subscription string      `json:"subscription"`
-	// Pub/Sub sends deliveryAttempt only when the subscription has a
-	// dead-letter policy.
-	DeliveryAttempt int32 `json:"deliveryAttempt,omitempty"`
-}
-
 // push POSTs one delivery (twice in Duplicate mode) and reports whether
 // the function acked it.
 func (x *run) push(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessage, attempt int32, log *slog.Logger) bool {
 	m := rm.GetMessage()
 	pt := m.GetPublishTime().AsTime().UTC().Format(time.RFC3339Nano)
-	b := pushBody{
-		Message: pushMessage{
-			Data:         m.GetData(),
-			Attributes:   m.GetAttributes(),
-			MessageID:    m.GetMessageId(),
-			MessageIDOld: m.GetMessageId(),
-			PublishTime:  pt,
-			PublishOld:   pt,
-			OrderingKey:  m.GetOrderingKey(),
+	b := message.Push{
+		Message: message.PushMessage{
+			Data:        m.GetData(),
+			Attributes:  m.GetAttributes(),
+			MessageID:   m.GetMessageId(),
+			MessageID2:  m.GetMessageId(),
+			PublishTime: pt,
+			PublishOld:  pt,
+			OrderingKey: m.GetOrderingKey(),
 		},
 		Subscription: rt.full,
 	}
 	if rt.maxAttempts > 0 {
-		b.DeliveryAttempt = attempt
+		b.DeliveryAttempt = int(attempt)
 	}
 	body, err := json.Marshal(b)
 	if err != nil {
@@ -562,10 +535,10 @@ func (x *run) deadLetter(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMe
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	attrs[AttrDeadLetterDeliveryCount] = strconv.Itoa(int(attempts))
-	attrs[AttrDeadLetterSubscription] = rt.Subscription
-	attrs[AttrDeadLetterSubscriptionProject] = x.r.Project
-	attrs[AttrDeadLetterTopicPublishTime] = m.GetPublishTime().AsTime().UTC().Format(time.RFC3339Nano)
+	attrs[message.AttrDeadLetterDeliveryCount] = strconv.Itoa(int(attempts))
+	attrs[message.AttrDeadLetterSubscription] = rt.Subscription
+	attrs[message.AttrDeadLetterSubscriptionProject] = x.r.Project
+	attrs[message.AttrDeadLetterTopicPublishTime] = m.GetPublishTime().AsTime().UTC().Format(time.RFC3339Nano)
 	req := &pubsubpb.PublishRequest{
 		Topic:    rt.deadLetterTopic,
 		Messages: []*pubsubpb.PubsubMessage{{Data: m.GetData(), Attributes: attrs, OrderingKey: m.GetOrderingKey()}},

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/local/emulators"
+	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -324,13 +325,13 @@ func TestRetriesThenDeadLetters(t *testing.T) {
 		t.Errorf("dead letter data %q, want %q", dl.Data, data)
 	}
 	wantAttrs := map[string]string{
-		"reportType":                      "withdraw_by_tag",
-		AttrDeadLetterDeliveryCount:       "6",
-		AttrDeadLetterSubscription:        "listener",
-		AttrDeadLetterSubscriptionProject: project,
+		"reportType":                              "withdraw_by_tag",
+		message.AttrDeadLetterDeliveryCount:       "6",
+		message.AttrDeadLetterSubscription:        "listener",
+		message.AttrDeadLetterSubscriptionProject: project,
 	}
 	gotAttrs := dl.Attributes
-	delete(gotAttrs, AttrDeadLetterTopicPublishTime)
+	delete(gotAttrs, message.AttrDeadLetterTopicPublishTime)
 	if d := cmp.Diff(wantAttrs, gotAttrs); d != "" {
 		t.Errorf("dead letter attributes (-want +got):\n%s", d)
 	}
@@ -373,8 +374,8 @@ func TestFanOutCountsPerSubscription(t *testing.T) {
 	if p := ok.posts(); len(p) != 1 || p[0].push.DeliveryAttempt != 1 {
 		t.Errorf("acking subscription got %d POSTs, want one with deliveryAttempt 1", len(p))
 	}
-	if dl.Attributes[AttrDeadLetterSubscription] != "withdrawals" {
-		t.Errorf("dead letter names subscription %q, want withdrawals", dl.Attributes[AttrDeadLetterSubscription])
+	if dl.Attributes[message.AttrDeadLetterSubscription] != "withdrawals" {
+		t.Errorf("dead letter names subscription %q, want withdrawals", dl.Attributes[message.AttrDeadLetterSubscription])
 	}
 }
 
