@@ -18,6 +18,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 // Client talks to one stack.
@@ -51,9 +52,9 @@ func (c *Client) Publish(ctx context.Context, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("amqp channel: %w", err)
 	}
-	// Declared exactly as upstream services do: durable, no arguments.
-	if _, err := ch.QueueDeclare(c.TriggerQueue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("amqp declare %s: %w", c.TriggerQueue, err)
+	// The upstream owns the trigger queue; this client stands in for it.
+	if err := trigger.DeclareTrigger(ch, c.TriggerQueue); err != nil {
+		return err
 	}
 	if err := ch.Confirm(false); err != nil {
 		return fmt.Errorf("amqp confirm: %w", err)
