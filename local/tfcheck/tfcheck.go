@@ -182,3 +182,31 @@ func Test(ctx context.Context, mod string, args ...string) ([]Run, error) {
 	}
 	return runs, nil
 }
+
+// Graph runs `terraform graph` in the module copy mod and returns its
+// dependency edges between resources (by resource, not instance): each
+// resource address, every one of them, to the addresses it waits for.
+func Graph(ctx context.Context, mod string) (map[string][]string, error) {
+	cmd := exec.CommandContext(ctx, "terraform", "-chdir="+mod, "graph")
+	cmd.Env = append(cmd.Environ(), "CHECKPOINT_DISABLE=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("terraform graph: %w\n%s", err, stderr.String())
+	}
+	g := map[string][]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if from, to, ok := strings.Cut(line, " -> "); ok {
+			from, to = strings.Trim(from, `"`), strings.Trim(strings.TrimSuffix(to, ";"), `"`)
+			g[from] = append(g[from], to)
+		} else if node, _, ok := strings.Cut(line, " [label="); ok && strings.HasPrefix(node, `"`) {
+			g[strings.Trim(node, `"`)] = g[strings.Trim(node, `"`)] // a resource nothing depends on
+		}
+	}
+	if len(g) == 0 {
+		return nil, fmt.Errorf("terraform graph printed no edges:\n%s", out)
+	}
+	return g, nil
+}

@@ -210,6 +210,8 @@ var tf struct {
 	real, bad   string // module copies: as it is, with every fixture applied
 	realRuns    []Run
 	badRuns     []Run
+	realGraph   map[string][]string
+	badGraph    map[string][]string
 	badFixtures []fixture
 }
 
@@ -246,11 +248,19 @@ func planned(t *testing.T) {
 		}
 		args := []string{"-filter=" + planFile, "-var", "source_dir=" + root}
 		var wg sync.WaitGroup
-		var realErr, badErr error
-		wg.Go(func() { tf.realRuns, realErr = Test(ctx, tf.real, args...) })
-		wg.Go(func() { tf.badRuns, badErr = Test(ctx, tf.bad, args...) })
+		var realErr, badErr, realGraphErr, badGraphErr error
+		wg.Go(func() {
+			if tf.realGraph, realGraphErr = Graph(ctx, tf.real); realGraphErr == nil {
+				tf.realRuns, realErr = Test(ctx, tf.real, args...)
+			}
+		})
+		wg.Go(func() {
+			if tf.badGraph, badGraphErr = Graph(ctx, tf.bad); badGraphErr == nil {
+				tf.badRuns, badErr = Test(ctx, tf.bad, args...)
+			}
+		})
 		wg.Wait()
-		tf.err = errors.Join(realErr, badErr)
+		tf.err = errors.Join(realGraphErr, badGraphErr, realErr, badErr)
 	})
 	if errors.Is(tf.err, ErrSkipped) {
 		t.Skip(tf.err)
@@ -289,6 +299,17 @@ func TestModuleMatchesCode(t *testing.T) {
 	}
 }
 
+// TestFirstApplyOrder: on a fresh project, every resource waits for the
+// APIs, the functions for their grants to propagate, pushes and scheduled
+// calls for theirs, and grants to the Pub/Sub agent for the agent.
+func TestFirstApplyOrder(t *testing.T) {
+	t.Parallel()
+	planned(t)
+	for _, p := range CheckFirstApply(tf.realGraph) {
+		t.Errorf("%s", p)
+	}
+}
+
 // TestSourceArchive checks the zip Terraform's archive provider built while
 // planning the module.
 func TestSourceArchive(t *testing.T) {
@@ -319,12 +340,12 @@ func TestBrokenModulesFail(t *testing.T) {
 	e := expect(t)
 	realPlan, realFailures := planOf(t, tf.realRuns)
 	badPlan, badFailures := planOf(t, tf.badRuns)
-	got := func(plan *Plan, failures []string, mod string) []string {
+	got := func(plan *Plan, failures []string, mod string, graph map[string][]string) []string {
 		out := slices.Clone(failures)
 		for i := range out {
 			out[i] = "assert: " + out[i]
 		}
-		for _, p := range CheckContract(plan, e) {
+		for _, p := range append(CheckContract(plan, e), CheckFirstApply(graph)...) {
 			out = append(out, p.String())
 		}
 		root, _ := filepath.Abs(repoRoot)
@@ -337,8 +358,8 @@ func TestBrokenModulesFail(t *testing.T) {
 		}
 		return out
 	}
-	baseline := got(realPlan, realFailures, tf.real)
-	broken := got(badPlan, badFailures, tf.bad)
+	baseline := got(realPlan, realFailures, tf.real, tf.realGraph)
+	broken := got(badPlan, badFailures, tf.bad, tf.badGraph)
 	matches := func(all []string, w wantLine) bool {
 		return slices.ContainsFunc(all, func(s string) bool {
 			rule, msg, _ := strings.Cut(s, ": ")
