@@ -123,10 +123,29 @@ type Shim struct {
 	DrainFor time.Duration `env:"DRAIN_FOR, default=50s"`
 }
 
+// Sweep configures the sweeper, which ends records stuck in PENDING or
+// PROCESSING.
+type Sweep struct {
+	Log     Log
+	PubSub  PubSub
+	DB      DB
+	Redis   Redis
+	Records Records
+
+	AMQPURL      string `env:"AMQP_URL, required"`
+	TriggerQueue string `env:"TRIGGER_QUEUE, default=report.trigger"`
+	// PendingAfter is how long a record may stay PENDING before its
+	// trigger is republished (at most once per PendingAfter).
+	PendingAfter time.Duration `env:"SWEEP_PENDING_AFTER, default=15m"`
+	// ProcessingAfter is how long a record may stay PROCESSING, with its
+	// hash, before it is FAILED.
+	ProcessingAfter time.Duration `env:"SWEEP_PROCESSING_AFTER, default=2h"`
+}
+
 // Functions lists a zero value of every function's config, for the checks
 // that compare the variables read with the README and the Terraform.
 func Functions() []any {
-	return []any{Listener{}, Aggregator{}, DeadLetter{}, Shim{}}
+	return []any{Listener{}, Aggregator{}, DeadLetter{}, Shim{}, Sweep{}}
 }
 
 // localDefaults are the local stack's addresses, used only when the
@@ -302,6 +321,16 @@ func (c *Shim) validate() error {
 	}
 	if c.NotFoundAttempts < 1 {
 		return fmt.Errorf("NOT_FOUND_ATTEMPTS %d must be at least 1", c.NotFoundAttempts)
+	}
+	return c.Redis.validate()
+}
+
+func (c *Sweep) validate() error {
+	if c.PendingAfter < time.Minute {
+		return fmt.Errorf("SWEEP_PENDING_AFTER %s is below one minute", c.PendingAfter)
+	}
+	if c.ProcessingAfter < time.Minute {
+		return fmt.Errorf("SWEEP_PROCESSING_AFTER %s is below one minute", c.ProcessingAfter)
 	}
 	return c.Redis.validate()
 }

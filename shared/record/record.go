@@ -151,3 +151,50 @@ func (r *Repo) update(ctx context.Context, id int64, q string, args ...any) (boo
 	}
 	return n == 1, nil
 }
+
+// Stale lists up to limit records in status that have not been updated
+// for olderThan, by the database's clock, oldest first. The sweeper reads
+// it; the index on (status, updated_at) serves it.
+func (r *Repo) Stale(ctx context.Context, status Status, olderThan time.Duration, limit int) ([]Record, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT id, report_type, status, created_at, updated_at
+FROM file_download_record
+WHERE status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND
+ORDER BY updated_at, id LIMIT ?`, status, olderThan.Microseconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("select stale %v records: %w", status, err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var rec Record
+		if err := rows.Scan(&rec.ID, &rec.ReportType, &rec.Status, &rec.CreatedAt, &rec.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("select stale %v records: %w", status, err)
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select stale %v records: %w", status, err)
+	}
+	return out, nil
+}
+
+// TouchStale bumps updated_at of record id if it is still in status and
+// still not updated for olderThan. It reports whether it did: of several
+// callers racing on one record, one wins per interval (the row lock
+// serialises them and the loser sees the new updated_at).
+func (r *Repo) TouchStale(ctx context.Context, id int64, status Status, olderThan time.Duration) (bool, error) {
+	return r.update(ctx, id, `UPDATE file_download_record SET updated_at = CURRENT_TIMESTAMP(3)
+WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND`, id, status, olderThan.Microseconds())
+}
+
+// FailStale ends record id with reason if it is still in status (PENDING
+// or PROCESSING) and still not updated for olderThan. It reports false,
+// changing nothing, if the record moved on meanwhile.
+func (r *Repo) FailStale(ctx context.Context, id int64, status Status, olderThan time.Duration, reason string) (bool, error) {
+	if status.Final() || !status.Known() {
+		return false, fmt.Errorf("fail stale record %d: status %v is not PENDING or PROCESSING", id, status)
+	}
+	reason = fault.Clip(strings.ToValidUTF8(reason, "\uFFFD"), MaxReasonBytes)
+	return r.update(ctx, id, `UPDATE file_download_record SET status = 3, fail_reason = ?
+WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND`, reason, id, status, olderThan.Microseconds())
+}
