@@ -81,7 +81,7 @@ func startRabbitMQ(ctx context.Context, lg *slog.Logger, s Server) (func() error
 			return nil, err
 		}
 	}
-	distPort, err := freePort()
+	distPort, err := FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("pick an Erlang distribution port: %w", err)
 	}
@@ -177,8 +177,9 @@ func dialRabbitMQ(ctx context.Context, addr string) error {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: the
+// one helper for every server or test that needs a spare port.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -411,7 +411,7 @@ func TestStartFailureShowsCommandAndLog(t *testing.T) {
 
 func testFreePort(t *testing.T) int {
 	t.Helper()
-	p, err := freePort()
+	p, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/relay"
+	"github.com/fanoutexport/fanoutexport/local/services"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if f.Kind != topology.KindPush {
 			continue
 		}
-		port, err := freePort()
+		port, err := services.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -303,15 +303,6 @@ func (s *Stack) Close() error {
 		s.PubSub.Close()
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // tail keeps the last max bytes written to it.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanoutexport/fanoutexport/local/services"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -64,7 +65,7 @@ func TestRestartDelay(t *testing.T) {
 // helper starts the test binary as a supervised process in mode.
 func helper(t *testing.T, mode string) *proc {
 	t.Helper()
-	port, err := freePort()
+	port, err := services.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 // waiter, not as ready.
 func TestExitBeforeReady(t *testing.T) {
 	t.Parallel()
-	port, err := freePort()
+	port, err := services.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

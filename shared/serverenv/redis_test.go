@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanoutexport/fanoutexport/local/services"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
@@ -173,7 +174,10 @@ func startTLSRedis(t *testing.T) *tlsRedis {
 	// try a few.
 	var lastOut string
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
+		port, err := services.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
 		srv.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		out := &syncBuffer{}
 		cmd := exec.Command(bin,
@@ -233,16 +237,6 @@ func waitTLS(addr string, exited <-chan struct{}) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // newCA returns a self-signed CA as PEM, and its certificate and key for
