@@ -66,6 +66,9 @@ else
 			echo "$want" >"$tmp/.extracted-from"
 			rm -rf "$plugin_dir"
 			mv "$tmp" "$plugin_dir"
+			# Another run may have put its copy there first: then ours
+			# landed inside it.
+			rm -rf "$plugin_dir/$(basename "$tmp")"
 		fi
 	fi
 fi
