@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -67,26 +68,73 @@ func (s *Store) ttlMS() int64 { return s.ttl.Milliseconds() }
 
 func gone(key string) error { return fmt.Errorf("%w: %s", ErrGone, key) }
 
+// FieldOwner marks a hash as one Create made; OwnerMark is its value.
+// Create refuses a key without it: a key of another type, or a hash some
+// other program keeps at our key name, is not ours to dispatch onto,
+// extend or delete.
+const (
+	FieldOwner = "owner"
+	OwnerMark  = "fanoutexport"
+)
+
+// ErrNotOurs means the key is there but not a hash Create made: a key of
+// another type, or a hash without our mark. Nothing was written to it,
+// and its TTL was left alone.
+var ErrNotOurs = errors.New("the report's Redis key is not a report hash this service created")
+
+// The script returns 1 (created), 0 (ours, kept), -1 (not a hash: the
+// type follows) or -2 (a hash without our mark). A hash from before the
+// mark (recordId set to this ID, reportType present) still counts as
+// ours, so a deployment does not fail the reports in flight.
 var createScript = redis.NewScript(`
-local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then
   redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-  created = 1
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return {1, t}
+end
+if t ~= 'hash' then return {-1, t} end
+local mark = redis.call('HMGET', KEYS[1], 'owner', 'recordId', 'reportType')
+if mark[1] ~= 'fanoutexport' and not (mark[1] == false and mark[2] == ARGV[3] and mark[3]) then
+  return {-2, t}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return created`)
+return {0, t}`)
 
 // Create makes the hash for a dispatched report, or keeps the existing one
 // (a re-dispatch of a PROCESSING record), refreshing its TTL either way.
+// A key that is not ours is refused with a permanent error wrapping
+// ErrNotOurs, untouched.
 func (s *Store) Create(ctx context.Context, id int64, reportType string, params []byte) (bool, error) {
 	key := s.Key(id)
-	n, err := createScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(),
-		FieldRecordID, id, FieldReportType, reportType, FieldParams, string(params),
-		FieldCreatedAt, time.Now().UTC().Format(time.RFC3339Nano), FieldDoneCount, 0).Int()
+	res, err := createScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(),
+		FieldRecordID, id, FieldOwner, OwnerMark, FieldReportType, reportType, FieldParams, string(params),
+		FieldCreatedAt, time.Now().UTC().Format(time.RFC3339Nano), FieldDoneCount, 0).Slice()
 	if err != nil {
-		return false, fmt.Errorf("redis create %s: %w", key, err)
+		return false, classify(fmt.Errorf("redis create %s: %w", key, err), key)
+	}
+	n, _ := res[0].(int64)
+	typ, _ := res[1].(string)
+	switch n {
+	case -1:
+		return false, fault.Permanent(fmt.Errorf("%w: %s is a Redis %s, not a hash; refusing to dispatch onto it (nothing was run, the key was left as it is)", ErrNotOurs, key, typ))
+	case -2:
+		return false, fault.Permanent(fmt.Errorf("%w: %s is a hash without this service's %q mark, kept by another program; refusing to dispatch onto it (nothing was run, the key was left as it is)", ErrNotOurs, key, FieldOwner))
 	}
 	return n == 1, nil
+}
+
+// classify makes Redis's WRONGTYPE answer, a key of another type at a
+// report's name, permanent where it is born: retrying cannot change the
+// key's type, and every path (listener, aggregator, DLQ function) then
+// ends the report at once with this reason instead of waiting out its
+// retries and the TTL.
+func classify(err error, key string) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE") {
+		return fault.Permanent(fmt.Errorf("%w: %s holds another type of value than a hash: %w", ErrNotOurs, key, err))
+	}
+	return err
 }
 
 var setScript = redis.NewScript(`
@@ -100,7 +148,7 @@ func (s *Store) set(ctx context.Context, id int64, pairs ...any) error {
 	key := s.Key(id)
 	n, err := setScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS()}, pairs...)...).Int()
 	if err != nil {
-		return fmt.Errorf("redis hset %s: %w", key, err)
+		return classify(fmt.Errorf("redis hset %s: %w", key, err), key)
 	}
 	if n == 0 {
 		return gone(key)
@@ -162,7 +210,7 @@ func (s *Store) MarkDone(ctx context.Context, id int64, stage int, source, name 
 	res, err := doneScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), DoneField(stage, source),
 		dataset.ChunksField(an), chunks, dataset.RowsField(an), rows, ErrorField(source), attempt).Int64Slice()
 	if err != nil {
-		return Done{}, fmt.Errorf("redis mark done %s %s: %w", key, source, err)
+		return Done{}, classify(fmt.Errorf("redis mark done %s %s: %w", key, source, err), key)
 	}
 	if res[0] < 0 {
 		return Done{}, gone(key)
@@ -175,7 +223,7 @@ func (s *Store) IsDone(ctx context.Context, id int64, stage int, source string) 
 	key := s.Key(id)
 	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, DoneField(stage, source)).Result()
 	if err != nil {
-		return false, fmt.Errorf("redis hmget %s: %w", key, err)
+		return false, classify(fmt.Errorf("redis hmget %s: %w", key, err), key)
 	}
 	if vals[0] == nil {
 		return false, gone(key)
@@ -209,7 +257,7 @@ func (s *Store) NewAttempt(ctx context.Context, id int64) (int64, error) {
 	key := s.Key(id)
 	n, err := attemptScript.Run(ctx, s.rdb, []string{key}, s.ttlMS()).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("redis new attempt %s: %w", key, err)
+		return 0, classify(fmt.Errorf("redis new attempt %s: %w", key, err), key)
 	}
 	if n < 0 {
 		return 0, gone(key)
@@ -234,7 +282,7 @@ func (s *Store) setGuarded(ctx context.Context, id int64, guard string, attempt 
 	key := s.Key(id)
 	n, err := guardedSetScript.Run(ctx, s.rdb, []string{key}, append([]any{s.ttlMS(), guard, attempt}, pairs...)...).Int()
 	if err != nil {
-		return fmt.Errorf("redis hset %s: %w", key, err)
+		return classify(fmt.Errorf("redis hset %s: %w", key, err), key)
 	}
 	switch n {
 	case 0:
@@ -261,7 +309,7 @@ return n`)
 func (s *Store) DropAttempt(ctx context.Context, id int64, name string, attempt int64) error {
 	key := s.Key(id)
 	if err := dropScript.Run(ctx, s.rdb, []string{key}, AttemptName(name, attempt)).Err(); err != nil {
-		return fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err)
+		return classify(fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err), key)
 	}
 	return nil
 }
@@ -279,7 +327,7 @@ func (s *Store) CommitInput(ctx context.Context, id int64, stage int, attempt in
 	key := s.Key(id)
 	n, err := commitInputScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), InputField(stage), attempt).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("redis commit input %s stage %d: %w", key, stage, err)
+		return 0, classify(fmt.Errorf("redis commit input %s stage %d: %w", key, stage, err), key)
 	}
 	if n < 0 {
 		return 0, gone(key)
@@ -292,7 +340,7 @@ func (s *Store) InputAttempt(ctx context.Context, id int64, stage int) (int64, e
 	key := s.Key(id)
 	vals, err := s.rdb.HMGet(ctx, key, FieldReportType, InputField(stage)).Result()
 	if err != nil {
-		return 0, fmt.Errorf("redis hmget %s: %w", key, err)
+		return 0, classify(fmt.Errorf("redis hmget %s: %w", key, err), key)
 	}
 	if vals[0] == nil {
 		return 0, gone(key)
@@ -336,7 +384,7 @@ func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, ho
 	key := s.Key(id)
 	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds()).Int()
 	if err != nil {
-		return 0, fmt.Errorf("redis claim %s stage %d: %w", key, stage, err)
+		return 0, classify(fmt.Errorf("redis claim %s stage %d: %w", key, stage, err), key)
 	}
 	switch n {
 	case -1:
@@ -355,9 +403,17 @@ func (s *Store) CompleteClaim(ctx context.Context, id int64, stage int) error {
 	return s.set(ctx, id, ClaimField(stage), "done")
 }
 
-// Delete removes the hash once the record is final.
+var deleteScript = redis.NewScript(`
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
+local mark = redis.call('HMGET', KEYS[1], 'owner', 'recordId')
+if mark[1] ~= 'fanoutexport' and not (mark[1] == false and mark[2] == ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])`)
+
+// Delete removes the hash once the record is final. A key that is not
+// ours (see Create) is left alone: a report refused for it must not
+// destroy another program's data.
 func (s *Store) Delete(ctx context.Context, id int64) error {
-	if err := s.rdb.Del(ctx, s.Key(id)).Err(); err != nil {
+	if err := deleteScript.Run(ctx, s.rdb, []string{s.Key(id)}, id).Err(); err != nil {
 		return fmt.Errorf("redis del %s: %w", s.Key(id), err)
 	}
 	return nil
@@ -391,7 +447,7 @@ func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 	hm := pipe.HMGet(ctx, key, fields...)
 	ttl := pipe.PTTL(ctx, key)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return Snapshot{}, fmt.Errorf("redis hmget %s: %w", key, err)
+		return Snapshot{}, classify(fmt.Errorf("redis hmget %s: %w", key, err), key)
 	}
 	vals := hm.Val()
 	str := func(i int) (string, bool) {
@@ -497,7 +553,7 @@ func (d *datasets) GetChunk(ctx context.Context, name string, i int64) ([]byte, 
 		return nil, d.missing(ctx, dataset.ChunkField(name, i))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("redis hget %s %s: %w", key, dataset.ChunkField(name, i), err)
+		return nil, classify(fmt.Errorf("redis hget %s %s: %w", key, dataset.ChunkField(name, i), err), key)
 	}
 	return b, nil
 }
@@ -507,7 +563,7 @@ func (d *datasets) Meta(ctx context.Context, name string) (int64, int64, error) 
 	key := d.s.Key(d.id)
 	vals, err := d.s.rdb.HMGet(ctx, key, dataset.ChunksField(name), dataset.RowsField(name)).Result()
 	if err != nil {
-		return 0, 0, fmt.Errorf("redis hmget %s %s: %w", key, name, err)
+		return 0, 0, classify(fmt.Errorf("redis hmget %s %s: %w", key, name, err), key)
 	}
 	c, ok1 := vals[0].(string)
 	r, ok2 := vals[1].(string)

@@ -170,6 +170,7 @@ func TestCreate(t *testing.T) {
 	want := map[string]string{
 		"recordId": "1111", "reportType": "withdraw_by_tag_with_payments",
 		"params": `{"tagIds":[3]}`, "queryDoneCount": "0", "createdAt": h[state.FieldCreatedAt],
+		"owner": "fanoutexport",
 	}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("hash after Create (-want +got):\n%s", diff)
