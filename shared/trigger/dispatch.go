@@ -135,6 +135,23 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 	if err != nil {
 		return 0, err
 	}
+	if created {
+		// Fence against re-running a finished report: the record was read
+		// PROCESSING before the hash was found missing, and a run that
+		// finished meanwhile marks the record final before it deletes the
+		// hash. So a record still PROCESSING now had its state lost, and
+		// a final one must not run again: drop the hash just made.
+		if rec, err = d.Records.Get(ctx, id); err != nil {
+			return 0, err
+		}
+		if rec.Status.Final() {
+			if err := d.State.Delete(ctx, id); err != nil {
+				log.Warn("could not delete the hash made for a record final meanwhile; its TTL will", "error", err)
+			}
+			log.Info("record became final while the trigger was read; nothing dispatched", "status", rec.Status.String())
+			return Ignored, nil
+		}
+	}
 	if rec.Status == record.Pending {
 		moved, err := d.Records.MarkProcessing(ctx, id)
 		if err != nil {
