@@ -2,14 +2,18 @@ package output
 
 import (
 	"context"
+	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/googleapi"
 )
 
 // ObjectName is where record id's CSV lives in the bucket.
@@ -47,9 +51,27 @@ func NewStore(client *storage.Client, bucket string) *Store {
 // Bucket is the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
 
+// ErrExists means WriteNew found the object already there: another run
+// of the report uploaded it first, and it was left unchanged.
+var ErrExists = errors.New("object already exists")
+
 // Write streams object through write and commits it only if write
 // succeeds; on error the partial upload is abandoned and no object appears.
+// It replaces an existing object.
 func (s *Store) Write(ctx context.Context, object string, write func(io.Writer) error) error {
+	return s.write(ctx, object, false, write)
+}
+
+// WriteNew is Write that commits only if no object of that name exists
+// (the DoesNotExist precondition, checked by Cloud Storage when the upload
+// completes): a report's CSV, once written, never changes, whatever runs
+// of the report race. Losing that race is ErrExists; so is a retried
+// upload whose first attempt was committed, which is then the same data.
+func (s *Store) WriteNew(ctx context.Context, object string, write func(io.Writer) error) error {
+	return s.write(ctx, object, true, write)
+}
+
+func (s *Store) write(ctx context.Context, object string, onlyNew bool, write func(io.Writer) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The name is fixed per record, so retrying a whole upload is safe
@@ -64,6 +86,9 @@ func (s *Store) Write(ctx context.Context, object string, write func(io.Writer) 
 		storage.WithErrorFunc(func(err error) bool {
 			return failures.Add(1) < MaxAttempts && storage.ShouldRetry(err)
 		}))
+	if onlyNew {
+		obj = obj.If(storage.Conditions{DoesNotExist: true})
+	}
 	w := obj.NewWriter(ctx)
 	w.ContentType = "text/csv"
 	w.ChunkSize = ChunkSize
@@ -74,7 +99,41 @@ func (s *Store) Write(ctx context.Context, object string, write func(io.Writer) 
 		return err
 	}
 	if err := w.Close(); err != nil {
+		var gerr *googleapi.Error
+		if onlyNew && errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed {
+			return fmt.Errorf("storage upload gs://%s/%s: %w", s.bucket, object, ErrExists)
+		}
 		return fmt.Errorf("storage upload gs://%s/%s: %w", s.bucket, object, err)
 	}
 	return nil
+}
+
+// CountRows reads object back and returns its data rows (CSV records
+// after the header): what a run that lost WriteNew's race records as the
+// report's row_count, so that the object at file_path always has
+// row_count rows. It streams: memory does not grow with the object.
+func (s *Store) CountRows(ctx context.Context, object string) (int64, error) {
+	r, err := s.client.Bucket(s.bucket).Object(object).NewReader(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("storage read gs://%s/%s: %w", s.bucket, object, err)
+	}
+	defer r.Close()
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	var records int64
+	for {
+		_, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read back gs://%s/%s: %w", s.bucket, object, err)
+		}
+		records++
+	}
+	if records == 0 {
+		return 0, fmt.Errorf("read back gs://%s/%s: no header", s.bucket, object)
+	}
+	return records - 1, nil
 }
