@@ -1,6 +1,35 @@
 package dlq
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/push"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
 
 // Pub/Sub's dead-letter attribute names the source subscription; the
 // relay sends the short name, production may send the full path.
@@ -19,5 +48,288 @@ func TestSourceOfSubscription(t *testing.T) {
 		if got := sourceOfSubscription(tt.sub, tt.prefix); got != tt.want {
 			t.Errorf("sourceOfSubscription(%q, %q) = %q, want %q", tt.sub, tt.prefix, got, tt.want)
 		}
+	}
+}
+
+// fixture is the DLQ function over real MariaDB and Redis and pstest (for
+// the parking topic).
+type fixture struct {
+	h   *push.Handler
+	env *Env
+	psc *pubsub.Client
+}
+
+const parkedSub = "projects/p/subscriptions/parked"
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	id := testdb.UniqueName(t, "dl")
+	dsns := testdb.Pipeline(t, "dl")
+	srv := pstest.NewServer()
+	t.Cleanup(func() { srv.Close() })
+	opts := []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	psc, err := pubsub.NewClient(ctx, "p", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { psc.Close() })
+	if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicParked}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub,
+		Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	prefix := id + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, err := rdb.Keys(ctx, prefix+"*").Result()
+		if err != nil {
+			t.Errorf("redis keys %s*: %v", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := rdb.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("redis del: %v", err)
+			}
+		}
+		rdb.Close()
+	})
+	env, err := NewEnv(ctx, config.DeadLetter{PubSub: config.PubSub{ProjectID: "p"},
+		Redis:   config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
+		Records: config.Records{DSN: dsns.Record}}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := push.New(Name, func(context.Context) (push.Func, error) { return env, nil })
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return &fixture{h: h, env: env, psc: psc}
+}
+
+// post delivers a dead letter as Pub/Sub push JSON and returns the status.
+func (f *fixture) post(t *testing.T, data []byte, attrs map[string]string) int {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{
+		"message":      map[string]any{"data": base64.StdEncoding.EncodeToString(data), "messageId": "dl-1", "attributes": attrs},
+		"subscription": "projects/p/subscriptions/dead-letter",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+	return rec.Code
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The reason a dead letter leaves on the record is what people read: it
+// names the stage, who kept failing (from Pub/Sub's dead-letter attributes,
+// or, without them as in pstest, from the hash: the listeners of the stage
+// that never finished) and their last errors.
+func TestReasons(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const (
+		typ      = "withdraw_by_tag"
+		withdraw = "plt_fund.vs_withdraw"
+		tags     = "plt_user.vs_user_tag_relation"
+	)
+	stage1 := func(id int64, reportType string) []byte {
+		return mustJSON(t, message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: reportType, Stage: 1,
+			Sources: []string{withdraw, tags}, Params: json.RawMessage(seed.Params)})
+	}
+	doneMsg := func(id int64) []byte {
+		return mustJSON(t, message.Done{V: message.SchemaVersion, RecordID: id, ReportType: typ, Stage: 1, Source: withdraw})
+	}
+	deadLetter := func(sub string) map[string]string {
+		return map[string]string{message.AttrDeadLetterDeliveryCount: "6", message.AttrDeadLetterSubscription: sub,
+			message.AttrDeadLetterSubscriptionProject: "p"}
+	}
+	tests := []struct {
+		name  string
+		hash  bool                         // the shim created the hash
+		setup func(t *testing.T, id int64) // then this ran on it
+		body  func(id int64) []byte        // the dead letter
+		attrs map[string]string            // Pub/Sub's attributes (none from pstest)
+		want  string                       // the record's fail_reason
+	}{
+		{
+			name: "attributes name a listener", hash: true,
+			setup: func(t *testing.T, id int64) {
+				if err := f.env.State.RecordError(context.Background(), id, withdraw, "dial tcp: connection refused"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			body: func(id int64) []byte { return stage1(id, typ) }, attrs: deadLetter("projects/p/subscriptions/listen-withdraw"),
+			want: "stage 1 listener plt_fund.vs_withdraw failed 6 delivery attempts (report withdraw_by_tag); last error from plt_fund.vs_withdraw: dial tcp: connection refused",
+		},
+		{
+			name: "attributes name the aggregator", hash: true,
+			setup: func(t *testing.T, id int64) {
+				if err := f.env.State.RecordError(context.Background(), id, state.AggregatorName, "storage: 503"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			body: doneMsg, attrs: deadLetter("projects/p/subscriptions/aggregate"),
+			want: "stage 1 aggregator failed 6 delivery attempts (report withdraw_by_tag); last error from aggregate: storage: 503",
+		},
+		{
+			name: "no attributes: the hash names the listener that never finished", hash: true,
+			setup: func(t *testing.T, id int64) {
+				ctx := context.Background()
+				src := report.Sources[withdraw]
+				if _, err := f.env.State.MarkDone(ctx, id, 1, src.Name(), src.Dataset(), 1, 0, 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.env.State.RecordError(ctx, id, tags, "Error 1146: Table 'vs_user_tag_relation' doesn't exist"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			body: func(id int64) []byte { return stage1(id, typ) },
+			want: "stage 1 listener plt_user.vs_user_tag_relation failed 6 delivery attempts (report withdraw_by_tag); last error from plt_user.vs_user_tag_relation: Error 1146: Table 'vs_user_tag_relation' doesn't exist",
+		},
+		{
+			name: "no attributes: both listeners missing, each with its last error", hash: true,
+			setup: func(t *testing.T, id int64) {
+				ctx := context.Background()
+				if err := f.env.State.RecordError(ctx, id, tags, "timeout"); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.env.State.RecordError(ctx, id, withdraw, "deadlock"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			body: func(id int64) []byte { return stage1(id, typ) },
+			want: "stage 1 listener plt_fund.vs_withdraw, plt_user.vs_user_tag_relation failed 6 delivery attempts (report withdraw_by_tag); last error from plt_fund.vs_withdraw: deadlock; last error from plt_user.vs_user_tag_relation: timeout",
+		},
+		{
+			name: "state gone", hash: false,
+			body: func(id int64) []byte { return stage1(id, typ) },
+			want: "stage 1 listener plt_fund.vs_withdraw, plt_user.vs_user_tag_relation failed 6 delivery attempts (report withdraw_by_tag); report state already gone from Redis",
+		},
+		{
+			name: "unknown report type", hash: true,
+			body: func(id int64) []byte { return stage1(id, "nope") },
+			want: "stage 1 listener plt_fund.vs_withdraw, plt_user.vs_user_tag_relation failed 6 delivery attempts (report nope)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			id, err := f.env.records.Insert(ctx, typ, []byte(seed.Params))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+				t.Fatalf("MarkProcessing = %v, %v", ok, err)
+			}
+			if tt.hash {
+				if ok, err := f.env.State.Create(ctx, id, typ, []byte(seed.Params)); err != nil || !ok {
+					t.Fatalf("state.Create = %v, %v", ok, err)
+				}
+			}
+			if tt.setup != nil {
+				tt.setup(t, id)
+			}
+			if code := f.post(t, tt.body(id), tt.attrs); code != http.StatusNoContent {
+				t.Fatalf("answered %d, want 204", code)
+			}
+			rec, err := f.env.records.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Status != record.Failed {
+				t.Errorf("record %s, want FAILED", rec.Status)
+			}
+			if diff := cmp.Diff(tt.want, rec.FailReason); diff != "" {
+				t.Errorf("reason (-want +got):\n%s", diff)
+			}
+			n, err := f.env.State.Read(ctx, id, nil)
+			if !errors.Is(err, state.ErrGone) {
+				t.Errorf("hash after FAILED: %+v, %v; want it deleted", n, err)
+			}
+		})
+	}
+}
+
+// A dead letter for a record already final is acked and leaves it as it was.
+func TestFinalRecordUnchanged(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, err := f.env.records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+		t.Fatalf("MarkProcessing = %v, %v", ok, err)
+	}
+	if ok, err := f.env.records.MarkSuccess(ctx, id, "gs://b/o.csv", 7); err != nil || !ok {
+		t.Fatalf("MarkSuccess = %v, %v", ok, err)
+	}
+	before, err := f.env.records.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := mustJSON(t, message.Done{V: message.SchemaVersion, RecordID: id, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw"})
+	if code := f.post(t, body, nil); code != http.StatusNoContent {
+		t.Fatalf("answered %d, want 204", code)
+	}
+	after, err := f.env.records.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("record changed (-before +after):\n%s", diff)
+	}
+}
+
+// A dead letter that names no record cannot fail anything: it is parked,
+// with its reason and where it came from.
+func TestNoRecordIsParked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body := []byte(`{"hello":"world"}`)
+	if code := f.post(t, body, map[string]string{"x": "y"}); code != http.StatusNoContent {
+		t.Fatalf("answered %d, want 204", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []*pubsubpb.PubsubMessage
+	for len(got) == 0 && ctx.Err() == nil {
+		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: parkedSub, MaxMessages: 10})
+		if err != nil {
+			t.Fatalf("pull parked: %v", err)
+		}
+		for _, m := range resp.ReceivedMessages {
+			got = append(got, m.Message)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d parked messages, want 1", len(got))
+	}
+	want := map[string]string{"parkReason": "dead-letter: dead letter that names no record", "orig.x": "y"}
+	for k, v := range want {
+		if got[0].Attributes[k] != v {
+			t.Errorf("parked attribute %s = %q, want %q (all: %v)", k, got[0].Attributes[k], v, got[0].Attributes)
+		}
+	}
+	if !bytes.Equal(got[0].Data, body) {
+		t.Errorf("parked body %q, want %q", got[0].Data, body)
 	}
 }
