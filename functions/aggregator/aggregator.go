@@ -194,8 +194,18 @@ func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int,
 // finish joins, uploads the CSV, marks SUCCESS, then deletes the hash.
 func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dataset.Store, log *slog.Logger) error {
 	object := output.ObjectName(id, rep.Type)
+	// A run that another run finished uploads nothing: that run's object
+	// is the record's, and never changes. WriteNew holds the line when
+	// the two race past this check.
+	if rec, err := e.Records.Get(ctx, id); err != nil {
+		return err
+	} else if rec.Status.Final() {
+		log.Info("record already final; nothing uploaded", "status", rec.Status.String())
+		e.deleteState(ctx, id, log)
+		return nil
+	}
 	var rows int64
-	err := e.Store.Write(ctx, object, func(w io.Writer) error {
+	err := e.Store.WriteNew(ctx, object, func(w io.Writer) error {
 		cw, err := output.NewCSV(w, rep.CSV)
 		if err != nil {
 			return err
@@ -206,6 +216,14 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 		rows = cw.Rows()
 		return cw.Flush()
 	})
+	if errors.Is(err, output.ErrExists) {
+		// Another run (or this upload's own committed first attempt)
+		// wrote the object: it stands, and row_count must be its rows.
+		if rows, err = e.Store.CountRows(ctx, object); err != nil {
+			return err
+		}
+		log.Warn("the report's object was already uploaded; kept it and read its rows back", "object", object, "rows", rows)
+	}
 	if err != nil {
 		return err
 	}
@@ -237,7 +255,9 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 		log.Info("record already final; late message acked", "status", rec.Status.String())
 		return nil
 	}
-	return fault.Permanentf("report state %s is gone from Redis (expired after its TTL or deleted) before stage %d finished; nothing was uploaded; request the export again",
+	// The listeners tell the aggregator when they find the hash missing,
+	// so this is the one reason for every path that does.
+	return fault.Permanentf("report state lost: %s is gone from Redis (expired after its TTL, deleted, or lost in a Redis restart) before stage %d finished; nothing was uploaded; request the export again",
 		e.State.Key(id), stage)
 }
 
