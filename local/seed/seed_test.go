@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,83 +178,46 @@ func openDB(t *testing.T, db string) *sql.DB {
 	return d
 }
 
-// formulaEscaped is the CSV formula-injection rule in SQL, for the columns
-// that declare it: a ' in front of a value whose first byte is '=', '+',
-// '-', '@', tab or carriage return. ASCII() reads the first byte (0 for an
-// empty string), so no collation takes part.
-func formulaEscaped(col string) string {
-	return fmt.Sprintf(`CASE WHEN ASCII(%[1]s) IN (ASCII('='), ASCII('+'), ASCII('-'), ASCII('@'), 9, 13)
-    THEN CONCAT('''', %[1]s) ELSE %[1]s END`, col)
-}
-
-// oracleQuery computes a report in one cross-database SQL statement.
-// exact selects byte-wise comparison for status/currency instead of the
-// column collation; the seed data must give the same result either way.
-func oracleQuery(userDB, fundDB string, nTags int, withPayments, exact bool) string {
-	cmpOp := "="
-	if exact {
-		cmpOp = "= BINARY"
-	}
-	payWhere := fmt.Sprintf(`FROM %[1]s.vs_payment p
-    WHERE p.user_id = w.user_id AND p.status %[2]s 'SUCCESS' AND p.currency %[2]s w.currency
-      AND p.created_at >= ? AND p.created_at < ?`, "`"+fundDB+"`", cmpOp)
-	payCols := ""
-	if withPayments {
-		payCols = fmt.Sprintf(`,
-  (SELECT COUNT(*) %[1]s) AS payment_count,
-  (SELECT CAST(COALESCE(SUM(p.amount), 0) AS DECIMAL(40,2)) %[1]s) AS payment_total`, payWhere)
-	}
-	in := strings.TrimSuffix(strings.Repeat("?,", nTags), ",")
-	return fmt.Sprintf(`SELECT w.id, w.user_id, t.tag_ids, w.amount, %s, %s,
-  DATE_FORMAT(w.created_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ')%s
-FROM %s.vs_withdraw w
-JOIN (SELECT r.user_id, GROUP_CONCAT(DISTINCT r.tag_id ORDER BY r.tag_id SEPARATOR ';') AS tag_ids
-      FROM %s.vs_user_tag_relation r
-      WHERE r.tag_id IN (%s)
-      GROUP BY r.user_id) t ON t.user_id = w.user_id
-WHERE w.created_at >= ? AND w.created_at < ?
-ORDER BY w.user_id, w.id`, formulaEscaped("w.currency"), formulaEscaped("w.status"), payCols, "`"+fundDB+"`", "`"+userDB+"`", in)
-}
-
+// runOracle computes a report with the exported reference query (the
+// benchmark uses the same one), in every variant that applies: the
+// payments columns as correlated subqueries and as a grouped join must
+// agree, and the result is returned once.
 func runOracle(t *testing.T, db *sql.DB, userDB, fundDB, paramsJSON string, withPayments, exact bool) []byte {
 	t.Helper()
 	p := parseParams(t, paramsJSON)
-	const layout = "2006-01-02 15:04:05"
-	from, to := p.From.UTC().Format(layout), p.To.UTC().Format(layout)
-	var args []any
-	if withPayments {
-		args = append(args, from, to, from, to)
-	}
-	for _, id := range p.TagIDs {
-		args = append(args, id)
-	}
-	args = append(args, from, to)
-
 	header := headerWithdrawByTag
+	variants := []Payments{NoPayments}
 	if withPayments {
 		header = headerWithdrawByTagWithPayments
+		variants = []Payments{PaymentsCorrelated, PaymentsGrouped}
 	}
-	records := [][]string{header}
-	rows, err := db.QueryContext(context.Background(), oracleQuery(userDB, fundDB, len(p.TagIDs), withPayments, exact), args...)
+	var first []byte
+	for _, v := range variants {
+		o := Oracle{UserDB: userDB, FundDB: fundDB, TagIDs: p.TagIDs, From: p.From, To: p.To, Payments: v, Exact: exact}
+		var buf bytes.Buffer
+		n, err := o.WriteCSV(context.Background(), db, header, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(len(parseCSV(t, buf.Bytes())) - 1); got != n {
+			t.Errorf("oracle (%s) reported %d rows, wrote %d", v, n, got)
+		}
+		if first == nil {
+			first = buf.Bytes()
+		} else if diff := cmp.Diff(string(first), buf.String()); diff != "" {
+			t.Errorf("oracle (%s) differs from (%s) (-first +this):\n%s", v, variants[0], diff)
+		}
+	}
+	return first
+}
+
+func parseCSV(t *testing.T, b []byte) [][]string {
+	t.Helper()
+	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {
-		t.Fatalf("oracle query: %v", err)
+		t.Fatalf("csv: %v", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		rec := make([]string, len(header))
-		ptrs := make([]any, len(rec))
-		for i := range rec {
-			ptrs[i] = &rec[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatalf("oracle scan: %v", err)
-		}
-		records = append(records, rec)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("oracle rows: %v", err)
-	}
-	return encodeCSV(t, records)
+	return recs
 }
 
 func countRows(t *testing.T, db *sql.DB, table string) int {
