@@ -78,11 +78,14 @@ func expect(t *testing.T) Expect {
 		case topology.EntryDeadLetter:
 			r.Known = envNames(config.DeadLetter{})
 			r.Secret = append(r.Secret, "RECORD_DSN")
+		case "Sweep": // topology.EntrySweep
+			r.Known = envNames(config.Sweep{})
+			r.Secret = append(r.Secret, "RECORD_DSN", "AMQP_URL")
 		default:
 			src, ok := report.SourceByEntryPoint(f.EntryPoint)
 			if !ok {
-				// A new function (the sweeper): its environment is checked
-				// once its config struct has a case above.
+				// A new function: its environment is checked once its
+				// config struct has a case above.
 				t.Errorf("expect: no environment rule for %s: add a case with its config struct", f.EntryPoint)
 				continue
 			}
