@@ -526,9 +526,9 @@ variable "throttle_queue" {
 }
 
 variable "throttle_delay_seconds" {
-  description = "THROTTLE_DELAY: how long a throttled trigger waits before it is offered again."
+  description = "THROTTLE_DELAY: how long a throttled trigger waits before it is offered again (the shim's own default, 5 s)."
   type        = number
-  default     = 30
+  default     = 5
 
   validation {
     condition     = var.throttle_delay_seconds >= 1 && var.throttle_delay_seconds <= 3600 && floor(var.throttle_delay_seconds) == var.throttle_delay_seconds

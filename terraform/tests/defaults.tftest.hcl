@@ -285,7 +285,7 @@ run "defaults" {
       TRIGGER_QUEUE           = "report.trigger"
       MAX_IN_FLIGHT           = "10"
       THROTTLE_QUEUE          = "report.trigger.throttled"
-      THROTTLE_DELAY          = "30s"
+      THROTTLE_DELAY          = "5s"
       REDIS_MEMORY_HIGH_WATER = "0.7"
       COMPLETED_EXCHANGE      = "report.completed"
     }
