@@ -15,6 +15,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/functions/dlq"
 	"github.com/fanoutexport/fanoutexport/functions/listener"
 	"github.com/fanoutexport/fanoutexport/functions/shim"
+	"github.com/fanoutexport/fanoutexport/functions/sweep"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -48,6 +49,8 @@ func newHandler(f topology.Function) handler {
 		return aggregator.New()
 	case topology.EntryDeadLetter:
 		return dlq.New()
+	case topology.EntrySweep:
+		return sweep.New()
 	}
 	if s, ok := report.SourceByEntryPoint(f.EntryPoint); ok {
 		return listener.New(s)

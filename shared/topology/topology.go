@@ -16,6 +16,8 @@ const (
 	EntryDrainTriggers = "DrainTriggers"
 	EntryAggregate     = "Aggregate"
 	EntryDeadLetter    = "DeadLetter"
+	// EntrySweep ends records stuck in PENDING or PROCESSING.
+	EntrySweep = "Sweep"
 )
 
 // Topic names (before the optional PUBSUB_NAME_PREFIX).
@@ -25,6 +27,9 @@ const (
 	// TopicParked receives messages nobody can act on (undecodable bodies,
 	// dead letters the DLQ function cannot attribute), so nothing is dropped.
 	TopicParked = "report-parked"
+	// TopicCompleted announces every record that became final (the
+	// completion event, package completion).
+	TopicCompleted = "report-completed"
 )
 
 // Subscription names (before the optional PUBSUB_NAME_PREFIX).
@@ -32,6 +37,9 @@ const (
 	SubAggregate  = "aggregate"
 	SubDeadLetter = "dead-letter"
 	SubParked     = "report-parked-hold"
+	// SubCompletedAMQP is the shim's pull subscription on TopicCompleted:
+	// it forwards the events to RabbitMQ.
+	SubCompletedAMQP = "report-completed-amqp"
 )
 
 // Delivery policy of every push subscription except the DLQ one.
@@ -70,8 +78,8 @@ type Function struct {
 }
 
 // Functions lists every deployed function: the shim, one listener per
-// source (from the report definitions), the aggregator and the DLQ
-// function. This is the one list the registration file, the local stack
+// source (from the report definitions), the aggregator, the DLQ function
+// and the sweeper. This is the one list the registration file, the local stack
 // and the Terraform checks read.
 func Functions() []Function {
 	fns := []Function{{EntryPoint: EntryDrainTriggers, Kind: KindScheduled}}
@@ -99,6 +107,7 @@ func Functions() []Function {
 			Topic: TopicDeadLetter, Subscription: SubDeadLetter,
 			DeadLetterTopic: TopicParked, MaxDeliveryAttempts: DeadLetterMaxDeliveryAttempts,
 		},
+		Function{EntryPoint: EntrySweep, Kind: KindScheduled},
 	)
 }
 
@@ -119,7 +128,7 @@ func Topics() []string {
 	for i := 1; i <= report.MaxStages(); i++ {
 		ts = append(ts, StageTopic(i))
 	}
-	return append(ts, TopicAggregate, TopicDeadLetter, TopicParked)
+	return append(ts, TopicAggregate, TopicDeadLetter, TopicParked, TopicCompleted)
 }
 
 // Names applies a deployment's prefix to topic and subscription names.

@@ -40,8 +40,8 @@ func TestFunctionsUnique(t *testing.T) {
 	if _, ok := report.SourceByEntryPoint("Aggregate"); ok {
 		t.Errorf("report.SourceByEntryPoint(Aggregate) found a source")
 	}
-	if len(entries) != len(report.Sources)+3 {
-		t.Errorf("topology.Functions() has %d entry points, want %d listeners + shim, aggregator, DLQ", len(entries), len(report.Sources))
+	if len(entries) != len(report.Sources)+4 {
+		t.Errorf("topology.Functions() has %d entry points, want %d listeners + shim, aggregator, DLQ, sweeper", len(entries), len(report.Sources))
 	}
 }
 
