@@ -87,6 +87,10 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
+	var overLimit *report.RowLimitExceeded
+	if errors.As(err, &overLimit) {
+		return fault.Permanent(overLimit) // the reason, word for word
+	}
 	if fault.ClassOf(err) == fault.Fail {
 		return fault.Permanentf("aggregator: %w", err)
 	}
@@ -210,7 +214,17 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 		if err != nil {
 			return err
 		}
-		if err := rep.Join(ctx, store, cw.Write); err != nil {
+		write := cw.Write
+		if limit := e.Cfg.MaxReportRows; limit > 0 {
+			// MAX_REPORT_ROWS: the writer's error abandons the upload.
+			write = func(row []string) error {
+				if cw.Rows() >= limit {
+					return report.RowLimitError(limit)
+				}
+				return cw.Write(row)
+			}
+		}
+		if err := rep.Join(ctx, store, write); err != nil {
 			return err
 		}
 		rows = cw.Rows()

@@ -130,7 +130,8 @@ func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, par
 func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, attempt int64, reads map[string]int64, log *slog.Logger) error {
 	store := e.State.Writer(m.RecordID, state.DoneField(m.Stage, src.Name()), attempt, reads)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
-	if err := report.Fetch(ctx, e.DB, src, params, store, out); err != nil {
+	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it.
+	if err := report.FetchLimit(ctx, e.DB, src, params, store, out, e.cfg.MaxReportRows); err != nil {
 		return err
 	}
 	chunks, rows, err := out.Close()

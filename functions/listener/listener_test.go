@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"google.golang.org/api/option"
@@ -46,6 +47,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, src report.Source) *fixture {
+	t.Helper()
+	return newFixtureWith(t, src, nil)
+}
+
+// newFixtureWith is newFixture with its config changed by edit (if any).
+func newFixtureWith(t *testing.T, src report.Source, edit func(*config.Listener)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	id := testdb.UniqueName(t, "lt")
@@ -95,6 +102,9 @@ func newFixture(t *testing.T, src report.Source) *fixture {
 	})
 	cfg := config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
 		DSN: dsns.Sources[src.Database], ChunkBytes: 128}
+	if edit != nil {
+		edit(&cfg)
+	}
 	env, err := NewEnv(ctx, cfg, src, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -370,6 +380,87 @@ func TestErrorPaths(t *testing.T) {
 			default:
 				if code != http.StatusNoContent {
 					t.Fatalf("status %d, want 204", code)
+				}
+			}
+		})
+	}
+}
+
+// MAX_REPORT_ROWS: a dataset of more rows than the limit fails the report
+// with exactly the limit's reason, and the listener stops writing chunks as
+// soon as it passes the limit; at the limit it is done as usual.
+func TestRowLimit(t *testing.T) {
+	t.Parallel()
+	src := report.Sources["plt_fund.vs_withdraw"]
+	// The seed's rows for seed.Params, counted in the database, not assumed.
+	probe := newFixture(t, src)
+	var total int64
+	if err := probe.env.DB.QueryRowContext(context.Background(),
+		"SELECT COUNT(*) FROM vs_withdraw WHERE created_at >= '2026-01-01' AND created_at < '2026-02-01'").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total < 3 {
+		t.Fatalf("seed has %d withdrawals in the range; the test needs at least 3", total)
+	}
+	tests := []struct {
+		name  string
+		limit int64
+		fail  bool
+		// maxChunks bounds the chunks the failed attempt wrote (-1: no bound).
+		maxChunks int
+	}{
+		{"one row allowed", 1, true, 1},
+		{"one row short", total - 1, true, -1},
+		{"exactly at the limit", total, false, -1},
+		{"above the limit", total + 1, false, -1},
+		{"no limit", 0, false, -1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixtureWith(t, src, func(c *config.Listener) { c.MaxReportRows = tt.limit })
+			ctx := context.Background()
+			id := int64(300 + i)
+			if _, err := f.state.Create(ctx, id, "withdraw_by_tag", []byte(seed.Params)); err != nil {
+				t.Fatal(err)
+			}
+			if code := f.post(t, "m", stageMessage(t, id, "withdraw_by_tag", 1), 1); code != http.StatusNoContent {
+				t.Fatalf("status %d, want 204", code)
+			}
+			got := f.dones(t, 1)
+			if len(got) != 1 {
+				t.Fatalf("done messages %+v, want one", got)
+			}
+			done, err := f.state.IsDone(ctx, id, 1, src.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.fail {
+				if got[0].Failure != "" || !done {
+					t.Errorf("limit %d of %d rows: failure %q, counted done %v; want no failure, done", tt.limit, total, got[0].Failure, done)
+				}
+				return
+			}
+			want := fmt.Sprintf("report exceeds %d rows; narrow the filter", tt.limit)
+			if diff := cmp.Diff(want, got[0].Failure); diff != "" {
+				t.Errorf("failure (-want +got):\n%s", diff)
+			}
+			if done {
+				t.Error("listener counted itself done after passing the row limit")
+			}
+			if tt.maxChunks >= 0 {
+				fields, err := f.rdb.HKeys(ctx, f.state.Key(id)).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				chunks := 0
+				for _, k := range fields {
+					if strings.HasPrefix(k, src.Dataset()+"@") && !strings.HasSuffix(k, "#chunks") && !strings.HasSuffix(k, "#rows") {
+						chunks++
+					}
+				}
+				if chunks > tt.maxChunks {
+					t.Errorf("%d chunks written (fields %v); want at most %d: the listener must stop at the limit", chunks, fields, tt.maxChunks)
 				}
 			}
 		})

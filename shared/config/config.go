@@ -72,6 +72,8 @@ type Listener struct {
 	// DSN is read from DSN_{DATABASE} of the listener's source.
 	DSN        string
 	ChunkBytes int `env:"CHUNK_BYTES, default=261120"`
+	// MaxReportRows bounds the listener's dataset; 0 means no limit.
+	MaxReportRows int64 `env:"MAX_REPORT_ROWS, default=0"`
 }
 
 // Aggregator configures the aggregator function.
@@ -86,6 +88,8 @@ type Aggregator struct {
 	// ClaimTTL is how long a stage claim holds before another message may
 	// take it over: the function's timeout.
 	ClaimTTL time.Duration `env:"CLAIM_TTL, default=540s"`
+	// MaxReportRows bounds the CSV's data rows; 0 means no limit.
+	MaxReportRows int64 `env:"MAX_REPORT_ROWS, default=0"`
 }
 
 // DeadLetter configures the DLQ function.
@@ -304,11 +308,26 @@ func (r Redis) validate() error {
 	return nil
 }
 
-func (c *Listener) validate() error { return c.Redis.validate() }
+func validateMaxReportRows(n int64) error {
+	if n < 0 {
+		return fmt.Errorf("MAX_REPORT_ROWS %d is negative; 0 means no limit", n)
+	}
+	return nil
+}
+
+func (c *Listener) validate() error {
+	if err := validateMaxReportRows(c.MaxReportRows); err != nil {
+		return err
+	}
+	return c.Redis.validate()
+}
 
 func (c *Aggregator) validate() error {
 	if c.ClaimTTL <= 0 {
 		return fmt.Errorf("CLAIM_TTL must be positive")
+	}
+	if err := validateMaxReportRows(c.MaxReportRows); err != nil {
+		return err
 	}
 	return c.Redis.validate()
 }

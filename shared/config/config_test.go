@@ -112,6 +112,8 @@ func TestOverrides(t *testing.T) {
 			func(c *Aggregator) {
 				c.ChunkBytes, c.ClaimTTL, c.Records.DSN = 1024, 2*time.Minute, "u:p@tcp(db:3306)/r"
 			}},
+		{"row limit", map[string]string{"MAX_REPORT_ROWS": "5000000"},
+			func(c *Aggregator) { c.MaxReportRows = 5000000 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,6 +185,9 @@ func TestInvalid(t *testing.T) {
 		{"REDIS_DB not a number", map[string]string{"REDIS_DB": "one"}, func() any { return &DeadLetter{} }, "REDIS_DB: "},
 		{"REDIS_TLS not a bool", map[string]string{"REDIS_TLS": "maybe"}, func() any { return &Listener{} }, "REDIS_TLS: "},
 		{"CHUNK_BYTES not a number", map[string]string{"CHUNK_BYTES": "256k"}, func() any { return &Listener{} }, "CHUNK_BYTES: "},
+		{"MAX_REPORT_ROWS negative, listener", map[string]string{"MAX_REPORT_ROWS": "-1"}, func() any { return &Listener{} }, "MAX_REPORT_ROWS"},
+		{"MAX_REPORT_ROWS negative, aggregator", map[string]string{"MAX_REPORT_ROWS": "-5"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS"},
+		{"MAX_REPORT_ROWS not a number", map[string]string{"MAX_REPORT_ROWS": "1e6"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS: "},
 		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &Shim{} }, "LOG_LEVEL: "},
 	}
 	for _, tt := range tests {

@@ -20,16 +20,36 @@ import (
 // TimeLayout is how DATETIME columns appear in datasets and CSVs.
 const TimeLayout = "2006-01-02T15:04:05Z"
 
+// RowLimitExceeded says a report's dataset or CSV passed Max rows
+// (MAX_REPORT_ROWS). Its text is the record's whole reason: callers pass it
+// on without a prefix (find it with errors.As).
+type RowLimitExceeded struct{ Max int64 }
+
+func (e *RowLimitExceeded) Error() string {
+	return fmt.Sprintf("report exceeds %d rows; narrow the filter", e.Max)
+}
+
+// RowLimitError is the permanent error of a report over max rows.
+func RowLimitError(max int64) error { return fault.Permanent(&RowLimitExceeded{Max: max}) }
+
 // Fetch queries src for p and writes every row to out. With src.Input, the
 // input dataset is read from in and fed to the query in batches; each
 // batch's rows are in input order, so the output stays in key order.
 func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Store, out *dataset.Writer) error {
+	return FetchLimit(ctx, db, src, p, in, out, 0)
+}
+
+// FetchLimit is Fetch that stops with RowLimitError(maxRows) as soon as
+// the dataset would pass maxRows rows, before writing that row; 0 or less
+// means no limit.
+func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Store, out *dataset.Writer, maxRows int64) error {
+	sink := &rowSink{out: out, max: maxRows}
 	if src.Input == "" {
 		q, err := src.Build(p, nil)
 		if err != nil {
 			return err
 		}
-		return runQuery(ctx, db, src, q, out)
+		return runQuery(ctx, db, src, q, sink)
 	}
 	r, err := dataset.Open(ctx, in, src.Input, src.InputColumns)
 	if err != nil {
@@ -45,7 +65,7 @@ func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Sto
 			return err
 		}
 		batch = batch[:0]
-		return runQuery(ctx, db, src, q, out)
+		return runQuery(ctx, db, src, q, sink)
 	}
 	for {
 		row, err := r.Next()
@@ -64,7 +84,25 @@ func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Sto
 	}
 }
 
-func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out *dataset.Writer) error {
+// rowSink counts the rows written to out across every query of a fetch.
+type rowSink struct {
+	out  *dataset.Writer
+	rows int64
+	max  int64
+}
+
+func (s *rowSink) Write(rec []string) error {
+	if s.max > 0 && s.rows >= s.max {
+		return RowLimitError(s.max)
+	}
+	if err := s.out.Write(rec); err != nil {
+		return err
+	}
+	s.rows++
+	return nil
+}
+
+func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out *rowSink) error {
 	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", src.Name(), err)
