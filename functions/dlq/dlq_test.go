@@ -75,8 +75,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { psc.Close() })
-	if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicParked}); err != nil {
-		t.Fatal(err)
+	for _, topic := range []string{topology.TopicParked, topology.TopicCompleted} {
+		if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topic}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub,
 		Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
