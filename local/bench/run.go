@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/client"
 	"github.com/fanoutexport/fanoutexport/local/schema"
+	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
@@ -111,9 +112,12 @@ type SmallResult struct {
 type Event struct {
 	AtSec   float64 `json:"atSec"` // since the request
 	Process string  `json:"process"`
-	Message string  `json:"message"`
-	Stage   any     `json:"stage,omitempty"`
-	Rows    any     `json:"rows,omitempty"`
+	// Source and Severity are the line's own fields (shared/logging).
+	Source   string `json:"source,omitempty"`
+	Severity string `json:"severity,omitempty"`
+	Message  string `json:"message"`
+	Stage    any    `json:"stage,omitempty"`
+	Rows     any    `json:"rows,omitempty"`
 }
 
 // bigFrom/bigTo select eleven of the twelve months of withdrawals.
@@ -125,7 +129,9 @@ var (
 // smallTag is the one tag the small reports ask for.
 const smallTag = 1
 
-func run(ctx context.Context, o options) (res *Results, err error) {
+// Run generates the data, starts the stack and measures the reports o asks
+// for. It returns what was measured so far even when it fails.
+func Run(ctx context.Context, o Options) (res *Results, err error) {
 	t0 := time.Now()
 	runID := randomID()
 	id := "bench_" + runID
@@ -177,13 +183,10 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	step("generating %d users (0-%d of %d tags each), %d withdrawals, %d payments (seed %d, %s)",
 		spec.Users, spec.MaxTags, spec.Tags, spec.Withdrawals, spec.Payments, spec.Seed, o.load)
 	gstart := time.Now()
-	res.Load, err = generate(ctx, spec, userDB, fundDB, runID, o.load)
+	res.Load, err = generate(ctx, spec, userDB, fundDB, runID, o.load, step)
 	res.GenerateSec = time.Since(gstart).Seconds()
 	if err != nil {
 		return res, err
-	}
-	for _, l := range res.Load {
-		step("  %-22s %9d rows in %6.2fs (%s)", l.Table, l.Rows, l.Seconds, l.Method)
 	}
 	step("generated in %.2fs", res.GenerateSec)
 
@@ -247,7 +250,7 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 	}
 	cleanups = append(cleanups, func() { step("stopping the stack"); st.Close() })
 	res.StartSec = time.Since(sstart).Seconds()
-	if res.Procs, err = stackProcs(); err != nil {
+	if res.Procs, err = stackProcs(st); err != nil {
 		return res, err
 	}
 	names := make([]string, len(res.Procs))
@@ -298,7 +301,7 @@ func run(ctx context.Context, o options) (res *Results, err error) {
 }
 
 type bench struct {
-	o                  options
+	o                  Options
 	c                  *client.Client
 	rdb                *redis.Client
 	fund               *sql.DB
@@ -350,7 +353,13 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 	br.RecordID, br.PipelineSec = rid, wall.Seconds()
 	br.RedisBaseline, br.RedisGrowth, br.HashPeak, br.Samples = smp.redisBase, smp.redisMax-smp.redisBase, smp.hashMax, smp.samples
 	// Read the logs last: a function may log after the client saw SUCCESS.
-	defer func() { br.Timeline = timelines(b.logDir, map[int64]time.Time{rid: start})[rid] }()
+	defer func() {
+		tl, terr := timelines(b.logDir, map[int64]time.Time{rid: start})
+		br.Timeline = tl[rid]
+		if err == nil {
+			err = terr
+		}
+	}()
 	if err != nil {
 		return br, err
 	}
@@ -373,15 +382,11 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 	step("%s: SUCCESS in %.2fs, %d rows, %.1f MiB CSV, Redis +%.1f MiB (hash %.1f MiB)", typ, br.PipelineSec, br.Rows,
 		mib(br.CSVBytes), mib(br.RedisGrowth), mib(br.HashPeak))
 
-	variants := []string{variantPlain}
-	if len(rep.Stages) > 1 {
-		variants = []string{variantCorrelated, variantGrouped}
-	}
 	br.Match = true
-	for _, v := range variants {
-		q, args := oracleSQL(b.userName, b.fundName, v, tags, bigFrom, bigTo)
+	for _, v := range oracleVariants(len(rep.Stages)) {
+		o := seed.Oracle{UserDB: b.userName, FundDB: b.fundName, TagIDs: tags, From: bigFrom, To: bigTo, Payments: v}
 		step("%s: MariaDB single-query join (%s)", typ, v)
-		r, err := runOracle(ctx, b.fund, v, q, args, rep.Header)
+		r, err := runOracle(ctx, b.fund, o, rep.Header)
 		if err != nil {
 			return br, err
 		}
@@ -412,7 +417,11 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 		sr.ServerP50Ms, sr.ServerP95Ms = percentile(server, 50), percentile(server, 95)
 		// Read the logs last: a function may log after the client saw SUCCESS.
 		time.Sleep(200 * time.Millisecond)
-		sr.Timeline = medianTimeline(timelines(b.logDir, starts))
+		tls, terr := timelines(b.logDir, starts)
+		sr.Timeline = medianTimeline(tls)
+		if err == nil {
+			err = terr
+		}
 	}()
 	span := 330 * 24 * time.Hour
 	for i := range b.o.smallRuns {
@@ -463,7 +472,7 @@ func medianTimeline(tls map[int64][]Event) []Event {
 		for _, e := range tl {
 			k := fmt.Sprintf("%s|%s|%v", e.Process, e.Message, e.Stage)
 			if _, ok := events[k]; !ok {
-				order = append(order, Event{Process: e.Process, Message: e.Message, Stage: e.Stage})
+				order = append(order, Event{Process: e.Process, Source: e.Source, Severity: e.Severity, Message: e.Message, Stage: e.Stage})
 			}
 			events[k] = append(events[k], e.AtSec)
 		}
@@ -509,45 +518,49 @@ func percentile(xs []float64, p float64) float64 {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
+// logLine is the structured part of a function's log line that a
+// timeline uses: the keys of shared/logging, never the message's wording.
+type logLine struct {
+	Time     time.Time `json:"time"`
+	Severity string    `json:"severity"`
+	Message  string    `json:"message"`
+	RecordID int64     `json:"recordId"`
+	Source   string    `json:"source"`
+	Stage    any       `json:"stage"`
+	Rows     any       `json:"rows"`
+}
+
 // timelines collects the functions' log lines about the given records,
-// timed from each record's request.
-func timelines(logDir string, starts map[int64]time.Time) map[int64][]Event {
-	files, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+// timed from each record's request. A line belongs to a record by its
+// recordId field; it is named by its process (the log file) and its
+// source field. Lines that are not JSON (a panic's trace) are skipped.
+func timelines(logDir string, starts map[int64]time.Time) (map[int64][]Event, error) {
+	files, err := filepath.Glob(filepath.Join(logDir, "*.log"))
+	if err != nil {
+		return nil, fmt.Errorf("timelines: %w", err)
+	}
 	type timed struct {
 		t time.Time
 		e Event
 	}
 	all := map[int64][]timed{}
 	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		proc := strings.TrimSuffix(filepath.Base(f), ".log")
-		for sc.Scan() {
-			line := sc.Bytes()
-			if !strings.Contains(string(line), `"recordId":`) {
-				continue
-			}
-			var m struct {
-				Time     time.Time `json:"time"`
-				Message  string    `json:"message"`
-				RecordID int64     `json:"recordId"`
-				Stage    any       `json:"stage"`
-				Rows     any       `json:"rows"`
-			}
-			if json.Unmarshal(line, &m) != nil {
-				continue
+		err := eachLine(f, func(line []byte) {
+			var m logLine
+			if json.Unmarshal(line, &m) != nil || m.RecordID == 0 {
+				return
 			}
 			start, ok := starts[m.RecordID]
 			if !ok {
-				continue
+				return
 			}
-			all[m.RecordID] = append(all[m.RecordID], timed{m.Time, Event{AtSec: m.Time.Sub(start).Seconds(), Process: proc, Message: m.Message, Stage: m.Stage, Rows: m.Rows}})
+			all[m.RecordID] = append(all[m.RecordID], timed{m.Time, Event{AtSec: m.Time.Sub(start).Seconds(),
+				Process: proc, Source: m.Source, Severity: m.Severity, Message: m.Message, Stage: m.Stage, Rows: m.Rows}})
+		})
+		if err != nil {
+			return nil, err
 		}
-		fh.Close()
 	}
 	out := map[int64][]Event{}
 	for id, ts := range all {
@@ -556,7 +569,25 @@ func timelines(logDir string, starts map[int64]time.Time) map[int64][]Event {
 			out[id] = append(out[id], t.e)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// eachLine calls fn with every line of the file at path (up to 4 MiB long).
+func eachLine(path string, fn func([]byte)) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("timelines: %w", err)
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		fn(sc.Bytes())
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("timelines: read %s: %w", path, err)
+	}
+	return nil
 }
 
 func (b *bench) deleteObject(ctx context.Context, gsPath string) {

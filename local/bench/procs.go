@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/local/stack"
 )
 
 // fnProc is one process of the stack: a function server or the shim.
@@ -39,46 +40,19 @@ func statFields(pid string) ([]string, error) {
 	return strings.Fields(string(b[i+1:])), nil
 }
 
-// stackProcs finds this process's children (the stack spawns every
-// function and the shim with exec from this process) and names them.
-func stackProcs() ([]fnProc, error) {
-	self := strconv.Itoa(os.Getpid())
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
+// stackProcs names the stack's running processes (each function server
+// and the shim, each its own executable) and their process IDs.
+func stackProcs(st *stack.Stack) ([]fnProc, error) {
 	var out []fnProc
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	for _, name := range st.Processes() {
+		pid := st.PID(name)
+		if pid == 0 {
+			return nil, fmt.Errorf("process %s is not running", name)
 		}
-		f, err := statFields(e.Name())
-		if err != nil || len(f) < 2 || f[1] != self || f[0] == "Z" {
-			continue
-		}
-		out = append(out, fnProc{PID: pid, Name: procName(pid)})
+		out = append(out, fnProc{PID: pid, Name: name})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-func procName(pid int) string {
-	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
-		name := ""
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if v, ok := bytes.CutPrefix(kv, []byte("FUNCTION_TARGET=")); ok {
-				name = string(v) // the last one wins, as in the process
-			}
-		}
-		if name != "" {
-			return name
-		}
-	}
-	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
-		return filepath.Base(exe)
-	}
-	return strconv.Itoa(pid)
 }
 
 // memKB reads VmRSS and VmHWM of pid ("self" for this process).
