@@ -70,6 +70,7 @@ type env struct {
 	rdb    *redis.Client
 	stack  *stack.Stack
 	client *client.Client
+	logDir string // one log file per process: {entry point}.log, shim.log
 }
 
 type options struct {
@@ -135,6 +136,7 @@ func newEnv(t *testing.T, o options) *env {
 		t.Fatal(err)
 	}
 	e.stack = st
+	e.logDir = logDir
 	t.Cleanup(func() {
 		st.Close()
 		if t.Failed() {

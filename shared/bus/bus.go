@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 )
 
 // Bus publishes to the deployment's topics.
@@ -49,7 +50,13 @@ func (b *Bus) publisher(topic string) *pubsub.Publisher {
 // Publish sends data to topic and returns the server-assigned ID once
 // Pub/Sub has confirmed it.
 func (b *Bus) Publish(ctx context.Context, topic string, data []byte, attrs map[string]string) (string, error) {
-	id, err := b.publisher(topic).Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
+	// The report's trace travels in the attributes to the next hop.
+	a := make(map[string]string, len(attrs)+2)
+	for k, v := range attrs {
+		a[k] = v
+	}
+	tracing.Inject(ctx, a)
+	id, err := b.publisher(topic).Publish(ctx, &pubsub.Message{Data: data, Attributes: a}).Get(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pubsub publish to %s: %w", b.names.Topic(topic), err)
 	}

@@ -17,6 +17,9 @@ const (
 	KeyStage    = "stage"
 	KeySource   = "source"
 	KeyTrace    = "logging.googleapis.com/trace"
+	// KeySpanID and KeyTraceSampled complete the trace for Cloud Logging.
+	KeySpanID       = "logging.googleapis.com/spanId"
+	KeyTraceSampled = "logging.googleapis.com/trace_sampled"
 )
 
 // New returns a JSON logger writing to w at level.

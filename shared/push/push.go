@@ -22,6 +22,8 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // Func is one push function over its environment. A function's own
@@ -63,7 +65,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	env := f.ServerEnv()
-	log = log.With(logging.Trace(env.Project, r.Header.Get("X-Cloud-Trace-Context")))
 	m, err := message.ReadPush(r)
 	if err != nil {
 		// Pub/Sub never sends this; answering 400 keeps the body (it is
@@ -73,11 +74,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hd := message.Peek(m.Message.Data, m.Message.Attributes)
-	log = log.With("messageId", m.ID(), "deliveryAttempt", m.DeliveryAttempt)
+	// One span per handler call, in the report's trace (from the message's
+	// attributes), so every hop of a report shares one trace.
+	ctx, span := tracing.Start(tracing.Extract(r.Context(), m.Message.Attributes), h.name)
+	defer span.End()
+	log = tracing.Log(ctx, log, env.Project).With("messageId", m.ID(), "deliveryAttempt", m.DeliveryAttempt)
 	if hd.RecordID > 0 {
 		log = log.With(logging.KeyRecordID, hd.RecordID, logging.KeyStage, hd.Stage)
 	}
-	if err := h.settle(r.Context(), f, m, hd, f.Handle(r.Context(), m, log), log); err != nil {
+	if err := h.settle(ctx, f, m, hd, f.Handle(ctx, m, log), log); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		log.Error("not handled; Pub/Sub will redeliver", "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

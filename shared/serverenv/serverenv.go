@@ -20,6 +20,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 )
 
 // Options says which clients a function needs.
@@ -34,6 +35,8 @@ type Options struct {
 	Storage bool
 	// PubSubOptions are passed to the Pub/Sub client (tests dial pstest).
 	PubSubOptions []option.ClientOption
+	// TraceExporter is TRACE_EXPORTER: where the process's spans go.
+	TraceExporter string
 }
 
 // Env is one function instance's clients.
@@ -58,6 +61,11 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 			err = errors.Join(err, e.Close())
 		}
 	}()
+	shutdown, err := tracing.Setup(ctx, o.TraceExporter, o.PubSub.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() error { return shutdown(context.Background()) })
 	rdb, err := OpenRedis(o.Redis)
 	if err != nil {
 		return nil, err
