@@ -1,10 +1,13 @@
-// Package client does what the upstream service and a person do against a
-// running stack: insert a record, publish its ID to RabbitMQ, watch it
-// reach a final status, and fetch the CSV from the Cloud Storage emulator.
+// Package client does what the upstream service and an operator do against
+// a running stack (or production): insert a record, publish its ID to
+// RabbitMQ, watch it reach a final status, read its progress from the
+// Redis hash, fetch the CSV, and look after the parked triggers.
 package client
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/storage"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
@@ -27,57 +32,115 @@ type Client struct {
 	State        *state.Store
 	AMQPURL      string
 	TriggerQueue string
+	ParkedQueue  string
 	// StorageURL is the emulator's base URL, "http://127.0.0.1:4443".
+	// Fetch uses it when Storage is nil.
 	StorageURL string
+	// Storage, when set, is a Cloud Storage client (production) that Fetch
+	// uses instead of the emulator's URL.
+	Storage *storage.Client
+	// PassiveTrigger makes Publish only check that the trigger queue exists:
+	// in production the upstream owns it, maybe with arguments (a quorum
+	// queue) that our declaration would contradict.
+	PassiveTrigger bool
+	// Where describes each server for messages about it (no secrets);
+	// FromEnv fills it. Ping needs DB and Redis.
+	Where map[Server]string
+	DB    *sql.DB
+	Redis redis.Cmdable
 }
 
 // Request inserts a PENDING record and publishes its ID, as upstream does.
 func (c *Client) Request(ctx context.Context, reportType string, params []byte) (int64, error) {
 	id, err := c.Records.Insert(ctx, reportType, params)
 	if err != nil {
-		return 0, err
+		return 0, c.Classify(MariaDB, err)
 	}
 	return id, c.Publish(ctx, []byte(strconv.FormatInt(id, 10)))
+}
+
+// dial opens a RabbitMQ connection; a failure is Unreachable.
+func (c *Client) dial() (*amqp.Connection, error) {
+	conn, err := amqp.Dial(c.AMQPURL)
+	if err != nil {
+		return nil, &Unreachable{Server: RabbitMQ, Where: c.where(RabbitMQ), Err: fmt.Errorf("amqp dial: %w", err), Answered: !dialFailed(err)}
+	}
+	return conn, nil
 }
 
 // Publish sends one trigger body to the trigger queue and waits for the
 // broker's confirm.
 func (c *Client) Publish(ctx context.Context, body []byte) error {
-	conn, err := amqp.Dial(c.AMQPURL)
+	conn, err := c.dial()
 	if err != nil {
-		return fmt.Errorf("amqp dial: %w", err)
+		return err
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("amqp channel: %w", err)
 	}
-	// The upstream owns the trigger queue; this client stands in for it.
-	if err := trigger.DeclareTrigger(ch, c.TriggerQueue); err != nil {
+	if c.PassiveTrigger {
+		if _, err := ch.QueueDeclarePassive(c.TriggerQueue, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("trigger queue %s does not exist on RabbitMQ at %s (the shim declares it locally: is `make up` running? in production the upstream declares it; check TRIGGER_QUEUE): %w", c.TriggerQueue, c.where(RabbitMQ), err)
+		}
+	} else if err := trigger.DeclareTrigger(ch, c.TriggerQueue); err != nil {
+		// The upstream owns the trigger queue; this client stands in for it.
 		return err
 	}
+	return publishConfirmed(ctx, ch, c.TriggerQueue, amqp.Publishing{ContentType: "text/plain", DeliveryMode: amqp.Persistent, Body: body})
+}
+
+// publishConfirmed publishes msg to queue through the default exchange
+// and waits for the broker's confirm.
+func publishConfirmed(ctx context.Context, ch *amqp.Channel, queue string, msg amqp.Publishing) error {
 	if err := ch.Confirm(false); err != nil {
 		return fmt.Errorf("amqp confirm: %w", err)
 	}
-	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", c.TriggerQueue, false, false,
-		amqp.Publishing{ContentType: "text/plain", DeliveryMode: amqp.Persistent, Body: body})
+	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, msg)
 	if err != nil {
-		return fmt.Errorf("amqp publish: %w", err)
+		return fmt.Errorf("amqp publish to %s: %w", queue, err)
 	}
-	if ok, err := conf.WaitContext(ctx); err != nil || !ok {
-		return fmt.Errorf("amqp publish not confirmed: %v", err)
+	ok, err := conf.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("amqp confirm from %s: %w", queue, err)
+	}
+	if !ok {
+		return fmt.Errorf("amqp publish to %s: nacked by the broker", queue)
 	}
 	return nil
 }
 
+// SourceState is one listener of a report, as the hash says.
+type SourceState struct {
+	Stage  int    `json:"stage"`
+	Source string `json:"source"`
+	// Rows the listener fetched (its counted dataset), once done.
+	Rows int64 `json:"rows,omitempty"`
+	// LastError is the error the listener recorded before its last retry.
+	LastError string `json:"lastError,omitempty"`
+}
+
 // Progress is one look at a running report.
 type Progress struct {
-	Status     record.Status
-	DoneCount  int64
-	Expected   int64 // listeners in all stages
-	Stage      int   // highest stage whose listeners are all done
-	StateGone  bool
-	LastErrors map[string]string
+	Status record.Status `json:"-"`
+	// Stage is the stage under way: the first whose listeners are not all
+	// done, or the last one once all are (the CSV is being written).
+	Stage     int   `json:"stage"`
+	Stages    int   `json:"stages"`
+	DoneCount int64 `json:"listenersDone"`
+	Expected  int64 `json:"listenersTotal"` // listeners in all stages
+	// Rows is the rows fetched so far by the listeners that are done.
+	Rows    int64         `json:"rowsSoFar"`
+	Done    []SourceState `json:"done"`
+	Missing []SourceState `json:"missing"`
+	// Writing means every listener is done: the aggregator joins and uploads.
+	Writing bool `json:"writingCsv"`
+	// StateGone: no hash (not dispatched yet, or just ended).
+	StateGone bool `json:"stateGone"`
+	// AggregatorError is the aggregator's last recorded error, if any.
+	AggregatorError string        `json:"aggregatorError,omitempty"`
+	TTL             time.Duration `json:"-"`
 }
 
 func (p Progress) String() string {
@@ -85,17 +148,89 @@ func (p Progress) String() string {
 		return p.Status.String()
 	}
 	if p.StateGone {
-		return p.Status.String() + " (no state in Redis yet)"
+		if p.Status == record.Pending {
+			return "PENDING (waiting for the shim to dispatch it)"
+		}
+		return p.Status.String() + " (no state in Redis)"
 	}
-	s := fmt.Sprintf("%s: %d/%d listeners done", p.Status, p.DoneCount, p.Expected)
-	for who, e := range p.LastErrors {
-		s += fmt.Sprintf("; %s retrying after: %s", who, e)
+	s := fmt.Sprintf("%s stage %d/%d: %d/%d listeners done, %d rows so far", p.Status, p.Stage, p.Stages, p.DoneCount, p.Expected, p.Rows)
+	if p.Writing {
+		s += ", writing the CSV"
+	}
+	for _, m := range p.Missing {
+		if m.LastError != "" {
+			s += fmt.Sprintf("; %s retrying after: %s", m.Source, m.LastError)
+		}
+	}
+	if p.AggregatorError != "" {
+		s += "; aggregator retrying after: " + p.AggregatorError
 	}
 	return s
 }
 
+// Look reads rec's progress from its hash. A final record, or one of an
+// unknown report type, has no progress to read and returns just its status.
+func (c *Client) Look(ctx context.Context, rec record.Record) (Progress, error) {
+	p := Progress{Status: rec.Status}
+	rep, ok := report.Lookup(rec.ReportType)
+	if rec.Status.Final() || !ok || c.State == nil {
+		return p, nil
+	}
+	p.Stages = len(rep.Stages)
+	p.Expected = rep.DoneAfter(len(rep.Stages))
+	snap, err := c.State.Read(ctx, rec.ID, rep.StageSources())
+	if errors.Is(err, state.ErrGone) {
+		p.StateGone = true
+		return p, nil
+	}
+	if err != nil {
+		return p, c.Classify(Redis, err)
+	}
+	p.DoneCount, p.TTL = snap.DoneCount, snap.TTL
+	p.AggregatorError = snap.Errors[state.AggregatorName]
+	attempts := map[string]int64{}
+	for n, srcs := range rep.Stages {
+		for _, src := range srcs {
+			if snap.Done[n+1][src.Name()] {
+				attempts[src.Dataset()] = snap.Attempts[n+1][src.Name()]
+			}
+		}
+	}
+	rd := c.State.Reader(rec.ID, attempts)
+	for n, srcs := range rep.Stages {
+		for _, src := range srcs {
+			s := SourceState{Stage: n + 1, Source: src.Name()}
+			if !snap.Done[n+1][src.Name()] {
+				s.LastError = snap.Errors[src.Name()]
+				p.Missing = append(p.Missing, s)
+				if p.Stage == 0 {
+					p.Stage = n + 1
+				}
+				continue
+			}
+			_, rows, err := rd.Meta(ctx, src.Dataset())
+			if errors.Is(err, state.ErrGone) {
+				// Ended between the two reads.
+				p.StateGone = true
+				return p, nil
+			}
+			if err != nil {
+				return p, c.Classify(Redis, err)
+			}
+			s.Rows = rows
+			p.Rows += rows
+			p.Done = append(p.Done, s)
+		}
+	}
+	if p.Stage == 0 {
+		p.Stage, p.Writing = p.Stages, true
+	}
+	return p, nil
+}
+
 // Wait polls until record id is SUCCESS or FAILED, calling progress on
-// every change.
+// every change. A failed look at the hash is not fatal: the record in the
+// database is what decides.
 func (c *Client) Wait(ctx context.Context, id int64, progress func(Progress)) (record.Record, error) {
 	var last string
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -103,26 +238,11 @@ func (c *Client) Wait(ctx context.Context, id int64, progress func(Progress)) (r
 	for {
 		rec, err := c.Records.Get(ctx, id)
 		if err != nil {
-			return rec, err
+			return rec, c.Classify(MariaDB, err)
 		}
-		p := Progress{Status: rec.Status, LastErrors: map[string]string{}}
-		if !rec.Status.Final() && c.State != nil {
-			if rep, ok := report.Lookup(rec.ReportType); ok {
-				var stages [][]string
-				for n := range rep.Stages {
-					stages = append(stages, rep.SourceNames(n+1))
-				}
-				p.Expected = rep.DoneAfter(len(rep.Stages))
-				snap, err := c.State.Read(ctx, id, stages)
-				if err != nil {
-					p.StateGone = true
-				} else {
-					p.DoneCount = snap.DoneCount
-					for k, v := range snap.Errors {
-						p.LastErrors[k] = v
-					}
-				}
-			}
+		p, err := c.Look(ctx, rec)
+		if err != nil {
+			p.StateGone = true
 		}
 		if s := p.String(); s != last && progress != nil {
 			progress(p)
@@ -139,12 +259,37 @@ func (c *Client) Wait(ctx context.Context, id int64, progress func(Progress)) (r
 	}
 }
 
-// Fetch downloads a gs://bucket/object path from the emulator.
-func (c *Client) Fetch(ctx context.Context, gsPath string) ([]byte, error) {
+// SplitPath splits gs://bucket/object.
+func SplitPath(gsPath string) (bucket, object string, err error) {
 	rest, ok := strings.CutPrefix(gsPath, "gs://")
 	bucket, object, ok2 := strings.Cut(rest, "/")
-	if !ok || !ok2 {
-		return nil, fmt.Errorf("not a gs:// path: %q", gsPath)
+	if !ok || !ok2 || bucket == "" || object == "" {
+		return "", "", fmt.Errorf("not a gs:// path: %q", gsPath)
+	}
+	return bucket, object, nil
+}
+
+// Fetch downloads a gs://bucket/object path, from Cloud Storage if
+// c.Storage is set, else from the emulator at c.StorageURL.
+func (c *Client) Fetch(ctx context.Context, gsPath string) ([]byte, error) {
+	bucket, object, err := SplitPath(gsPath)
+	if err != nil {
+		return nil, err
+	}
+	if c.Storage != nil {
+		r, err := c.Storage.Bucket(bucket).Object(object).NewReader(ctx)
+		if errors.Is(err, storage.ErrObjectNotExist) {
+			return nil, fmt.Errorf("fetch %s: %w", gsPath, ErrObjectNotFound)
+		}
+		if err != nil {
+			return nil, c.Classify(CloudStorage, fmt.Errorf("fetch %s: %w", gsPath, err))
+		}
+		defer r.Close()
+		body, err := io.ReadAll(r)
+		if err != nil {
+			return nil, c.Classify(CloudStorage, fmt.Errorf("fetch %s: %w", gsPath, err))
+		}
+		return body, nil
 	}
 	u := fmt.Sprintf("%s/storage/v1/b/%s/o/%s?alt=media", strings.TrimSuffix(c.StorageURL, "/"), url.PathEscape(bucket), url.PathEscape(object))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -153,15 +298,22 @@ func (c *Client) Fetch(ctx context.Context, gsPath string) ([]byte, error) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", gsPath, err)
+		return nil, c.Classify(CloudStorage, fmt.Errorf("fetch %s: %w", gsPath, err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", gsPath, err)
 	}
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("fetch %s: %w", gsPath, ErrObjectNotFound)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetch %s: %s: %s", gsPath, resp.Status, body)
 	}
 	return body, nil
 }
+
+// ErrObjectNotFound means the record names an object the bucket does not
+// hold (deleted by a lifecycle rule, or a different bucket).
+var ErrObjectNotFound = errors.New("object not found")

@@ -2,7 +2,12 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"os"
+
+	"cloud.google.com/go/storage"
+	"github.com/go-sql-driver/mysql"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -10,9 +15,17 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
+// DefaultStorageHost is the local stack's Cloud Storage emulator.
+const DefaultStorageHost = "127.0.0.1:4443"
+
 // FromEnv builds a Client from the same environment variables the
-// functions read (RECORD_DSN, REDIS_*, AMQP_URL, TRIGGER_QUEUE), plus
-// STORAGE_EMULATOR_HOST for fetching CSVs. Close the returned func when done.
+// functions read (RECORD_DSN, REDIS_*, AMQP_URL, TRIGGER_QUEUE,
+// PARKED_QUEUE), which default to the local stack's servers. CSVs come
+// from the emulator at STORAGE_EMULATOR_HOST, by default the local
+// stack's, unless GOOGLE_CLOUD_PROJECT names a real project (anything but
+// the local default) and STORAGE_EMULATOR_HOST is unset: then from Cloud
+// Storage with Application Default Credentials. Nothing dials here. Call
+// the returned func when done.
 func FromEnv(ctx context.Context) (*Client, func(), error) {
 	var cfg config.Shim
 	if err := config.Load(ctx, &cfg); err != nil {
@@ -20,23 +33,60 @@ func FromEnv(ctx context.Context) (*Client, func(), error) {
 	}
 	db, err := serverenv.OpenDB(cfg.Records.DSN)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("RECORD_DSN: %w", err)
 	}
 	rdb, err := serverenv.OpenRedis(cfg.Redis)
 	if err != nil {
 		db.Close()
 		return nil, nil, err
 	}
-	host := os.Getenv("STORAGE_EMULATOR_HOST")
-	if host == "" {
-		host = "127.0.0.1:4443"
-	}
 	c := &Client{
-		Records:      record.NewRepo(db),
-		State:        state.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
-		AMQPURL:      cfg.AMQPURL,
-		TriggerQueue: cfg.TriggerQueue,
-		StorageURL:   "http://" + host,
+		Records:        record.NewRepo(db),
+		State:          state.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
+		AMQPURL:        cfg.AMQPURL,
+		TriggerQueue:   cfg.TriggerQueue,
+		ParkedQueue:    cfg.ParkedQueue,
+		PassiveTrigger: true,
+		DB:             db,
+		Redis:          rdb,
+		Where: map[Server]string{
+			MariaDB:  describeDSN(cfg.Records.DSN) + " (RECORD_DSN)",
+			Redis:    cfg.Redis.Addr + " (REDIS_ADDR)",
+			RabbitMQ: describeAMQP(cfg.AMQPURL) + " (AMQP_URL)",
+		},
 	}
-	return c, func() { db.Close(); rdb.Close() }, nil
+	closeFn := func() { db.Close(); rdb.Close() }
+	host := os.Getenv("STORAGE_EMULATOR_HOST")
+	if host == "" && (cfg.PubSub.ProjectID == "" || cfg.PubSub.ProjectID == "local-project") {
+		host = DefaultStorageHost
+	}
+	if host != "" {
+		c.StorageURL = "http://" + host
+		c.Where[CloudStorage] = "the emulator at " + host + " (STORAGE_EMULATOR_HOST)"
+		return c, closeFn, nil
+	}
+	if c.Storage, err = storage.NewClient(ctx); err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("storage.NewClient: %w", err)
+	}
+	c.Where[CloudStorage] = "storage.googleapis.com (project " + cfg.PubSub.ProjectID + ", GOOGLE_CLOUD_PROJECT)"
+	return c, func() { closeFn(); c.Storage.Close() }, nil
+}
+
+// describeDSN is the DSN's address and database, without user or password.
+func describeDSN(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(an unparsable DSN)"
+	}
+	return cfg.Net + " " + cfg.Addr + "/" + cfg.DBName
+}
+
+// describeAMQP is the URL's host and vhost, without credentials.
+func describeAMQP(raw string) string {
+	u, err := amqp.ParseURI(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return fmt.Sprintf("%s:%d, vhost %s", u.Host, u.Port, u.Vhost)
 }
