@@ -125,6 +125,26 @@ type Shim struct {
 	Prefetch         int           `env:"SHIM_PREFETCH, default=32"`
 	// DrainFor is how long one scheduled DrainTriggers call consumes.
 	DrainFor time.Duration `env:"DRAIN_FOR, default=50s"`
+	// MaxInFlight bounds the records PROCESSING at once. A trigger beyond
+	// it waits ThrottleDelay in ThrottleQueue (TTL, dead-lettering back to
+	// TriggerQueue) and comes back; waiting is not an attempt.
+	MaxInFlight int `env:"MAX_IN_FLIGHT, default=10"`
+	// ThrottleQueue defaults to TriggerQueue + ".throttled": it
+	// dead-letters to TriggerQueue, so a run with its own trigger queue
+	// needs its own throttle queue (a shared one would be declared with
+	// two routing keys, and the second declaration refused).
+	ThrottleQueue string `env:"THROTTLE_QUEUE"`
+	// ThrottleDelay is how long a waiting trigger stays away: short next
+	// to a report's run time (seconds to minutes; Pub/Sub retries are 60 s
+	// apart), so a freed slot stays idle at most that long, and long
+	// enough that each waiting trigger costs one indexed count on the
+	// record database per delay, not a busy loop.
+	ThrottleDelay time.Duration `env:"THROTTLE_DELAY, default=5s"`
+	// RedisMemoryHighWater holds new reports back while Redis used_memory
+	// is above this fraction of maxmemory (read from INFO memory:
+	// Memorystore refuses CONFIG; no check when maxmemory is 0).
+	// Memorystore runs noeviction, so writes past maxmemory would fail.
+	RedisMemoryHighWater float64 `env:"REDIS_MEMORY_HIGH_WATER, default=0.8"`
 }
 
 // Sweep configures the sweeper, which ends records stuck in PENDING or
@@ -340,6 +360,18 @@ func (c *Shim) validate() error {
 	}
 	if c.NotFoundAttempts < 1 {
 		return fmt.Errorf("NOT_FOUND_ATTEMPTS %d must be at least 1", c.NotFoundAttempts)
+	}
+	if c.MaxInFlight < 1 {
+		return fmt.Errorf("MAX_IN_FLIGHT %d must be at least 1", c.MaxInFlight)
+	}
+	if c.ThrottleDelay < 10*time.Millisecond {
+		return fmt.Errorf("THROTTLE_DELAY %s is below 10ms", c.ThrottleDelay)
+	}
+	if !(c.RedisMemoryHighWater > 0 && c.RedisMemoryHighWater <= 1) {
+		return fmt.Errorf("REDIS_MEMORY_HIGH_WATER %v must be a fraction of maxmemory in (0, 1]", c.RedisMemoryHighWater)
+	}
+	if c.ThrottleQueue == "" {
+		c.ThrottleQueue = c.TriggerQueue + ".throttled"
 	}
 	return c.Redis.validate()
 }

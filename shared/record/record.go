@@ -7,6 +7,7 @@ package record
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -197,6 +198,163 @@ func (r *Repo) FailStale(ctx context.Context, id int64, status Status, olderThan
 	reason = fault.Clip(strings.ToValidUTF8(reason, "\uFFFD"), MaxReasonBytes)
 	return r.update(ctx, id, `UPDATE file_download_record SET status = 3, fail_reason = ?
 WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND`, reason, id, status, olderThan.Microseconds())
+}
+
+// Query selects records for List.
+type Query struct {
+	// Status keeps only records in this status; nil keeps all.
+	Status *Status
+	// Since keeps only records created within this long of the database's
+	// clock; 0 keeps all.
+	Since time.Duration
+	// Limit caps the rows returned (newest first); it must be positive.
+	Limit int
+}
+
+// List returns records matching q, newest first (by ID, the insertion
+// order), with every column. The operator's command line reads it.
+func (r *Repo) List(ctx context.Context, q Query) ([]Record, error) {
+	where := []string{"1 = 1"}
+	var args []any
+	if q.Status != nil {
+		where = append(where, "status = ?")
+		args = append(args, *q.Status)
+	}
+	if q.Since > 0 {
+		where = append(where, "created_at >= CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND")
+		args = append(args, q.Since.Microseconds())
+	}
+	if q.Limit < 1 {
+		return nil, fmt.Errorf("list records: limit %d is not positive", q.Limit)
+	}
+	args = append(args, q.Limit)
+	rows, err := r.db.QueryContext(ctx, `SELECT id, report_type, params, status, file_path, row_count, fail_reason, created_at, updated_at
+FROM file_download_record WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var rec Record
+		var path, reason sql.NullString
+		var n sql.NullInt64
+		if err := rows.Scan(&rec.ID, &rec.ReportType, &rec.Params, &rec.Status, &path, &n, &reason, &rec.CreatedAt, &rec.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
+		rec.FilePath, rec.RowCount, rec.FailReason = path.String, n.Int64, reason.String
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	return out, nil
+}
+
+// Admission is what Admit did.
+type Admission int
+
+// Admit's answers.
+const (
+	Admitted   Admission = iota // moved PENDING → PROCESSING
+	NotPending                  // the record was no longer PENDING; nothing changed
+	Full                        // max records PROCESSING already; nothing changed
+)
+
+func (a Admission) String() string {
+	return [...]string{"admitted", "not pending", "full"}[a]
+}
+
+// admissionLock names the MariaDB/MySQL user lock that serialises
+// admissions. User locks are server-wide, so the name carries the record
+// database's (hashed: names over 64 characters are refused), and two
+// deployments, or two tests, on one server do not share a limit.
+const admissionLock = `CONCAT('fanout-admit:', MD5(DATABASE()))`
+
+// admitLockWait bounds the wait for the admission lock; each holder keeps
+// it for two short statements.
+const admitLockWait = 10 // seconds
+
+// Admit moves PENDING record id to PROCESSING if fewer than max records are
+// PROCESSING, atomically across concurrent callers and instances.
+//
+// Why a user lock: a single conditional statement such as
+// UPDATE … SET status = 1 WHERE id = ? AND status = 0 AND
+// (SELECT COUNT(*) … WHERE status = 1) < ? is not atomic under InnoDB's
+// REPEATABLE READ: the subquery reads a snapshot without locking, so two
+// admissions that run at once each count N-1 and both go. Making the read
+// locking (FOR UPDATE / LOCK IN SHARE MODE) next-key-locks the status
+// index range and deadlocks with the aggregator's and DLQ's updates. So
+// every move into PROCESSING holds GET_LOCK around a count and the update:
+// both are autocommit statements, each reading the latest committed rows,
+// and no other admission can commit between them. Moves out of PROCESSING
+// (SUCCESS, FAILED) take no lock: they only lower the count, so at worst
+// a concurrent admission sees one slot fewer and the trigger waits one
+// more round. The lock is the connection's: if the process dies the
+// server releases it. This needs no table of ours and no Redis counter to
+// reconcile after a crash; it holds as long as Admit is the only way into
+// PROCESSING (MarkProcessing is for callers without a limit).
+func (r *Repo) Admit(ctx context.Context, id int64, max int) (Admission, error) {
+	if max < 1 {
+		return 0, fmt.Errorf("admit record %d: limit %d is below 1", id, max)
+	}
+	// A cheap look first: in a burst most triggers are refused here
+	// without queueing for the lock.
+	n, err := r.CountProcessing(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("admit record %d: %w", id, err)
+	}
+	if n >= int64(max) {
+		return Full, nil
+	}
+	conn, err := r.db.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("admit record %d: database connection: %w", id, err)
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(`+admissionLock+`, ?)`, admitLockWait).Scan(&got); err != nil {
+		return 0, fmt.Errorf("admit record %d: GET_LOCK: %w", id, err)
+	}
+	if got.Int64 != 1 {
+		return 0, fmt.Errorf("admit record %d: GET_LOCK: not granted within %ds", id, admitLockWait)
+	}
+	defer func() {
+		// A connection still holding the lock must not go back to the
+		// pool: if the release fails, discard the connection, which ends
+		// the session and so releases the lock on the server.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `DO RELEASE_LOCK(`+admissionLock+`)`); err != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM file_download_record WHERE status = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("admit record %d: count PROCESSING: %w", id, err)
+	}
+	if n >= int64(max) {
+		return Full, nil
+	}
+	res, err := conn.ExecContext(ctx, `UPDATE file_download_record SET status = 1 WHERE id = ? AND status = 0`, id)
+	if err != nil {
+		return 0, fmt.Errorf("admit record %d: update: %w", id, err)
+	}
+	moved, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("admit record %d: update: %w", id, err)
+	}
+	if moved != 1 {
+		return NotPending, nil
+	}
+	return Admitted, nil
+}
+
+// CountProcessing counts the records in PROCESSING (served by the index
+// on status).
+func (r *Repo) CountProcessing(ctx context.Context) (int64, error) {
+	var n int64
+	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM file_download_record WHERE status = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count PROCESSING records: %w", err)
+	}
+	return n, nil
 }
 
 // Query selects records for List.

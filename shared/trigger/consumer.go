@@ -12,6 +12,7 @@ import (
 
 	"github.com/googleapis/gax-go/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
@@ -39,10 +40,15 @@ type Consumer struct {
 	Dispatcher *Dispatcher
 	Log        *slog.Logger
 	env        *serverenv.Env
+	mem        *redis.Client // the memory check's
 
-	handled  atomic.Int64
-	sessions atomic.Int64 // consuming sessions started
-	lastErr  atomic.Value // error of the last failed session
+	handled atomic.Int64
+	// waitingUntil (Unix nanoseconds) is when the last trigger this
+	// consumer throttled comes back: until then, fresh triggers queue
+	// behind it.
+	waitingUntil atomic.Int64
+	sessions     atomic.Int64 // consuming sessions started
+	lastErr      atomic.Value // error of the last failed session
 }
 
 // NewConsumer builds a Consumer and the clients it owns from cfg.
@@ -51,11 +57,19 @@ func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consu
 	if err != nil {
 		return nil, err
 	}
+	// The memory check needs the Redis client itself, which the state
+	// store keeps to itself: a second small client, closed with env.
+	mem, err := serverenv.OpenRedis(cfg.Redis)
+	if err != nil {
+		return nil, errors.Join(err, env.Close())
+	}
+	limits := Limits{MaxInFlight: cfg.MaxInFlight, Memory: &RedisMemory{Client: mem, HighWater: cfg.RedisMemoryHighWater}}
 	return &Consumer{
 		Cfg:        cfg,
-		Dispatcher: &Dispatcher{Records: record.NewRepo(env.DB), State: env.State, Bus: env.Bus},
+		Dispatcher: &Dispatcher{Records: record.NewRepo(env.DB), State: env.State, Bus: env.Bus, Limits: limits},
 		Log:        log.With(logging.KeySource, "mq1-shim"),
 		env:        env,
+		mem:        mem,
 	}, nil
 }
 
@@ -64,7 +78,7 @@ func (c *Consumer) Close() error {
 	if c.env == nil {
 		return nil
 	}
-	return c.env.Close()
+	return errors.Join(c.mem.Close(), c.env.Close())
 }
 
 // Sessions counts the RabbitMQ sessions that got as far as consuming.
@@ -108,7 +122,7 @@ func Declare(ch *amqp.Channel, cfg config.Shim) error {
 	for _, q := range []struct {
 		name  string
 		delay time.Duration
-	}{{cfg.RetryQueue, cfg.RetryDelay}, {cfg.WaitQueue, cfg.NotFoundDelay}} {
+	}{{cfg.RetryQueue, cfg.RetryDelay}, {cfg.WaitQueue, cfg.NotFoundDelay}, {throttleQueue(cfg), cfg.ThrottleDelay}} {
 		args := amqp.Table{
 			"x-message-ttl":             q.delay.Milliseconds(),
 			"x-dead-letter-exchange":    "",
@@ -122,6 +136,15 @@ func Declare(ch *amqp.Channel, cfg config.Shim) error {
 		return fmt.Errorf("declare %s: %w", cfg.ParkedQueue, err)
 	}
 	return nil
+}
+
+// throttleQueue is cfg's throttle queue; config.Load fills the default in,
+// a Shim built by hand may leave it empty.
+func throttleQueue(cfg config.Shim) string {
+	if cfg.ThrottleQueue != "" {
+		return cfg.ThrottleQueue
+	}
+	return cfg.TriggerQueue + ".throttled"
 }
 
 // Run consumes until ctx ends, reconnecting when RabbitMQ goes away.
@@ -246,15 +269,29 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 	}
 	log = log.With(logging.KeyRecordID, id, logging.KeyStage, 0)
 	attempt, missing := 1, 0
-	if cameBackFrom(dl, c.Cfg.RetryQueue, c.Cfg.WaitQueue) {
+	if cameBackFrom(dl, c.Cfg.RetryQueue, c.Cfg.WaitQueue, throttleQueue(c.Cfg)) {
 		attempt = max(headerInt(dl.Headers, HeaderAttempt), 1)
 		missing = headerInt(dl.Headers, HeaderNotFound)
 	}
+	dctx := ctx
+	if !cameBackFrom(dl, throttleQueue(c.Cfg)) && time.Now().UnixNano() < c.waitingUntil.Load() {
+		dctx = context.WithValue(ctx, behindKey{}, true)
+	}
 
-	outcome, err := c.Dispatcher.Dispatch(ctx, id, log)
+	outcome, err := c.Dispatcher.Dispatch(dctx, id, log)
 	if err == nil {
 		log.Debug("trigger handled", "outcome", outcome.String())
 		c.settle(dl, nil, log)
+		return
+	}
+	if errors.Is(err, ErrThrottled) {
+		// Not an attempt: the headers go back unchanged. Queue-level TTL
+		// expires messages from the head, so waiting triggers come back
+		// in the order they left.
+		q := throttleQueue(c.Cfg)
+		log.Info("report waits for capacity", "reason", err.Error(), "queue", q, "delay", c.Cfg.ThrottleDelay)
+		c.waitingUntil.Store(time.Now().Add(c.Cfg.ThrottleDelay).UnixNano())
+		c.settle(dl, c.republish(ctx, pub, q, dl, amqp.Table{HeaderAttempt: int32(attempt), HeaderNotFound: int32(missing)}), log)
 		return
 	}
 	if errors.Is(err, record.ErrNotFound) {

@@ -100,6 +100,9 @@ type Dispatcher struct {
 	Records *record.Repo
 	State   *state.Store
 	Bus     *bus.Bus
+	// Limits hold new reports back (see admit.go); the zero value holds
+	// none back.
+	Limits Limits
 }
 
 // Dispatch starts record id. Its errors are classified where they arise:
@@ -131,6 +134,26 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 	if err != nil {
 		return 0, fmt.Errorf("marshal params: %w", err)
 	}
+	// Admission comes before the hash, so a trigger that must wait leaves
+	// nothing in Redis. If the process dies between the two, the trigger
+	// was not acked: its redelivery finds the record PROCESSING and
+	// creates the hash then.
+	if rec.Status == record.Pending {
+		moved, err := d.admit(ctx, id, log)
+		if err != nil {
+			return 0, err
+		}
+		if !moved {
+			// Raced with another dispatch or a final update: look again.
+			if rec, err = d.Records.Get(ctx, id); err != nil {
+				return 0, err
+			}
+			if rec.Status.Final() {
+				log.Info("record became final meanwhile; trigger ignored", "status", rec.Status.String())
+				return Ignored, nil
+			}
+		}
+	}
 	created, err := d.State.Create(ctx, id, rep.Type, norm)
 	if err != nil {
 		return 0, err
@@ -150,22 +173,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 			}
 			log.Info("record became final while the trigger was read; nothing dispatched", "status", rec.Status.String())
 			return Ignored, nil
-		}
-	}
-	if rec.Status == record.Pending {
-		moved, err := d.Records.MarkProcessing(ctx, id)
-		if err != nil {
-			return 0, err
-		}
-		if !moved {
-			// Raced with another dispatch or a final update: look again.
-			if rec, err = d.Records.Get(ctx, id); err != nil {
-				return 0, err
-			}
-			if rec.Status.Final() {
-				log.Info("record became final meanwhile; trigger ignored", "status", rec.Status.String())
-				return Ignored, nil
-			}
 		}
 	}
 	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: 1,
