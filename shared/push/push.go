@@ -14,6 +14,7 @@ package push
 
 import (
 	"context"
+	"time"
 
 	"log/slog"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/tracing"
 	"go.opentelemetry.io/otel/codes"
 )
@@ -81,6 +83,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log = tracing.Log(ctx, log, env.Project).With("messageId", m.ID(), "deliveryAttempt", m.DeliveryAttempt)
 	if hd.RecordID > 0 {
 		log = log.With(logging.KeyRecordID, hd.RecordID, logging.KeyStage, hd.Stage)
+		defer heartbeat(ctx, env.State, hd.RecordID, log)()
 	}
 	if err := h.settle(ctx, f, m, hd, f.Handle(ctx, m, log), log); err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -117,4 +120,34 @@ func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd messag
 		}
 	}
 	return err
+}
+
+// heartbeat keeps the report's hash alive while a handler works on it: the
+// hash lives STATE_TTL (10 min) from its last write, and one listener
+// attempt may run for minutes before it writes anything (a long query),
+// then wait a 60 s backoff. Every TTL/10 (at most a minute) it refreshes
+// the TTL, never recreating a gone hash. It returns the stop function.
+func heartbeat(ctx context.Context, st *state.Store, id int64, log *slog.Logger) func() {
+	every := min(max(st.TTL()/10, time.Second), time.Minute)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := st.Refresh(ctx, id); err != nil && ctx.Err() == nil {
+					log.Warn("could not refresh the hash's TTL", "error", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

@@ -590,3 +590,18 @@ func (d *datasets) missing(ctx context.Context, field string) error {
 	}
 	return fmt.Errorf("%w: %s field %s", dataset.ErrMissing, key, field)
 }
+
+// TTL is the hash's lifetime from its last write.
+func (s *Store) TTL() time.Duration { return s.ttl }
+
+// Refresh extends the hash's TTL without writing to it, for a handler
+// still working on the report (a long query writes nothing for minutes).
+// PEXPIRE never creates a key, so a gone hash stays gone; it reports
+// whether the hash was there.
+func (s *Store) Refresh(ctx context.Context, id int64) (bool, error) {
+	ok, err := s.rdb.PExpire(ctx, s.Key(id), s.ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis pexpire %s: %w", s.Key(id), err)
+	}
+	return ok, nil
+}
