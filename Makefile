@@ -5,7 +5,7 @@
 GO ?= go
 PKGS = ./...
 
-.PHONY: all test demo up services check fmt vet tidy-check bench bench-e2e tf-fmt tf-validate clean
+.PHONY: all test demo up services check fmt vet tidy-check bench bench-e2e tf-fmt clean
 
 all: test
 
@@ -50,7 +50,7 @@ bench: services
 bench-e2e: services
 	$(GO) run ./local/cmd/bench $(ARGS)
 
-## tf-fmt: rewrite terraform/ in canonical format (make test fails on unformatted files via local/tfcheck).
+## tf-fmt: rewrite terraform/ in canonical format (make test fails on unformatted files via tf-check).
 tf-fmt:
 	terraform -chdir=terraform fmt -recursive
 
@@ -58,11 +58,6 @@ tf-fmt:
 .PHONY: tf-check
 tf-check:
 	sh local/terraform-check.sh
-
-## tf-validate: provider-level validation; needs terraform and the Terraform registry (network).
-tf-validate:
-	terraform -chdir=terraform init -backend=false -input=false
-	terraform -chdir=terraform validate
 
 clean:
 	rm -rf .tmp
