@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/api/option"
 
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
@@ -33,6 +34,8 @@ type Env struct {
 	Cfg     config.Aggregator
 	Records *record.Repo
 	Store   *output.Store
+	// Announce publishes the completion event of a record made (or found) final.
+	Announce *completion.Announcer
 }
 
 // New returns the push handler; clients are created on first request.
@@ -53,7 +56,12 @@ func NewEnv(ctx context.Context, cfg config.Aggregator, pubsubOpts ...option.Cli
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Env: env, Cfg: cfg, Records: record.NewRepo(env.DB), Store: output.NewStore(env.Storage, cfg.Storage.Bucket)}, nil
+	records := record.NewRepo(env.DB)
+	ann, err := completion.NewAnnouncer(records, env.Bus, env.Storage, cfg.Completion)
+	if err != nil {
+		return nil, errors.Join(err, env.Close())
+	}
+	return &Env{Env: env, Cfg: cfg, Records: records, Store: output.NewStore(env.Storage, cfg.Storage.Bucket), Announce: ann}, nil
 }
 
 // workTimeout is how long one message may work: the claim's lifetime less
@@ -206,7 +214,7 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	} else if rec.Status.Final() {
 		log.Info("record already final; nothing uploaded", "status", rec.Status.String())
 		e.deleteState(ctx, id, log)
-		return nil
+		return e.Announce.Announce(ctx, id, log)
 	}
 	var rows int64
 	err := e.Store.WriteNew(ctx, object, func(w io.Writer) error {
@@ -252,7 +260,9 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 		log.Warn("record was no longer PROCESSING; left as it is", "path", path)
 	}
 	e.deleteState(ctx, id, log)
-	return nil
+	// Acked only once announced; a redelivery finds the hash gone and
+	// the record final, and announces it again (gone).
+	return e.Announce.Announce(ctx, id, log)
 }
 
 // gone handles a missing hash: a late duplicate after the record ended, or
@@ -266,8 +276,8 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 		return err
 	}
 	if rec.Status.Final() {
-		log.Info("record already final; late message acked", "status", rec.Status.String())
-		return nil
+		log.Info("record already final; announcing it again before acking", "status", rec.Status.String())
+		return e.Announce.Announce(ctx, id, log)
 	}
 	// The listeners tell the aggregator when they find the hash missing,
 	// so this is the one reason for every path that does.
@@ -287,7 +297,7 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 		log.Info("record already final; failure not recorded", "reason", reason)
 	}
 	e.deleteState(ctx, h.RecordID, log)
-	return nil
+	return e.Announce.Announce(ctx, h.RecordID, log)
 }
 
 func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/api/option"
 
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
@@ -31,8 +32,9 @@ const Name = "dead-letter"
 // Env is the DLQ function's config and clients.
 type Env struct {
 	*serverenv.Env
-	cfg     config.DeadLetter
-	records *record.Repo
+	cfg      config.DeadLetter
+	records  *record.Repo
+	announce *completion.Announcer
 }
 
 // New returns the push handler; clients are created on first request.
@@ -49,11 +51,16 @@ func New() *push.Handler {
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.ClientOption) (*Env, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts})
+		MaxConns: cfg.DB.MaxConns, Storage: cfg.Completion.SignedURLTTL > 0, PubSubOptions: pubsubOpts})
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Env: env, cfg: cfg, records: record.NewRepo(env.DB)}, nil
+	records := record.NewRepo(env.DB)
+	ann, err := completion.NewAnnouncer(records, env.Bus, env.Storage, cfg.Completion)
+	if err != nil {
+		return nil, errors.Join(err, env.Close())
+	}
+	return &Env{Env: env, cfg: cfg, records: records, announce: ann}, nil
 }
 
 // Handle ends the dead letter's record FAILED with a reason naming who
@@ -71,21 +78,22 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 }
 
 // Fail marks the record FAILED with reason and drops its hash; a record
-// already final is left as it is.
+// already final is left as it is. Either way the record is announced
+// before the dead letter is acked.
 func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
 	ok, err := e.records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		log.Info("record already final; dead letter acked", "reason", reason)
-		return nil
+		log.Info("record already final; announcing it again before acking the dead letter", "reason", reason)
+		return e.announce.Announce(ctx, h.RecordID, log)
 	}
 	log.Error("report FAILED", "reason", reason)
 	if err := e.State.Delete(ctx, h.RecordID); err != nil {
 		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
-	return nil
+	return e.announce.Announce(ctx, h.RecordID, log)
 }
 
 // reason names who failed. Pub/Sub's dead-letter attributes name the

@@ -17,6 +17,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
@@ -49,6 +50,17 @@ func TestDrainTriggers(t *testing.T) {
 	// pstest's Publish helper creates topics on the fly only for its own
 	// calls; create the stage-1 topic the shim publishes to.
 	srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.StageTopic(1)})
+	// And the completion topic with the forwarder's subscription, holding
+	// one event for the drain to forward.
+	if _, err := srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.GServer.CreateSubscription(ctx, &pubsubpb.Subscription{Name: "projects/p/subscriptions/" + topology.SubCompletedAMQP,
+		Topic: "projects/p/topics/" + topology.TopicCompleted, AckDeadlineSeconds: 10}); err != nil {
+		t.Fatal(err)
+	}
+	event := `{"v":1,"recordId":7,"reportType":"withdraw_by_tag","status":"FAILED","failReason":"x","finishedAt":"2026-01-02T03:04:05.678Z"}`
+	srv.Publish("projects/p/topics/"+topology.TopicCompleted, []byte(event), map[string]string{"recordId": "7", "status": "FAILED"})
 
 	for _, kv := range append(iso.Env(), "PUBSUB_EMULATOR_HOST="+srv.Addr, "GOOGLE_CLOUD_PROJECT=p", "DRAIN_FOR=2s") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -72,6 +84,17 @@ func TestDrainTriggers(t *testing.T) {
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The upstream's side of the completion exchange: a queue bound to it.
+	events := id + ".events"
+	if err := completion.Declare(ch, iso.CompletedExchange()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(events, false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(events, "", iso.CompletedExchange(), false, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(recID))}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +106,15 @@ func TestDrainTriggers(t *testing.T) {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
 	var got map[string]int64
-	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got["handled"] != 1 {
-		t.Errorf("body %s, want {\"handled\":1}", rec.Body)
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got["handled"] != 1 || got["forwarded"] != 1 {
+		t.Errorf("body %s, want {\"handled\":1,\"forwarded\":1}", rec.Body)
+	}
+	fwd, ok, err := ch.Get(events, true)
+	if err != nil || !ok {
+		t.Fatalf("no completion event on the bound queue (%v)", err)
+	}
+	if string(fwd.Body) != event || fwd.MessageId != "7-FAILED" || fwd.ContentType != "application/json" || fwd.DeliveryMode != amqp.Persistent {
+		t.Errorf("forwarded event: body %s message_id %q content type %q delivery mode %d", fwd.Body, fwd.MessageId, fwd.ContentType, fwd.DeliveryMode)
 	}
 	if elapsed := time.Since(start); elapsed < 2*time.Second {
 		t.Errorf("drain returned after %s, before DRAIN_FOR", elapsed)
@@ -93,11 +123,16 @@ func TestDrainTriggers(t *testing.T) {
 	if err != nil || r.Status != record.Processing {
 		t.Errorf("record %+v (%v), want PROCESSING", r, err)
 	}
-	msgs := srv.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages published, want 1", len(msgs))
+	var stage []*pstest.Message
+	for _, m := range srv.Messages() {
+		if m.Attributes["recordId"] != "7" {
+			stage = append(stage, m)
+		}
 	}
-	m, id2, err := message.DecodeStage(msgs[0].Data)
+	if len(stage) != 1 {
+		t.Fatalf("%d messages published, want 1", len(stage))
+	}
+	m, id2, err := message.DecodeStage(stage[0].Data)
 	if err != nil || id2 != recID || m.Stage != 1 || len(m.Sources) != 2 {
 		t.Errorf("stage message %+v (%v)", m, err)
 	}

@@ -117,6 +117,10 @@ func TestCreateTopology(t *testing.T) {
 	if d := cmp.Diff(wantParked, get(topology.SubParked)); d != "" {
 		t.Errorf("parked subscription (-want +got):\n%s", d)
 	}
+	wantCompleted := view{Topic: TopicName(project, names.Topic(topology.TopicCompleted)), AckDeadline: 30}
+	if d := cmp.Diff(wantCompleted, get(topology.SubCompletedAMQP)); d != "" {
+		t.Errorf("completed-amqp subscription (-want +got):\n%s", d)
+	}
 
 	// A rerun with another ack deadline updates the existing subscriptions.
 	if err := CreateTopology(ctx, addr, project, names, fns, stages, 20*time.Second); err != nil {

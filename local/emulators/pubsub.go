@@ -72,10 +72,10 @@ func SubscriptionName(project, sub string) string {
 // CreateTopology creates on the emulator at emulatorAddr every topic of
 // topology.Topics(), one subscription per push function in fns (with
 // its dead-letter policy, the production retry policy and ackDeadline), and
-// the parked-hold subscription. Subscriptions are pull subscriptions: the
-// emulator cannot push, the relay pulls and pushes instead. Names go
-// through names. Running it again is harmless: existing subscriptions are
-// updated to the wanted policy.
+// the pull subscriptions parked-hold and completed-amqp. Subscriptions are
+// pull subscriptions: the emulator cannot push, the relay pulls and pushes
+// instead. Names go through names. Running it again is harmless: existing
+// subscriptions are updated to the wanted policy.
 func CreateTopology(ctx context.Context, emulatorAddr, project string, names topology.Names, fns []topology.Function, stages int, ackDeadline time.Duration) error {
 	if project == "" {
 		return errors.New("create topology: empty project")
@@ -127,13 +127,23 @@ func CreateTopology(ctx context.Context, emulatorAddr, project string, names top
 		}
 	}
 
-	// The parked-hold subscription keeps parked messages until someone
-	// pulls them by hand; nothing dead-letters out of it.
-	return ensureSubscription(ctx, sc, &pubsubpb.Subscription{
-		Name:               SubscriptionName(project, names.Sub(topology.SubParked)),
-		Topic:              TopicName(project, names.Topic(topology.TopicParked)),
-		AckDeadlineSeconds: ackSecs,
-	})
+	// The pull subscriptions: parked-hold keeps parked messages until
+	// someone pulls them by hand; completed-amqp is the shim's, which
+	// forwards completion events to RabbitMQ. Nothing dead-letters out of
+	// either.
+	for _, p := range []struct{ sub, topic string }{
+		{topology.SubParked, topology.TopicParked},
+		{topology.SubCompletedAMQP, topology.TopicCompleted},
+	} {
+		if err := ensureSubscription(ctx, sc, &pubsubpb.Subscription{
+			Name:               SubscriptionName(project, names.Sub(p.sub)),
+			Topic:              TopicName(project, names.Topic(p.topic)),
+			AckDeadlineSeconds: ackSecs,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureSubscription creates sub, or brings an existing one to sub's ack

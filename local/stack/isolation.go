@@ -36,14 +36,18 @@ func (i Isolation) Queues() map[string]string {
 	}
 }
 
-// Env is what every process of the run needs: the DSNs, Redis, RabbitMQ
-// and the queue names, as KEY=VALUE.
+// CompletedExchange is the run's COMPLETED_EXCHANGE.
+func (i Isolation) CompletedExchange() string { return i.ID + ".report.completed" }
+
+// Env is what every process of the run needs: the DSNs, Redis, RabbitMQ,
+// the queue and exchange names, as KEY=VALUE.
 func (i Isolation) Env() []string {
 	env := []string{
 		"RECORD_DSN=" + i.DSNs.Record,
 		"REDIS_ADDR=" + i.RedisAddr,
 		"REDIS_KEY_PREFIX=" + i.KeyPrefix(),
 		"AMQP_URL=" + i.AMQPURL,
+		"COMPLETED_EXCHANGE=" + i.CompletedExchange(),
 	}
 	for _, db := range report.Databases() {
 		env = append(env, report.DSNEnv(db)+"="+i.DSNs.Sources[db])
@@ -54,7 +58,7 @@ func (i Isolation) Env() []string {
 	return env
 }
 
-// Cleanup deletes the run's Redis keys and queues.
+// Cleanup deletes the run's Redis keys, queues and exchange.
 func (i Isolation) Cleanup(ctx context.Context) error {
 	var errs []error
 	rdb := redis.NewClient(&redis.Options{Addr: i.RedisAddr})
@@ -86,6 +90,15 @@ func (i Isolation) Cleanup(ctx context.Context) error {
 		}
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 			errs = append(errs, fmt.Errorf("delete queue %s: %w", q, err))
+		}
+		ch.Close()
+	}
+	if ch, err := conn.Channel(); err != nil {
+		errs = append(errs, fmt.Errorf("amqp channel: %w", err))
+	} else {
+		// Deleting an exchange that was never declared is no error.
+		if err := ch.ExchangeDelete(i.CompletedExchange(), false, false); err != nil {
+			errs = append(errs, fmt.Errorf("delete exchange %s: %w", i.CompletedExchange(), err))
 		}
 		ch.Close()
 	}

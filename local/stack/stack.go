@@ -2,7 +2,8 @@
 // Cloud Storage emulators in-process, each function in its own
 // functions-framework process (as in production, picked by
 // FUNCTION_TARGET), the push relay, and the MQ1 shim consuming
-// continuously. MariaDB, Redis and RabbitMQ are the real servers.
+// continuously, and the Sweep function called every few seconds, as Cloud
+// Scheduler calls it. MariaDB, Redis and RabbitMQ are the real servers.
 //
 // Every process is supervised as Cloud Run supervises an instance: one
 // that exits for any reason other than Close is restarted after a short
@@ -18,6 +19,7 @@ package stack
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,11 @@ const (
 	Shim     = "shim"
 )
 
+// Sweep names the process serving the Sweep function (a FnServer with
+// FUNCTION_TARGET=Sweep), which the stack calls every Config.SweepEvery as
+// Cloud Scheduler does in production; its log is sweep.log.
+const Sweep = "sweep"
+
 // Build compiles the function server and the shim into dir.
 func Build(ctx context.Context, moduleRoot, dir string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./local/cmd/fnserver", "./local/cmd/shim")
@@ -71,8 +78,14 @@ type Config struct {
 	Duplicate   bool          // relay delivers every message twice
 	// Env is added to every process (DSNs, Redis prefix, queue names...).
 	Env []string
-	// EnvFor is added to one entry point's process (or "shim").
+	// EnvFor is added to one entry point's process (or Shim, or Sweep).
 	EnvFor map[string][]string
+	// SweepEvery is how often the stack calls the Sweep function;
+	// 0 means DefaultSweepEvery. Its limits are the process's
+	// SWEEP_PENDING_AFTER and SWEEP_PROCESSING_AFTER (Env or EnvFor[Sweep]).
+	SweepEvery time.Duration
+	// OnSweep, if set, sees every run of the Sweep function as it ends.
+	OnSweep func(SweepRun)
 	// LogDir gets one log file per process; "" discards their output.
 	LogDir string
 	Log    *slog.Logger
@@ -89,8 +102,16 @@ type Stack struct {
 	PubSubAddr string
 	StorageURL string // http://host:port of the GCS emulator
 	URLs       map[string]string
+	// SweepURL is the Sweep function's server, which the stack calls
+	// every Config.SweepEvery.
+	SweepURL string
+	// SigningKey verifies the download URLs the processes sign with the
+	// stack's key (SIGNED_URL_KEY_FILE; they sign only with SIGNED_URL_TTL set).
+	SigningKey *rsa.PublicKey
+	keyDir     string
 
 	procs  []*proc
+	sweeps sweeps
 	files  []*os.File
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -107,7 +128,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.AckDeadline == 0 {
 		cfg.AckDeadline = 60 * time.Second
 	}
-	s := &Stack{cfg: cfg, URLs: map[string]string{}}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = DefaultSweepEvery
+	}
+	s := &Stack{cfg: cfg, URLs: map[string]string{}, sweeps: sweeps{changed: make(chan struct{})}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -127,6 +151,16 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	s.StorageURL = s.GCS.URL()
 	gcsHost := s.StorageURL[len("http://"):]
+	// A key of the stack's own stands in for the functions' identity,
+	// which signs download URLs through IAM in production.
+	if s.keyDir, err = os.MkdirTemp("", "stack-key-"); err != nil {
+		return nil, err
+	}
+	key, keyFile, err := NewSigningKey(s.keyDir)
+	if err != nil {
+		return nil, err
+	}
+	s.SigningKey = &key.PublicKey
 
 	common := append([]string{
 		"PUBSUB_EMULATOR_HOST=" + s.PubSubAddr,
@@ -134,6 +168,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"GOOGLE_CLOUD_PROJECT=" + cfg.Project,
 		"REPORT_BUCKET=" + cfg.Bucket,
 		"PUBSUB_NAME_PREFIX=" + cfg.NamePrefix,
+		"SIGNED_URL_KEY_FILE=" + keyFile,
+		"SIGNED_URL_ACCESS_ID=" + SigningAccessID,
 	}, cfg.Env...)
 
 	var routes []relay.Route
@@ -163,6 +199,25 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if _, err := s.spawn(Shim, filepath.Join(cfg.BinDir, Shim), append(append([]string{}, common...), cfg.EnvFor[Shim]...), 0); err != nil {
 		return nil, err
 	}
+	// The sweeper runs as the deployed Sweep function does, the same entry
+	// point in its own supervised server, so it loads config.Sweep from
+	// its own environment and a test can give it short limits.
+	sweepPort, err := services.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	sweepProc, err := s.spawn(Sweep, filepath.Join(cfg.BinDir, FnServer), append(append(append([]string{}, common...),
+		"FUNCTION_TARGET="+topology.EntrySweep, "PORT="+strconv.Itoa(sweepPort)), cfg.EnvFor[Sweep]...), sweepPort)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	_, err = sweepProc.waitReady(sctx, 0)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, sweepProc.log.String())
+	}
+	s.SweepURL = fmt.Sprintf("http://127.0.0.1:%d/", sweepPort)
 
 	s.Relay = &relay.Relay{Emulator: s.PubSubAddr, Project: cfg.Project, Routes: routes, Backoff: cfg.Backoff,
 		Duplicate: cfg.Duplicate, RequestTimeout: 10 * time.Minute, Logger: cfg.Log, Observe: cfg.Observe}
@@ -174,6 +229,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if err := s.Relay.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
 			cfg.Log.Error("relay stopped", "error", err)
 		}
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.schedule(rctx, sweepProc, s.SweepURL, cfg.SweepEvery)
 	}()
 	return s, nil
 }
@@ -209,8 +269,8 @@ func (s *Stack) proc(name string) *proc {
 	return nil
 }
 
-// Processes names the stack's processes: the push functions' entry points
-// and Shim.
+// Processes names the stack's processes: the push functions' entry points,
+// Shim and Sweep.
 func (s *Stack) Processes() []string {
 	names := make([]string, len(s.procs))
 	for i, p := range s.procs {
@@ -301,6 +361,9 @@ func (s *Stack) Close() error {
 	}
 	if s.PubSub != nil {
 		s.PubSub.Close()
+	}
+	if s.keyDir != "" {
+		os.RemoveAll(s.keyDir)
 	}
 	return nil
 }

@@ -63,6 +63,23 @@ type Storage struct {
 	Bucket string `env:"REPORT_BUCKET, default=reports"`
 }
 
+// Completion configures the completion event every function that makes a
+// record final publishes.
+type Completion struct {
+	// SignedURLTTL is the lifetime of the V4 signed downloadUrl a SUCCESS
+	// event carries; 0 sends none. V4 allows at most 7 days.
+	SignedURLTTL time.Duration `env:"SIGNED_URL_TTL, default=0"`
+	// SignedURLKeyFile and SignedURLAccessID are the local stack's signing
+	// key (a PEM RSA key) and the account name it signs as. A deployed
+	// function has none: it signs through the IAM Credentials API with its
+	// own identity.
+	SignedURLKeyFile  string `env:"SIGNED_URL_KEY_FILE"`
+	SignedURLAccessID string `env:"SIGNED_URL_ACCESS_ID"`
+}
+
+// MaxSignedURLTTL is the longest lifetime a V4 signed URL may have.
+const MaxSignedURLTTL = 7 * 24 * time.Hour
+
 // Listener configures one listener function.
 type Listener struct {
 	Log    Log
@@ -90,15 +107,17 @@ type Aggregator struct {
 	ClaimTTL time.Duration `env:"CLAIM_TTL, default=540s"`
 	// MaxReportRows bounds the CSV's data rows; 0 means no limit.
 	MaxReportRows int64 `env:"MAX_REPORT_ROWS, default=0"`
+	Completion    Completion
 }
 
 // DeadLetter configures the DLQ function.
 type DeadLetter struct {
-	Log     Log
-	PubSub  PubSub
-	DB      DB
-	Redis   Redis
-	Records Records
+	Log        Log
+	PubSub     PubSub
+	DB         DB
+	Redis      Redis
+	Records    Records
+	Completion Completion
 }
 
 // Shim configures the MQ1 shim (RabbitMQ → Pub/Sub).
@@ -145,6 +164,10 @@ type Shim struct {
 	// Memorystore refuses CONFIG; no check when maxmemory is 0).
 	// Memorystore runs noeviction, so writes past maxmemory would fail.
 	RedisMemoryHighWater float64 `env:"REDIS_MEMORY_HIGH_WATER, default=0.8"`
+	// CompletedExchange is the durable fanout exchange (declared by the
+	// shim) completion events are forwarded to.
+	CompletedExchange string `env:"COMPLETED_EXCHANGE, default=report.completed"`
+	Completion        Completion
 }
 
 // Sweep configures the sweeper, which ends records stuck in PENDING or
@@ -164,6 +187,7 @@ type Sweep struct {
 	// ProcessingAfter is how long a record may stay PROCESSING, with its
 	// hash, before it is FAILED.
 	ProcessingAfter time.Duration `env:"SWEEP_PROCESSING_AFTER, default=2h"`
+	Completion      Completion
 }
 
 // Functions lists a zero value of every function's config, for the checks
@@ -349,10 +373,18 @@ func (c *Aggregator) validate() error {
 	if err := validateMaxReportRows(c.MaxReportRows); err != nil {
 		return err
 	}
+	if err := c.Completion.validate(); err != nil {
+		return err
+	}
 	return c.Redis.validate()
 }
 
-func (c *DeadLetter) validate() error { return c.Redis.validate() }
+func (c *DeadLetter) validate() error {
+	if err := c.Completion.validate(); err != nil {
+		return err
+	}
+	return c.Redis.validate()
+}
 
 func (c *Shim) validate() error {
 	if c.MaxAttempts < 1 {
@@ -373,6 +405,12 @@ func (c *Shim) validate() error {
 	if c.ThrottleQueue == "" {
 		c.ThrottleQueue = c.TriggerQueue + ".throttled"
 	}
+	if c.CompletedExchange == "" || len(c.CompletedExchange) > 255 {
+		return fmt.Errorf("COMPLETED_EXCHANGE %q must be a name of 1 to 255 bytes", c.CompletedExchange)
+	}
+	if err := c.Completion.validate(); err != nil {
+		return err
+	}
 	return c.Redis.validate()
 }
 
@@ -383,5 +421,24 @@ func (c *Sweep) validate() error {
 	if c.ProcessingAfter < time.Minute {
 		return fmt.Errorf("SWEEP_PROCESSING_AFTER %s is below one minute", c.ProcessingAfter)
 	}
+	if err := c.Completion.validate(); err != nil {
+		return err
+	}
 	return c.Redis.validate()
+}
+
+func (c Completion) validate() error {
+	switch {
+	case c.SignedURLTTL < 0:
+		return fmt.Errorf("SIGNED_URL_TTL %s is negative; 0 sends no download URL", c.SignedURLTTL)
+	case c.SignedURLTTL > MaxSignedURLTTL:
+		return fmt.Errorf("SIGNED_URL_TTL %s is longer than 7 days, the most a V4 signed URL allows", c.SignedURLTTL)
+	case c.SignedURLTTL%time.Second != 0:
+		return fmt.Errorf("SIGNED_URL_TTL %s is not whole seconds (X-Goog-Expires counts seconds)", c.SignedURLTTL)
+	case (c.SignedURLKeyFile == "") != (c.SignedURLAccessID == ""):
+		return errors.New("SIGNED_URL_KEY_FILE and SIGNED_URL_ACCESS_ID are set together or not at all")
+	case c.SignedURLKeyFile != "" && Deployed():
+		return errors.New("SIGNED_URL_KEY_FILE is for the local stack only; a deployed function signs through the IAM Credentials API with its own identity")
+	}
+	return nil
 }

@@ -45,6 +45,7 @@ func defaultShim() Shim {
 		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
 		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
 		ParkedQueue: "report.trigger.parked", Prefetch: 32, DrainFor: 50 * time.Second,
+		CompletedExchange: "report.completed",
 	}
 }
 
@@ -188,6 +189,12 @@ func TestInvalid(t *testing.T) {
 		{"MAX_REPORT_ROWS negative, listener", map[string]string{"MAX_REPORT_ROWS": "-1"}, func() any { return &Listener{} }, "MAX_REPORT_ROWS"},
 		{"MAX_REPORT_ROWS negative, aggregator", map[string]string{"MAX_REPORT_ROWS": "-5"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS"},
 		{"MAX_REPORT_ROWS not a number", map[string]string{"MAX_REPORT_ROWS": "1e6"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS: "},
+		{"SIGNED_URL_TTL over 7 days", map[string]string{"SIGNED_URL_TTL": "168h1s"}, func() any { return &Aggregator{} }, "SIGNED_URL_TTL"},
+		{"SIGNED_URL_TTL negative, shim", map[string]string{"SIGNED_URL_TTL": "-1s"}, func() any { return &Shim{} }, "SIGNED_URL_TTL"},
+		{"SIGNED_URL_TTL not whole seconds, DLQ", map[string]string{"SIGNED_URL_TTL": "1500ms"}, func() any { return &DeadLetter{} }, "SIGNED_URL_TTL"},
+		{"SIGNED_URL_TTL over 7 days, sweep", map[string]string{"SIGNED_URL_TTL": "200h"}, func() any { return &Sweep{} }, "SIGNED_URL_TTL"},
+		{"SIGNED_URL_KEY_FILE without access ID", map[string]string{"SIGNED_URL_KEY_FILE": "/k.pem"}, func() any { return &Aggregator{} }, "SIGNED_URL_KEY_FILE"},
+		{"COMPLETED_EXCHANGE too long", map[string]string{"COMPLETED_EXCHANGE": strings.Repeat("x", 256)}, func() any { return &Shim{} }, "COMPLETED_EXCHANGE"},
 		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &Shim{} }, "LOG_LEVEL: "},
 	}
 	for _, tt := range tests {

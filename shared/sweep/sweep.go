@@ -30,6 +30,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -55,6 +56,10 @@ type Sweeper struct {
 	Repo  *record.Repo
 	State *state.Store
 	Log   *slog.Logger
+	// Announce publishes the completion event of each record the sweeper
+	// FAILs. A sweeper built without one logs every such record as
+	// unannounced, as an error.
+	Announce *completion.Announcer
 }
 
 // Result says what one run did, by record ID.
@@ -152,6 +157,13 @@ func (s *Sweeper) fail(ctx context.Context, log *slog.Logger, id int64, olderTha
 	}
 	log.Warn("record FAILED by the sweeper", "reason", reason)
 	if err := s.State.Delete(ctx, id); err != nil {
+		*errs = append(*errs, err)
+	}
+	// No message to redeliver here: a failed announcement is an error of
+	// this run, and the record stays FAILED without its event.
+	if s.Announce == nil {
+		log.Error("record FAILED but not announced: the sweeper has no completion announcer")
+	} else if err := s.Announce.Announce(ctx, id, log); err != nil {
 		*errs = append(*errs, err)
 	}
 	return true

@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
@@ -53,9 +54,15 @@ type Consumer struct {
 
 // NewConsumer builds a Consumer and the clients it owns from cfg.
 func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
-	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns})
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns,
+		Storage: cfg.Completion.SignedURLTTL > 0})
 	if err != nil {
 		return nil, err
+	}
+	records := record.NewRepo(env.DB)
+	ann, err := completion.NewAnnouncer(records, env.Bus, env.Storage, cfg.Completion)
+	if err != nil {
+		return nil, errors.Join(err, env.Close())
 	}
 	// The memory check needs the Redis client itself, which the state
 	// store keeps to itself: a second small client, closed with env.
@@ -66,7 +73,7 @@ func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consu
 	limits := Limits{MaxInFlight: cfg.MaxInFlight, Memory: &RedisMemory{Client: mem, HighWater: cfg.RedisMemoryHighWater}}
 	return &Consumer{
 		Cfg:        cfg,
-		Dispatcher: &Dispatcher{Records: record.NewRepo(env.DB), State: env.State, Bus: env.Bus, Limits: limits},
+		Dispatcher: &Dispatcher{Records: records, State: env.State, Bus: env.Bus, Limits: limits, Announce: ann},
 		Log:        log.With(logging.KeySource, "mq1-shim"),
 		env:        env,
 		mem:        mem,
@@ -325,7 +332,7 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 // with both reasons rather than retried forever.
 func (c *Consumer) fail(ctx context.Context, pub *amqp.Channel, dl amqp.Delivery, id int64, reason string, log *slog.Logger) error {
 	if err := c.Dispatcher.Fail(ctx, id, reason, log); err != nil {
-		return c.park(ctx, pub, dl, fmt.Sprintf("%s; marking FAILED failed too: %v", reason, err), log)
+		return c.park(ctx, pub, dl, fmt.Sprintf("%s; marking FAILED (or announcing it) failed too: %v", reason, err), log)
 	}
 	return nil
 }

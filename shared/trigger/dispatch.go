@@ -14,6 +14,7 @@ import (
 	"strconv"
 
 	"github.com/fanoutexport/fanoutexport/shared/bus"
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -103,14 +104,30 @@ type Dispatcher struct {
 	// Limits hold new reports back (see admit.go); the zero value holds
 	// none back.
 	Limits Limits
+	// Announce publishes the completion event of a record the shim makes
+	// FAILED, or finds final: an upstream asks again by republishing the ID.
+	Announce *completion.Announcer
 }
 
-// Dispatch starts record id. Its errors are classified where they arise:
+// Dispatch starts record id (see dispatch); a trigger naming a final
+// record announces that record again before it is acked, so an upstream
+// that missed the event gets it by republishing the ID.
+func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
+	o, err := d.dispatch(ctx, id, log)
+	if err == nil && o == Ignored {
+		if err := d.Announce.Announce(ctx, id, log); err != nil {
+			return 0, err
+		}
+	}
+	return o, err
+}
+
+// dispatch starts record id. Its errors are classified where they arise:
 // record.ErrNotFound as is (the caller waits a little: the upstream may
 // publish before its transaction commits); a bad report type or params
 // permanent (the record ends FAILED with the error as its reason); a record
 // in a status this code does not know parked; anything else transient.
-func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
+func (d *Dispatcher) dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
 	rec, err := d.Records.Get(ctx, id)
 	if err != nil {
 		return 0, err
@@ -185,7 +202,8 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 	return Dispatched, nil
 }
 
-// Fail ends record id FAILED with reason, unless it is final already.
+// Fail ends record id FAILED with reason, unless it is final already, and
+// announces it either way.
 func (d *Dispatcher) Fail(ctx context.Context, id int64, reason string, log *slog.Logger) error {
 	ok, err := d.Records.MarkFailed(ctx, id, reason)
 	if err != nil {
@@ -197,5 +215,5 @@ func (d *Dispatcher) Fail(ctx context.Context, id int64, reason string, log *slo
 			log.Warn("could not delete the hash; its TTL will", "error", err)
 		}
 	}
-	return nil
+	return d.Announce.Announce(ctx, id, log)
 }

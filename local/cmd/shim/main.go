@@ -1,13 +1,17 @@
-// Command shim runs the MQ1 shim's consumer continuously: the local stack's
-// stand-in for Cloud Scheduler calling DrainTriggers every minute.
+// Command shim runs the MQ1 shim's consumer and the completion forwarder
+// continuously: the local stack's stand-in for Cloud Scheduler calling
+// DrainTriggers every minute.
 package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
@@ -28,7 +32,18 @@ func main() {
 		os.Exit(1)
 	}
 	defer c.Close()
-	if err := c.Run(ctx); err != nil {
+	f, err := completion.NewForwarder(ctx, cfg, c.Dispatcher.Bus, log)
+	if err != nil {
+		log.Error("completion forwarder start", "error", err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	var wg sync.WaitGroup
+	var ferr error
+	wg.Go(func() { ferr = f.Run(ctx) })
+	err = c.Run(ctx)
+	wg.Wait()
+	if err := errors.Join(err, ferr); err != nil {
 		log.Error("shim stopped", "error", err)
 		os.Exit(1)
 	}
