@@ -272,7 +272,7 @@ func TestReportctl(t *testing.T) {
 		t.Errorf("list -status FAILED = %v, want []", got)
 	}
 	ls := e.ctlWant(0, "list")
-	if lines := strings.Split(strings.TrimSpace(ls.stdout), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "PROCESSING stage 2/2: 2/3 listeners done") || !strings.Contains(lines[2], "SUCCESS") {
+	if lines := strings.Split(strings.TrimSpace(ls.stdout), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "PROCESSING") || !strings.Contains(lines[1], "stage 2/2: 2/3 listeners done, "+strconv.FormatInt(tagRows+withdrawRows, 10)+" rows so far") || !strings.Contains(lines[2], "SUCCESS") {
 		t.Errorf("list:\n%s", ls.stdout)
 	}
 	t.Logf("reportctl list (one running, one done):\n%s", ls.stdout)

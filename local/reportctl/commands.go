@@ -337,7 +337,7 @@ func (k *cmd) list(ctx context.Context, q record.Query) error {
 		case rec.Status == record.Failed:
 			spent, what = took(rec)[5:], oneLine(rec.FailReason, 100)
 		default:
-			what = out[i].Progress.String()
+			what = oneLine(strings.TrimPrefix(out[i].Progress.String(), rec.Status.String()+" "), 160)
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.ID, rec.ReportType, rec.Status, rows, rec.CreatedAt.UTC().Format(TimeFormat), spent, what)
 	}
