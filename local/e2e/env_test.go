@@ -80,6 +80,9 @@ type options struct {
 	envFor func(e *env) map[string][]string
 	// observe sees every push the relay makes.
 	observe func(relay.Delivery)
+	// sweepEvery is how often the stack calls the Sweep function
+	// (0: stack.DefaultSweepEvery).
+	sweepEvery time.Duration
 }
 
 func newEnv(t *testing.T, o options) *env {
@@ -130,7 +133,7 @@ func newEnv(t *testing.T, o options) *env {
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: binDir, Project: "e2e-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
 		Bucket: "reports", Backoff: o.backoff, AckDeadline: 30 * time.Second, Duplicate: o.duplicate,
-		Env: vars, EnvFor: envFor, LogDir: logDir, Observe: o.observe,
+		Env: vars, EnvFor: envFor, LogDir: logDir, Observe: o.observe, SweepEvery: o.sweepEvery,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -53,12 +53,13 @@ func envOr(k, def string) string {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "up" && args[0] != "demo") {
-		return errors.New("usage: stack up|demo [-backoff 60s] [-workdir .tmp]")
+		return errors.New("usage: stack up|demo [-backoff 60s] [-sweep-every 10s] [-workdir .tmp]")
 	}
 	mode := args[0]
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	backoff := fs.Duration("backoff", 60*time.Second, "push relay retry backoff (production: 60s)")
 	workdir := fs.String("workdir", ".tmp", "binaries and process logs go here")
+	sweepEvery := fs.Duration("sweep-every", stack.DefaultSweepEvery, "how often the Sweep function is called (production: every 5 minutes); its limits are SWEEP_PENDING_AFTER and SWEEP_PROCESSING_AFTER from the environment")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -106,12 +107,12 @@ func run(ctx context.Context, args []string) error {
 	if err := config.Load(ctx, &bucket); err != nil {
 		return err
 	}
-	step("starting the emulators, %d functions, the push relay and the shim", len(topology.Functions()))
+	step("starting the emulators, %d functions, the push relay, the shim and the sweeper", len(topology.Functions()))
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: bin, Project: envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
 		PubSubAddr: pubsubAddr, GCSHost: host, GCSPort: gcsPort, Bucket: bucket.Bucket,
-		NamePrefix: os.Getenv("PUBSUB_NAME_PREFIX"), Backoff: *backoff, LogDir: logs, Log: log,
+		NamePrefix: os.Getenv("PUBSUB_NAME_PREFIX"), Backoff: *backoff, SweepEvery: *sweepEvery, LogDir: logs, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("%w (is `make up` already running? its ports are taken)", err)
@@ -122,6 +123,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", ep, st.URLs[ep], st.PID(ep))
 	}
 	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", stack.Shim, "(consumes RabbitMQ)", st.PID(stack.Shim))
+	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d, called every %s\n", stack.Sweep, st.SweepURL, st.PID(stack.Sweep), *sweepEvery)
 	fmt.Fprintln(os.Stderr, "    a process that exits is restarted on the same port, as Cloud Run replaces a crashed instance")
 	os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(st.StorageURL, "http://"))
 	c, closeFn, err := client.FromEnv(ctx)
