@@ -53,6 +53,8 @@ run "invalid_variables" {
     subnetwork = "projects/test-project/regions/us-central1/subnetworks/prod-functions"
     # Cloud Run needs a /26 at least.
     subnet_cidr = "10.8.0.0/27"
+    # A row limit is a count; 0 turns it off.
+    max_report_rows = -1
   }
 
   expect_failures = [
@@ -63,7 +65,20 @@ run "invalid_variables" {
     var.database_cidrs,
     var.subnetwork,
     var.subnet_cidr,
+    var.max_report_rows,
   ]
+}
+
+# MAX_REPORT_ROWS is read as a whole number: 2.5 would stop every function
+# at startup, so planning refuses it.
+run "max_report_rows_fraction_rejected" {
+  command = plan
+
+  variables {
+    max_report_rows = 2.5
+  }
+
+  expect_failures = [var.max_report_rows]
 }
 
 run "redis_5_rejected" {
