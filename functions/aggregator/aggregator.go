@@ -26,6 +26,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 )
 
 // Env is the aggregator's config and clients.
@@ -52,7 +53,7 @@ func New() *push.Handler {
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.Aggregator, pubsubOpts ...option.ClientOption) (*Env, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts})
+		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +167,8 @@ func chosenAttempts(rep report.Report, snap state.Snapshot) map[string]int64 {
 // then its input counts and ours is dropped), and fans out stage n+1 — or,
 // when stage n found nothing, finishes at once.
 func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int, params []byte, reads map[string]int64, log *slog.Logger) error {
+	ctx, span := tracing.Start(ctx, "hand over to the next stage")
+	defer span.End()
 	attempt, err := e.State.NewAttempt(ctx, id)
 	if err != nil {
 		return err
@@ -205,6 +208,8 @@ func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int,
 
 // finish joins, uploads the CSV, marks SUCCESS, then deletes the hash.
 func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dataset.Store, log *slog.Logger) error {
+	ctx, span := tracing.Start(ctx, "join and upload")
+	defer span.End()
 	object := output.ObjectName(id, rep.Type)
 	// A run that another run finished uploads nothing: that run's object
 	// is the record's, and never changes. WriteNew holds the line when

@@ -51,7 +51,7 @@ func New() *push.Handler {
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.ClientOption) (*Env, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, Storage: cfg.Completion.SignedURLTTL > 0, PubSubOptions: pubsubOpts})
+		MaxConns: cfg.DB.MaxConns, Storage: cfg.Completion.SignedURLTTL > 0, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
 	if err != nil {
 		return nil, err
 	}

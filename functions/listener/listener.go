@@ -21,6 +21,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 )
 
 // Env is one listener instance: its config, its source and its clients.
@@ -45,7 +46,7 @@ func New(source report.Source) *push.Handler {
 // NewEnv makes the listener's clients for cfg.
 func NewEnv(ctx context.Context, cfg config.Listener, source report.Source, pubsubOpts ...option.ClientOption) (*Env, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.DSN,
-		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts})
+		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +129,8 @@ func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, par
 }
 
 func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, attempt int64, reads map[string]int64, log *slog.Logger) error {
+	ctx, span := tracing.Start(ctx, "fetch "+src.Name())
+	defer span.End()
 	store := e.State.Writer(m.RecordID, state.DoneField(m.Stage, src.Name()), attempt, reads)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
 	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/signing"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -173,7 +174,7 @@ func (ev *events) expect(e *env, rec record.Record, golden string) string {
 		t.Errorf("RabbitMQ content type %q, delivery mode %d; want application/json, persistent", mq.ContentType, mq.DeliveryMode)
 	}
 	if rec.Status == record.Success {
-		signed, err := stack.VerifySignedURL(link, e.stack.SigningKey)
+		signed, err := signing.VerifySignedURL(link, e.stack.SigningKey)
 		if err != nil {
 			t.Fatalf("downloadUrl %s: %v", link, err)
 		}

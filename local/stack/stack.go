@@ -38,6 +38,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/relay"
 	"github.com/fanoutexport/fanoutexport/local/services"
+	"github.com/fanoutexport/fanoutexport/local/signing"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
@@ -156,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.keyDir, err = os.MkdirTemp("", "stack-key-"); err != nil {
 		return nil, err
 	}
-	key, keyFile, err := NewSigningKey(s.keyDir)
+	key, keyFile, err := signing.NewSigningKey(s.keyDir)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"REPORT_BUCKET=" + cfg.Bucket,
 		"PUBSUB_NAME_PREFIX=" + cfg.NamePrefix,
 		"SIGNED_URL_KEY_FILE=" + keyFile,
-		"SIGNED_URL_ACCESS_ID=" + SigningAccessID,
+		"SIGNED_URL_ACCESS_ID=" + signing.SigningAccessID,
 	}, cfg.Env...)
 
 	var routes []relay.Route

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/fanoutexport/fanoutexport/local/emulators"
-	"github.com/fanoutexport/fanoutexport/local/stack"
+	"github.com/fanoutexport/fanoutexport/local/signing"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 )
 
@@ -32,7 +32,7 @@ func TestSignerURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	key, keyFile, err := stack.NewSigningKey(t.TempDir())
+	key, keyFile, err := signing.NewSigningKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestSignerURL(t *testing.T) {
 	for _, ttl := range []time.Duration{time.Second, 90 * time.Minute, config.MaxSignedURLTTL} {
 		t.Run(ttl.String(), func(t *testing.T) {
 			t.Parallel()
-			s, err := NewSigner(client, config.Completion{SignedURLTTL: ttl, SignedURLKeyFile: keyFile, SignedURLAccessID: stack.SigningAccessID})
+			s, err := NewSigner(client, config.Completion{SignedURLTTL: ttl, SignedURLKeyFile: keyFile, SignedURLAccessID: signing.SigningAccessID})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,15 +50,15 @@ func TestSignerURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := stack.VerifySignedURL(link, &key.PublicKey)
+			got, err := signing.VerifySignedURL(link, &key.PublicKey)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got.Expires != ttl {
 				t.Errorf("X-Goog-Expires %s, want the TTL %s", got.Expires, ttl)
 			}
-			if got.AccessID != stack.SigningAccessID {
-				t.Errorf("signed as %q, want %q", got.AccessID, stack.SigningAccessID)
+			if got.AccessID != signing.SigningAccessID {
+				t.Errorf("signed as %q, want %q", got.AccessID, signing.SigningAccessID)
 			}
 			if got.Date.Before(before) || got.Date.After(time.Now()) {
 				t.Errorf("X-Goog-Date %s, not the time of signing (after %s)", got.Date, before)
@@ -88,11 +88,11 @@ func TestVerifySignedURLRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	key, keyFile, err := stack.NewSigningKey(t.TempDir())
+	key, keyFile, err := signing.NewSigningKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSigner(client, config.Completion{SignedURLTTL: time.Hour, SignedURLKeyFile: keyFile, SignedURLAccessID: stack.SigningAccessID})
+	s, err := NewSigner(client, config.Completion{SignedURLTTL: time.Hour, SignedURLKeyFile: keyFile, SignedURLAccessID: signing.SigningAccessID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,17 +100,17 @@ func TestVerifySignedURLRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, err := stack.NewSigningKey(t.TempDir())
+	other, _, err := signing.NewSigningKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stack.VerifySignedURL(link, &other.PublicKey); err == nil {
+	if _, err := signing.VerifySignedURL(link, &other.PublicKey); err == nil {
 		t.Error("a link verified against a key that did not sign it")
 	}
-	if _, err := stack.VerifySignedURL(link, &key.PublicKey); err != nil {
+	if _, err := signing.VerifySignedURL(link, &key.PublicKey); err != nil {
 		t.Errorf("the untouched link does not verify: %v", err)
 	}
-	if _, err := stack.VerifySignedURL(strings.Replace(link, "a.csv", "b.csv", 1), &key.PublicKey); err == nil {
+	if _, err := signing.VerifySignedURL(strings.Replace(link, "a.csv", "b.csv", 1), &key.PublicKey); err == nil {
 		t.Error("a link to another object verified")
 	}
 	if _, err := NewSigner(client, config.Completion{}); err != nil {

@@ -53,9 +53,11 @@ type DB struct {
 	MaxConns int `env:"DB_MAX_CONNS, default=2"`
 }
 
-// Log sets the level of the process logger.
+// Log sets the level of the process logger and where its trace spans go.
 type Log struct {
 	Level string `env:"LOG_LEVEL, default=INFO"`
+	// TraceExporter is none, stdout or gcp (Cloud Trace).
+	TraceExporter string `env:"TRACE_EXPORTER, default=none"`
 }
 
 // Storage is where CSVs go.
@@ -236,8 +238,14 @@ func Load(ctx context.Context, cfg any) error {
 		}
 	}
 	if l := reflect.ValueOf(cfg).Elem().FieldByName("Log"); l.IsValid() {
-		if err := logging.SetLevel(l.Interface().(Log).Level); err != nil {
+		lc := l.Interface().(Log)
+		if err := logging.SetLevel(lc.Level); err != nil {
 			return fmt.Errorf("config: LOG_LEVEL: %w", err)
+		}
+		switch lc.TraceExporter {
+		case "none", "stdout", "gcp":
+		default:
+			return fmt.Errorf("config: TRACE_EXPORTER: %q is none of none, stdout, gcp", lc.TraceExporter)
 		}
 	}
 	return nil

@@ -35,7 +35,7 @@ var (
 	defRedis   = Redis{Addr: "127.0.0.1:6379", StateTTL: 10 * time.Minute}
 	defRecords = Records{DSN: "root@tcp(127.0.0.1:3306)/plt_report"}
 	defDB      = DB{MaxConns: 2}
-	defLog     = Log{Level: "INFO"}
+	defLog     = Log{Level: "INFO", TraceExporter: "none"}
 )
 
 func defaultShim() Shim {
@@ -45,6 +45,7 @@ func defaultShim() Shim {
 		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
 		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
 		ParkedQueue: "report.trigger.parked", Prefetch: 32, DrainFor: 50 * time.Second,
+		MaxInFlight: 10, ThrottleQueue: "report.trigger.throttled", ThrottleDelay: 5 * time.Second, RedisMemoryHighWater: 0.8,
 		CompletedExchange: "report.completed",
 	}
 }
@@ -140,6 +141,7 @@ func TestShimOverrides(t *testing.T) {
 	want := defaultShim()
 	want.AMQPURL, want.TriggerQueue, want.MaxAttempts = "amqp://u:p@mq:5672/v", "q", 3
 	want.RetryDelay, want.NotFoundAttempts, want.Prefetch, want.DrainFor = 30*time.Second, 1, 8, 55*time.Second
+	want.ThrottleQueue = "q.throttled" // derived from TRIGGER_QUEUE
 	var got Shim
 	if err := Load(context.Background(), &got); err != nil {
 		t.Fatal(err)
@@ -196,6 +198,10 @@ func TestInvalid(t *testing.T) {
 		{"SIGNED_URL_KEY_FILE without access ID", map[string]string{"SIGNED_URL_KEY_FILE": "/k.pem"}, func() any { return &Aggregator{} }, "SIGNED_URL_KEY_FILE"},
 		{"COMPLETED_EXCHANGE too long", map[string]string{"COMPLETED_EXCHANGE": strings.Repeat("x", 256)}, func() any { return &Shim{} }, "COMPLETED_EXCHANGE"},
 		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &Shim{} }, "LOG_LEVEL: "},
+		{"MAX_IN_FLIGHT zero", map[string]string{"MAX_IN_FLIGHT": "0"}, func() any { return &Shim{} }, "MAX_IN_FLIGHT"},
+		{"REDIS_MEMORY_HIGH_WATER above 1", map[string]string{"REDIS_MEMORY_HIGH_WATER": "1.5"}, func() any { return &Shim{} }, "REDIS_MEMORY_HIGH_WATER"},
+		{"THROTTLE_DELAY too short", map[string]string{"THROTTLE_DELAY": "1ms"}, func() any { return &Shim{} }, "THROTTLE_DELAY"},
+		{"TRACE_EXPORTER unknown", map[string]string{"TRACE_EXPORTER": "zipkin"}, func() any { return &Aggregator{} }, "TRACE_EXPORTER: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

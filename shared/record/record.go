@@ -200,57 +200,6 @@ func (r *Repo) FailStale(ctx context.Context, id int64, status Status, olderThan
 WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND`, reason, id, status, olderThan.Microseconds())
 }
 
-// Query selects records for List.
-type Query struct {
-	// Status keeps only records in this status; nil keeps all.
-	Status *Status
-	// Since keeps only records created within this long of the database's
-	// clock; 0 keeps all.
-	Since time.Duration
-	// Limit caps the rows returned (newest first); it must be positive.
-	Limit int
-}
-
-// List returns records matching q, newest first (by ID, the insertion
-// order), with every column. The operator's command line reads it.
-func (r *Repo) List(ctx context.Context, q Query) ([]Record, error) {
-	where := []string{"1 = 1"}
-	var args []any
-	if q.Status != nil {
-		where = append(where, "status = ?")
-		args = append(args, *q.Status)
-	}
-	if q.Since > 0 {
-		where = append(where, "created_at >= CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND")
-		args = append(args, q.Since.Microseconds())
-	}
-	if q.Limit < 1 {
-		return nil, fmt.Errorf("list records: limit %d is not positive", q.Limit)
-	}
-	args = append(args, q.Limit)
-	rows, err := r.db.QueryContext(ctx, `SELECT id, report_type, params, status, file_path, row_count, fail_reason, created_at, updated_at
-FROM file_download_record WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var rec Record
-		var path, reason sql.NullString
-		var n sql.NullInt64
-		if err := rows.Scan(&rec.ID, &rec.ReportType, &rec.Params, &rec.Status, &path, &n, &reason, &rec.CreatedAt, &rec.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("list records: %w", err)
-		}
-		rec.FilePath, rec.RowCount, rec.FailReason = path.String, n.Int64, reason.String
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	return out, nil
-}
-
 // Admission is what Admit did.
 type Admission int
 
@@ -355,4 +304,55 @@ func (r *Repo) CountProcessing(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("count PROCESSING records: %w", err)
 	}
 	return n, nil
+}
+
+// Query selects records for List.
+type Query struct {
+	// Status keeps only records in this status; nil keeps all.
+	Status *Status
+	// Since keeps only records created within this long of the database's
+	// clock; 0 keeps all.
+	Since time.Duration
+	// Limit caps the rows returned (newest first); it must be positive.
+	Limit int
+}
+
+// List returns records matching q, newest first (by ID, the insertion
+// order), with every column. The operator's command line reads it.
+func (r *Repo) List(ctx context.Context, q Query) ([]Record, error) {
+	where := []string{"1 = 1"}
+	var args []any
+	if q.Status != nil {
+		where = append(where, "status = ?")
+		args = append(args, *q.Status)
+	}
+	if q.Since > 0 {
+		where = append(where, "created_at >= CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND")
+		args = append(args, q.Since.Microseconds())
+	}
+	if q.Limit < 1 {
+		return nil, fmt.Errorf("list records: limit %d is not positive", q.Limit)
+	}
+	args = append(args, q.Limit)
+	rows, err := r.db.QueryContext(ctx, `SELECT id, report_type, params, status, file_path, row_count, fail_reason, created_at, updated_at
+FROM file_download_record WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var rec Record
+		var path, reason sql.NullString
+		var n sql.NullInt64
+		if err := rows.Scan(&rec.ID, &rec.ReportType, &rec.Params, &rec.Status, &path, &n, &reason, &rec.CreatedAt, &rec.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
+		rec.FilePath, rec.RowCount, rec.FailReason = path.String, n.Int64, reason.String
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 )
 
 // Headers of our own on retried and parked triggers.
@@ -54,7 +55,7 @@ type Consumer struct {
 
 // NewConsumer builds a Consumer and the clients it owns from cfg.
 func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
-	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns,
+	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns, TraceExporter: cfg.Log.TraceExporter,
 		Storage: cfg.Completion.SignedURLTTL > 0})
 	if err != nil {
 		return nil, err
@@ -244,6 +245,18 @@ func headerInt(h amqp.Table, key string) int {
 	return 0
 }
 
+// stringHeaders returns the string-valued AMQP headers (where W3C trace
+// context travels).
+func stringHeaders(h amqp.Table) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
+}
+
 // cameBackFrom reports whether RabbitMQ dead-lettered dl out of one of
 // queues (its x-death header names them), i.e. whether our own retry
 // headers on it were set by us. A publisher cannot forge that: RabbitMQ
@@ -268,7 +281,11 @@ func cameBackFrom(dl amqp.Delivery, queues ...string) bool {
 func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 	ctx, cancel := context.WithTimeout(context.Background(), processingTimeout)
 	defer cancel()
-	log := c.Log
+	// The report's trace: the upstream's, from the trigger's headers, or
+	// a new one; every later hop carries it in its message attributes.
+	ctx, span := tracing.Start(tracing.Extract(ctx, stringHeaders(dl.Headers)), "DrainTriggers")
+	defer span.End()
+	log := tracing.Log(ctx, c.Log, c.Cfg.PubSub.ProjectID)
 	id, err := ParseTrigger(dl.Body)
 	if err != nil {
 		c.settle(dl, c.park(ctx, pub, dl, err.Error(), log), log)
@@ -366,6 +383,12 @@ func (c *Consumer) republish(ctx context.Context, pub *amqp.Channel, queue strin
 		h[k] = v
 	}
 	for k, v := range extra {
+		h[k] = v
+	}
+	// A retried trigger stays in the report's trace.
+	trace := map[string]string{}
+	tracing.Inject(ctx, trace)
+	for k, v := range trace {
 		h[k] = v
 	}
 	conf, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, amqp.Publishing{

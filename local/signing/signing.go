@@ -1,4 +1,7 @@
-package stack
+// Package signing is the local stack's stand-in for the IAM Credentials API:
+// an RSA key made at start that signs V4 URLs for the Cloud Storage
+// emulator, and a verifier for the tests.
+package signing
 
 import (
 	"crypto"
