@@ -129,7 +129,9 @@ func TestRedisRestartFailsReportsInFlight(t *testing.T) {
 			r := startPrivateRedis(t)
 			var pushes deliveries
 			e := newEnv(t, options{backoff: 500 * time.Millisecond, observe: pushes.add, envFor: func(*env) map[string][]string {
-				vars := map[string][]string{stack.Shim: {"REDIS_ADDR=" + r.addr}}
+				// The sweeper too: on another Redis it would fail these
+				// PROCESSING records itself, for want of their hashes.
+				vars := map[string][]string{stack.Shim: {"REDIS_ADDR=" + r.addr}, stack.Sweep: {"REDIS_ADDR=" + r.addr}}
 				for _, f := range topology.Functions() {
 					vars[f.EntryPoint] = []string{"REDIS_ADDR=" + r.addr}
 				}
