@@ -92,7 +92,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if !ok {
 		return fault.Permanentf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types())
 	}
-	err = e.advance(ctx, id, rep, push.ID(), log)
+	err = e.advance(ctx, id, rep, push.ID(), push.DeliveryAttempt, log)
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
@@ -107,7 +107,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 }
 
 // advance takes the next step if the highest complete stage has not taken it.
-func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID string, log *slog.Logger) error {
+func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID string, deliveryAttempt int, log *slog.Logger) error {
 	snap, err := e.State.Read(ctx, id, rep.StageSources())
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID st
 		log.Debug("stage already handled")
 		return nil
 	}
-	claim, err := e.State.Claim(ctx, id, n, msgID, e.Cfg.ClaimTTL)
+	claim, err := e.State.Claim(ctx, id, n, msgID, deliveryAttempt, e.Cfg.ClaimTTL)
 	if err != nil {
 		return err
 	}

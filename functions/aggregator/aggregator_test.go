@@ -171,13 +171,17 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// deliveryAttempt is the attempt post delivers with: the second, so a
+// claim of the first stands for the same message's earlier delivery.
+const deliveryAttempt = 2
+
 // post delivers data to h as Pub/Sub push JSON and returns the status.
 func post(t *testing.T, h http.Handler, msgID string, data []byte) int {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{
 		"message":         map[string]any{"data": base64.StdEncoding.EncodeToString(data), "messageId": msgID},
 		"subscription":    "projects/p/subscriptions/aggregate",
-		"deliveryAttempt": 1,
+		"deliveryAttempt": deliveryAttempt,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +379,7 @@ func TestClaim(t *testing.T) {
 	}{
 		{"no claim", func(*testing.T, *fixture, int64) {}, true},
 		{"held by another message", func(t *testing.T, f *fixture, id int64) {
-			if r, err := f.env.State.Claim(ctx, id, 1, "other", time.Hour); err != nil || r != state.Claimed {
+			if r, err := f.env.State.Claim(ctx, id, 1, "other", 1, time.Hour); err != nil || r != state.Claimed {
 				t.Fatalf("Claim = %v, %v", r, err)
 			}
 		}, false},
@@ -384,15 +388,20 @@ func TestClaim(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, false},
-		{"held by this message (its redelivery)", func(t *testing.T, f *fixture, id int64) {
-			if r, err := f.env.State.Claim(ctx, id, 1, "m1", time.Hour); err != nil || r != state.Claimed {
+		{"held by this message's earlier delivery (this is its redelivery)", func(t *testing.T, f *fixture, id int64) {
+			if r, err := f.env.State.Claim(ctx, id, 1, "m1", deliveryAttempt-1, time.Hour); err != nil || r != state.Claimed {
 				t.Fatalf("Claim = %v, %v", r, err)
 			}
 		}, true},
+		{"held by a concurrent copy of this very delivery", func(t *testing.T, f *fixture, id int64) {
+			if r, err := f.env.State.Claim(ctx, id, 1, "m1", deliveryAttempt, time.Hour); err != nil || r != state.Claimed {
+				t.Fatalf("Claim = %v, %v", r, err)
+			}
+		}, false},
 		{"expired claim of another message", func(t *testing.T, f *fixture, id int64) {
-			// The claim's stored form, "{messageId}|{expiry ms}", with an
+			// The claim's stored form, "{messageId}|{attempt}|{expiry ms}", with an
 			// expiry in the past: no waiting for Redis's clock.
-			if err := f.rdb.HSet(ctx, f.env.State.Key(id), state.ClaimField(1), "other|1").Err(); err != nil {
+			if err := f.rdb.HSet(ctx, f.env.State.Key(id), state.ClaimField(1), "other|1|1").Err(); err != nil {
 				t.Fatal(err)
 			}
 		}, true},

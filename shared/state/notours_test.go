@@ -99,7 +99,7 @@ func TestWrongTypeIsPermanent(t *testing.T) {
 		"Read":       func() error { _, err := e.st.Read(ctx, id, [][]string{{srcWd}}); return err },
 		"NewAttempt": func() error { _, err := e.st.NewAttempt(ctx, id); return err },
 		"MarkDone":   func() error { _, err := e.st.MarkDone(ctx, id, 1, srcWd, dsWd, 1, 1, 1); return err },
-		"Claim":      func() error { _, err := e.st.Claim(ctx, id, 1, "m", holdLong); return err },
+		"Claim":      func() error { _, err := e.st.Claim(ctx, id, 1, "m", 1, holdLong); return err },
 		"RecordError": func() error {
 			return e.st.RecordError(ctx, id, srcWd, "x")
 		},

@@ -42,7 +42,7 @@ func DoneField(stage int, source string) string { return fmt.Sprintf("done:%d:%s
 // ErrorField holds the last error of a source (or the aggregator).
 func ErrorField(source string) string { return "error:" + source }
 
-// ClaimField holds the claim of a stage: "{messageId}|{expiry ms}" or "done".
+// ClaimField holds the claim of a stage: "{messageId}|{deliveryAttempt}|{expiry ms}" or "done".
 func ClaimField(stage int) string { return fmt.Sprintf("claim:%d", stage) }
 
 // ErrGone means the hash does not exist: the report expired, finished or
@@ -370,19 +370,25 @@ if v == 'done' then return 2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if v then
-  local owner, expiry = string.match(v, '^(.*)|(%d+)$')
-  if owner ~= ARGV[3] and tonumber(expiry) > now then return 0 end
+  local owner, attempt, expiry = string.match(v, '^(.*)|(%d+)|(%d+)$')
+  local redelivery = owner == ARGV[3] and tonumber(attempt) < tonumber(ARGV[5])
+  if not redelivery and tonumber(expiry) > now then return 0 end
 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. '|' .. (now + tonumber(ARGV[4])))
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. '|' .. ARGV[5] .. '|' .. (now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1`)
 
-// Claim lets one message act on a complete stage. A redelivery of the
-// owning message, or any message after the claim expired, takes it over,
-// so a crashed aggregator never strands a report. Time is Redis's own.
-func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, hold time.Duration) (ClaimResult, error) {
+// Claim lets one message act on a complete stage; the claim holds
+// "{messageId}|{deliveryAttempt}|{expiry ms}". A redelivery of the owning
+// message (a later delivery attempt: its aggregator crashed or timed out),
+// or any message after the claim expired, takes it over, so a crashed
+// aggregator never strands a report. A concurrent copy of the same
+// delivery (same attempt, as Pub/Sub's at-least-once may send) does not:
+// it would fan out the next stage, or upload, a second time. Time is
+// Redis's own.
+func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, deliveryAttempt int, hold time.Duration) (ClaimResult, error) {
 	key := s.Key(id)
-	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds()).Int()
+	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds(), max(deliveryAttempt, 1)).Int()
 	if err != nil {
 		return 0, classify(fmt.Errorf("redis claim %s stage %d: %w", key, stage, err), key)
 	}
@@ -424,7 +430,7 @@ type Snapshot struct {
 	ReportType string
 	Params     []byte
 	DoneCount  int64
-	Claims     map[int]string           // stage -> "done" or "{msg}|{expiry}"
+	Claims     map[int]string           // stage -> "done" or "{msg}|{attempt}|{expiry}"
 	Done       map[int]map[string]bool  // stage -> source -> done
 	Attempts   map[int]map[string]int64 // stage -> source -> the attempt whose dataset counts
 	Errors     map[string]string        // source or "aggregate" -> last error

@@ -224,7 +224,7 @@ var writes = []struct {
 		return err
 	}},
 	{"Claim", func(ctx context.Context, st *state.Store, id int64) error {
-		res, err := st.Claim(ctx, id, 1, "m1", holdLong)
+		res, err := st.Claim(ctx, id, 1, "m1", 1, holdLong)
 		if err == nil && res != state.Claimed {
 			return fmt.Errorf("Claim = %v, want Claimed", res)
 		}
@@ -442,6 +442,7 @@ func TestClaim(t *testing.T) {
 		name     string
 		stage    int
 		msg      string
+		attempt  int // Pub/Sub's deliveryAttempt; 0 reads as 1
 		hold     time.Duration
 		sleep    time.Duration // before the step, to let a claim expire
 		complete bool          // CompleteClaim instead of Claim
@@ -449,7 +450,8 @@ func TestClaim(t *testing.T) {
 	}{
 		{name: "first message claims", stage: 1, msg: "m1", hold: holdLong, want: state.Claimed},
 		{name: "another message while held", stage: 1, msg: "m2", hold: holdLong, want: state.Held},
-		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", hold: 50 * time.Millisecond, want: state.Claimed},
+		{name: "a concurrent copy of the owner's delivery is held off", stage: 1, msg: "m1", attempt: 1, hold: holdLong, want: state.Held},
+		{name: "redelivery of the owner takes over", stage: 1, msg: "m1", attempt: 2, hold: 50 * time.Millisecond, want: state.Claimed},
 		{name: "another message after expiry takes over", stage: 1, msg: "m2", hold: holdLong, sleep: 100 * time.Millisecond, want: state.Claimed},
 		{name: "the former owner is now held off", stage: 1, msg: "m1", hold: holdLong, want: state.Held},
 		{name: "stages are claimed separately", stage: 2, msg: "m1", hold: holdLong, want: state.Claimed},
@@ -466,7 +468,7 @@ func TestClaim(t *testing.T) {
 			}
 			continue
 		}
-		got, err := e.st.Claim(ctx, id, s.stage, s.msg, s.hold)
+		got, err := e.st.Claim(ctx, id, s.stage, s.msg, s.attempt, s.hold)
 		if err != nil {
 			t.Fatalf("%s: Claim: %v", s.name, err)
 		}
@@ -478,8 +480,8 @@ func TestClaim(t *testing.T) {
 	if h[state.ClaimField(1)] != "done" {
 		t.Errorf("%s = %q, want done", state.ClaimField(1), h[state.ClaimField(1)])
 	}
-	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(h[state.ClaimField(2)]) {
-		t.Errorf("%s = %q, want m1|{expiry}", state.ClaimField(2), h[state.ClaimField(2)])
+	if !regexp.MustCompile(`^m1\|1\|\d+$`).MatchString(h[state.ClaimField(2)]) {
+		t.Errorf("%s = %q, want m1|1|{expiry}", state.ClaimField(2), h[state.ClaimField(2)])
 	}
 }
 
@@ -496,7 +498,7 @@ func TestClaimConcurrent(t *testing.T) {
 	for g := range goroutines {
 		wg.Go(func() {
 			<-start
-			results[g], errs[g] = e.st.Claim(ctx, id, 1, fmt.Sprintf("msg-%d", g), holdLong)
+			results[g], errs[g] = e.st.Claim(ctx, id, 1, fmt.Sprintf("msg-%d", g), 1, holdLong)
 		})
 	}
 	close(start)
@@ -538,7 +540,7 @@ func TestRead(t *testing.T) {
 	if err := e.st.RecordError(ctx, id, state.AggregatorName, "upload failed"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := e.st.Claim(ctx, id, 1, "m1", holdLong); err != nil || res != state.Claimed {
+	if res, err := e.st.Claim(ctx, id, 1, "m1", 1, holdLong); err != nil || res != state.Claimed {
 		t.Fatalf("Claim = %v, %v", res, err)
 	}
 
@@ -560,8 +562,8 @@ func TestRead(t *testing.T) {
 	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(state.Snapshot{}, "TTL")); diff != "" {
 		t.Errorf("Read (-want +got):\n%s", diff)
 	}
-	if !regexp.MustCompile(`^m1\|\d+$`).MatchString(snap.Claims[1]) {
-		t.Errorf("claim of stage 1 = %q, want m1|{expiry}", snap.Claims[1])
+	if !regexp.MustCompile(`^m1\|1\|\d+$`).MatchString(snap.Claims[1]) {
+		t.Errorf("claim of stage 1 = %q, want m1|1|{expiry}", snap.Claims[1])
 	}
 	if snap.TTL <= ttl-minute || snap.TTL > ttl {
 		t.Errorf("TTL = %v, want about %v", snap.TTL, ttl)
