@@ -6,30 +6,24 @@ package sweep
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
-	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/sweep"
 )
 
 // env is the instance's clients and its sweeper.
 type env struct {
+	*serverenv.Env
 	sweeper *sweep.Sweeper
-	db      *sql.DB
-	rdb     *redis.Client
 }
-
-func (e *env) Close() error { return errors.Join(e.db.Close(), e.rdb.Close()) }
 
 // Handler is the Sweep HTTP function.
 type Handler struct {
@@ -44,21 +38,20 @@ func New() *Handler {
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		rdb, err := serverenv.OpenRedis(cfg.Redis)
+		se, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
+			MaxConns: cfg.DB.MaxConns, Storage: cfg.Completion.SignedURLTTL > 0, TraceExporter: cfg.Log.TraceExporter})
 		if err != nil {
 			return nil, err
 		}
-		db, err := serverenv.OpenDBPool(cfg.Records.DSN, cfg.DB.MaxConns)
+		repo := record.NewRepo(se.DB)
+		// Records the sweeper FAILs are announced like any other end.
+		ann, err := completion.NewAnnouncer(repo, se.Bus, se.Storage, cfg.Completion)
 		if err != nil {
-			return nil, errors.Join(err, rdb.Close())
+			return nil, errors.Join(err, se.Close())
 		}
-		return &env{
-			sweeper: &sweep.Sweeper{
-				Cfg: cfg, Repo: record.NewRepo(db), Log: logging.Default,
-				State: state.New(rdb, cfg.Redis.KeyPrefix, cfg.Redis.StateTTL),
-			},
-			db: db, rdb: rdb,
-		}, nil
+		return &env{Env: se, sweeper: &sweep.Sweeper{
+			Cfg: cfg, Repo: repo, Log: logging.Default, State: se.State, Announce: ann,
+		}}, nil
 	})}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	shared "github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
@@ -48,6 +51,14 @@ func TestServeHTTP(t *testing.T) {
 	// A prefix no other test uses: no hash exists under it.
 	t.Setenv("REDIS_KEY_PREFIX", testdb.UniqueName(t, "sweepfn")+":")
 	t.Setenv("SWEEP_PENDING_AFTER", "10m")
+	// Pub/Sub (pstest) for the completion event of the record it fails.
+	ps := pstest.NewServer()
+	t.Cleanup(func() { ps.Close() })
+	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
+	t.Setenv("GOOGLE_CLOUD_PROJECT", "p")
+	if _, err := ps.GServer.CreateTopic(context.Background(), &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicCompleted}); err != nil {
+		t.Fatal(err)
+	}
 
 	ctx := context.Background()
 	repo := record.NewRepo(db)
@@ -88,6 +99,12 @@ func TestServeHTTP(t *testing.T) {
 	}
 	if rec.Status != record.Failed || rec.FailReason != shared.ReasonLost {
 		t.Errorf("stranded record = %v %q, want FAILED %q", rec.Status, rec.FailReason, shared.ReasonLost)
+	}
+	// The record it FAILED is announced like any other end.
+	msgs := ps.Messages()
+	if len(msgs) != 1 || msgs[0].Attributes["recordId"] != fmt.Sprint(stranded) || msgs[0].Attributes["status"] != "FAILED" ||
+		!strings.Contains(string(msgs[0].Data), `"failReason":"`+shared.ReasonLost+`"`) {
+		t.Errorf("completion events %v; want one FAILED event for record %d with the reason", msgs, stranded)
 	}
 	d, ok, err := ch.Get(queue, true)
 	if err != nil || !ok || string(d.Body) != fmt.Sprintf(`{"recordId":%d}`, pending) {
