@@ -29,10 +29,11 @@ func (i Isolation) KeyPrefix() string { return i.ID + ":" }
 // Queues maps the shim's queue variables to the run's queue names.
 func (i Isolation) Queues() map[string]string {
 	return map[string]string{
-		"TRIGGER_QUEUE": i.ID + ".report.trigger",
-		"RETRY_QUEUE":   i.ID + ".report.trigger.retry",
-		"WAIT_QUEUE":    i.ID + ".report.trigger.wait",
-		"PARKED_QUEUE":  i.ID + ".report.trigger.parked",
+		"TRIGGER_QUEUE":  i.ID + ".report.trigger",
+		"RETRY_QUEUE":    i.ID + ".report.trigger.retry",
+		"WAIT_QUEUE":     i.ID + ".report.trigger.wait",
+		"PARKED_QUEUE":   i.ID + ".report.trigger.parked",
+		"THROTTLE_QUEUE": i.ID + ".report.trigger.throttled",
 	}
 }
 

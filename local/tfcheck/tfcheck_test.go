@@ -47,7 +47,7 @@ func expect(t *testing.T) Expect {
 		EntryPoints:       fanoutexport.EntryPoints(),
 		Functions:         fns,
 		Topics:            topology.Topics(),
-		PullSubscriptions: []string{topology.SubParked},
+		PullSubscriptions: []string{topology.SubParked, topology.SubCompletedAMQP},
 		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
 		Env:               map[string]EnvRule{},
 		Secret: func(name string) bool {
