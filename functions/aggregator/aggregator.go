@@ -259,15 +259,15 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	if err != nil {
 		return err
 	}
-	if ok {
-		log.Info("report SUCCESS", "path", path, "rows", rows)
-	} else {
-		log.Warn("record was no longer PROCESSING; left as it is", "path", path)
-	}
 	e.deleteState(ctx, id, log)
 	// Acked only once announced; a redelivery finds the hash gone and
 	// the record final, and announces it again (gone).
-	return e.Announce.Announce(ctx, id, log)
+	if !ok {
+		log.Warn("record was no longer PROCESSING; left as it is", "path", path)
+		return e.Announce.Announce(ctx, id, log)
+	}
+	log.Info("report SUCCESS", "path", path, "rows", rows)
+	return e.Announce.Ended(ctx, id, log)
 }
 
 // gone handles a missing hash: a late duplicate after the record ended, or
@@ -296,13 +296,13 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 	if err != nil {
 		return err
 	}
-	if ok {
-		log.Error("report FAILED", "reason", reason)
-	} else {
-		log.Info("record already final; failure not recorded", "reason", reason)
-	}
 	e.deleteState(ctx, h.RecordID, log)
-	return e.Announce.Announce(ctx, h.RecordID, log)
+	if !ok {
+		log.Info("record already final; failure not recorded", "reason", reason)
+		return e.Announce.Announce(ctx, h.RecordID, log)
+	}
+	log.Error("report FAILED", "reason", reason)
+	return e.Announce.Ended(ctx, h.RecordID, log)
 }
 
 func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {

@@ -93,7 +93,7 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 	if err := e.State.Delete(ctx, h.RecordID); err != nil {
 		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
-	return e.announce.Announce(ctx, h.RecordID, log)
+	return e.announce.Ended(ctx, h.RecordID, log)
 }
 
 // reason names who failed. Pub/Sub's dead-letter attributes name the

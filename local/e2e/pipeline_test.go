@@ -164,6 +164,10 @@ func TestEveryMessageDeliveredTwice(t *testing.T) {
 		if n := countLogLines(t, e, "Aggregate", id, "report SUCCESS"); n != 1 {
 			t.Errorf("%s: aggregator marked record %d SUCCESS %d times, want 1", g.file, id, n)
 		}
+		// The outcome and duration metrics count this line: once per report.
+		if n := countLogLines(t, e, "Aggregate", id, "report final"); n != 1 {
+			t.Errorf("%s: %d \"report final\" lines for record %d, want 1", g.file, n, id)
+		}
 	}
 }
 

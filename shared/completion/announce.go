@@ -52,6 +52,25 @@ func (a *Announcer) Announce(ctx context.Context, id int64, log *slog.Logger) er
 	return a.Publish(ctx, ev, log)
 }
 
+// Ended announces a record the caller has just made final, and logs the
+// one "report final" line per record (status, reportType,
+// durationSeconds) that the module's outcome and duration metrics count.
+// A record found final again later is announced with Announce, which
+// logs no such line, so re-announcements are not counted twice.
+func (a *Announcer) Ended(ctx context.Context, id int64, log *slog.Logger) error {
+	rec, err := a.Records.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("announce record %d: %w", id, err)
+	}
+	log.Info("report final", "status", rec.Status.String(), "reportType", rec.ReportType,
+		"durationSeconds", rec.UpdatedAt.Sub(rec.CreatedAt).Seconds())
+	ev, err := FromRecord(rec)
+	if err != nil {
+		return err
+	}
+	return a.Publish(ctx, ev, log)
+}
+
 // Publish signs ev's link if configured and publishes ev. A link that
 // cannot be signed fails the announcement, so it is retried: with signing
 // configured, every SUCCESS event carries a link.

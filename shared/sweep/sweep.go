@@ -163,7 +163,7 @@ func (s *Sweeper) fail(ctx context.Context, log *slog.Logger, id int64, olderTha
 	// this run, and the record stays FAILED without its event.
 	if s.Announce == nil {
 		log.Error("record FAILED but not announced: the sweeper has no completion announcer")
-	} else if err := s.Announce.Announce(ctx, id, log); err != nil {
+	} else if err := s.Announce.Ended(ctx, id, log); err != nil {
 		*errs = append(*errs, err)
 	}
 	return true

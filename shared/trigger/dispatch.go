@@ -209,11 +209,12 @@ func (d *Dispatcher) Fail(ctx context.Context, id int64, reason string, log *slo
 	if err != nil {
 		return err
 	}
-	if ok {
-		log.Error("report FAILED", "reason", reason)
-		if err := d.State.Delete(ctx, id); err != nil {
-			log.Warn("could not delete the hash; its TTL will", "error", err)
-		}
+	if !ok {
+		return d.Announce.Announce(ctx, id, log)
 	}
-	return d.Announce.Announce(ctx, id, log)
+	log.Error("report FAILED", "reason", reason)
+	if err := d.State.Delete(ctx, id); err != nil {
+		log.Warn("could not delete the hash; its TTL will", "error", err)
+	}
+	return d.Announce.Ended(ctx, id, log)
 }
