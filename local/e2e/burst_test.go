@@ -34,9 +34,11 @@ const (
 // 25 rounds of 8 take seconds, not minutes.
 //
 // Goroutines: the function processes have no debug endpoint, so this test
-// cannot count theirs; the shim's consumer is checked in-process by
-// TestConsumerKeepsInFlightLimit in shared/trigger, which throttles the
-// same way and compares runtime.NumGoroutine with its baseline.
+// cannot count theirs. The shim's long-running process (the trigger
+// consumer and the completion forwarder, as local/cmd/shim runs them) is
+// checked in-process by TestConsumerKeepsInFlightLimit in shared/trigger:
+// the same burst and limit, then runtime.NumGoroutine back to its baseline
+// once both are stopped and closed.
 func TestBurstWithInFlightLimit(t *testing.T) {
 	t.Parallel()
 	var throttleQueue string
