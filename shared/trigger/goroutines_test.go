@@ -151,7 +151,9 @@ func TestConsumerKeepsInFlightLimit(t *testing.T) {
 	if err := completion.Declare(ch, cfg.CompletedExchange); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(events, false, true, false, false, nil); err != nil {
+	// Exclusive: gone with the test's connection (auto-delete needs a
+	// consumer, and the test reads with basic.get).
+	if _, err := ch.QueueDeclare(events, false, false, true, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.QueueBind(events, "", cfg.CompletedExchange, false, nil); err != nil {
