@@ -20,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
@@ -48,6 +49,13 @@ type Client struct {
 	Where map[Server]string
 	DB    *sql.DB
 	Redis redis.Cmdable
+	// PubSub is where Announce publishes completion events
+	// (GOOGLE_CLOUD_PROJECT, PUBSUB_NAME_PREFIX; PUBSUB_EMULATOR_HOST is
+	// read by the Pub/Sub client).
+	PubSub config.PubSub
+	// Completion is how Sign signs links (SIGNED_URL_*).
+	Completion config.Completion
+	lazy       lazy
 }
 
 // Request inserts a PENDING record and publishes its ID, as upstream does.

@@ -17,6 +17,7 @@ const (
 	Redis        Server = "Redis (the report state)"
 	RabbitMQ     Server = "RabbitMQ (the trigger queues)"
 	CloudStorage Server = "Cloud Storage (the CSVs)"
+	PubSub       Server = "Pub/Sub (the completion events)"
 )
 
 // Unreachable means a server could not be reached (or refused the

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/client"
 	"github.com/fanoutexport/fanoutexport/local/reportctl"
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/signing"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
@@ -55,10 +58,20 @@ type ctlResult struct {
 	code           int
 }
 
+// ctlProject is the e2e stacks' GOOGLE_CLOUD_PROJECT.
+const ctlProject = "e2e-project"
+
+// ctlTTL is the SIGNED_URL_TTL reportctl signs links with, other than the
+// functions' (signedTTL), so the link's lifetime is the tool's.
+const ctlTTL = 45 * time.Minute
+
 // ctlEnv is the environment an operator would set for e's stack: the
-// functions' variables, and where the Cloud Storage emulator listens.
+// functions' variables, and where the emulators listen.
 func (e *env) ctlEnv(extra ...string) []string {
-	vars := append(e.iso.Env(), "STORAGE_EMULATOR_HOST="+strings.TrimPrefix(e.stack.StorageURL, "http://"))
+	vars := append(e.iso.Env(),
+		"STORAGE_EMULATOR_HOST="+strings.TrimPrefix(e.stack.StorageURL, "http://"),
+		"PUBSUB_EMULATOR_HOST="+e.stack.PubSubAddr,
+		"GOOGLE_CLOUD_PROJECT="+ctlProject)
 	return append(vars, extra...)
 }
 
@@ -282,7 +295,9 @@ func TestReportctl(t *testing.T) {
 	r := e.ctl([]string{"REDIS_ADDR=" + down}, "status", strconv.FormatInt(id, 10))
 	wantUnreachable(t, r, "Redis", down+" (REDIS_ADDR)")
 
-	// fetch refuses a report with no file yet; cancel ends it.
+	// fetch refuses a report with no file yet; cancel ends it and
+	// announces the end on report-completed (and the shim forwards it).
+	ev := listen(t, e)
 	e.ctlWant(1, "fetch", strconv.FormatInt(id, 10))
 	c := e.ctlWant(0, "cancel", strconv.FormatInt(id, 10))
 	if !strings.Contains(c.stderr, "cancelled") {
@@ -306,6 +321,29 @@ func TestReportctl(t *testing.T) {
 	if r := e.ctlWant(1, "status", strconv.FormatInt(id, 10)); !strings.Contains(r.stdout, "reason") || !strings.Contains(r.stdout, reportctl.CancelReason) {
 		t.Errorf("status of the cancelled record:\n%s", r.stdout)
 	}
+	// The event is the contract's FAILED body built from the row, with
+	// the operator's reason; expect checks it on Pub/Sub and RabbitMQ.
+	ev.expect(e, cancelled, "")
+
+	// Pub/Sub unreachable while cancelling a PENDING record nobody
+	// triggered: it ends FAILED, exit 3 names Pub/Sub and says how to have
+	// it announced; publishing its ID does, through the shim.
+	pending, err := e.client.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.FormatInt(pending, 10)
+	r = e.ctl([]string{"PUBSUB_EMULATOR_HOST=" + down}, "cancel", pid)
+	wantUnreachable(t, r, "Pub/Sub", down+" (PUBSUB_EMULATOR_HOST)")
+	if !strings.Contains(r.stderr, "reportctl publish "+pid) {
+		t.Errorf("cancel without Pub/Sub does not say how to announce the record:\n%s", r.stderr)
+	}
+	prec, err := e.client.Records.Get(ctx, pending)
+	if err != nil || prec.Status != record.Failed || prec.FailReason != reportctl.CancelReason {
+		t.Fatalf("record cancelled without Pub/Sub = %+v, %v; want FAILED %q", prec, err, reportctl.CancelReason)
+	}
+	e.ctlWant(0, "publish", pid)
+	ev.expect(e, prec, "")
 
 	// Only PENDING or PROCESSING records are cancelled; only FAILED retried.
 	for _, args := range [][]string{
@@ -356,6 +394,54 @@ func TestReportctl(t *testing.T) {
 		t.Errorf("fetch -out wrote %q (%v)", got, err)
 	}
 	e.ctlWant(2, "fetch", okID, "-json")
+
+	// fetch -url: a V4 link signed with the key the operator was given,
+	// valid for SIGNED_URL_TTL, that fetches the CSV from the emulator.
+	key, keyFile, err := signing.NewSigningKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signEnv := []string{"SIGNED_URL_TTL=" + ctlTTL.String(), "SIGNED_URL_KEY_FILE=" + keyFile, "SIGNED_URL_ACCESS_ID=" + signing.SigningAccessID}
+	u := e.ctl(signEnv, "fetch", okID, "-url")
+	if u.code != 0 {
+		t.Fatalf("fetch -url exited %d:\n%s", u.code, u.stderr)
+	}
+	link := strings.TrimSpace(u.stdout)
+	signed, err := signing.VerifySignedURL(link, &key.PublicKey)
+	if err != nil {
+		t.Fatalf("fetch -url printed %q: %v", u.stdout, err)
+	}
+	if signed.Expires != ctlTTL || signed.AccessID != signing.SigningAccessID {
+		t.Errorf("signed link: X-Goog-Expires %s as %s, want SIGNED_URL_TTL %s as %s", signed.Expires, signed.AccessID, ctlTTL, signing.SigningAccessID)
+	}
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, golden) {
+		t.Errorf("GET the signed link: %s %q (%v), want the golden CSV", resp.Status, body, err)
+	}
+	var uj reportctl.Fetched
+	if err := json.Unmarshal([]byte(e.ctl(signEnv, "fetch", okID, "-url", "-json").stdout), &uj); err != nil {
+		t.Fatalf("fetch -url -json: %v", err)
+	}
+	ujSigned, err := signing.VerifySignedURL(uj.URL, &key.PublicKey)
+	if err != nil {
+		t.Fatalf("fetch -url -json link %q: %v", uj.URL, err)
+	}
+	wantExpires := ujSigned.Date.Add(ctlTTL).UTC().Format(reportctl.TimeFormat)
+	if want := (reportctl.Fetched{ID: ok.ID, FilePath: ok.FilePath, RowCount: goldenRows, URL: uj.URL, Expires: wantExpires}); uj != want {
+		t.Errorf("fetch -url -json = %+v, want %+v", uj, want)
+	}
+	// Only a SUCCESS has a link; without SIGNED_URL_TTL there is none.
+	if r := e.ctl(signEnv, "fetch", strconv.FormatInt(id, 10), "-url"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "FAILED") {
+		t.Errorf("fetch -url of a FAILED record: exit %d, stdout %q, stderr %q; want 1 and no link", r.code, r.stdout, r.stderr)
+	}
+	if r := e.ctlWant(2, "fetch", okID, "-url"); !strings.Contains(r.stderr, "SIGNED_URL_TTL") {
+		t.Errorf("fetch -url without SIGNED_URL_TTL said %q", r.stderr)
+	}
 	r = e.ctl([]string{"STORAGE_EMULATOR_HOST=" + down}, "fetch", okID)
 	wantUnreachable(t, r, "Cloud Storage", down)
 

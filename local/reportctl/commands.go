@@ -250,7 +250,10 @@ func (k *cmd) describe(rec record.Record, p *client.Progress) {
 
 // --- fetch ---
 
-func (k *cmd) fetch(ctx context.Context, id int64, out string) error {
+func (k *cmd) fetch(ctx context.Context, id int64, out string, link bool) error {
+	if link && k.c.Completion.SignedURLTTL <= 0 {
+		return usagef("fetch -url: %w", client.ErrNoSigning)
+	}
 	if err := k.c.Ping(ctx, client.MariaDB); err != nil {
 		return err
 	}
@@ -260,6 +263,18 @@ func (k *cmd) fetch(ctx context.Context, id int64, out string) error {
 	}
 	if err := hasFile(rec); err != nil {
 		return err
+	}
+	if link {
+		l, err := k.c.Sign(ctx, rec.FilePath)
+		if err != nil {
+			return fmt.Errorf("fetch -url %d: %w", id, err)
+		}
+		if k.asJSON {
+			return k.printJSON(Fetched{ID: rec.ID, FilePath: rec.FilePath, RowCount: rec.RowCount, URL: l.URL, Expires: l.Expires.UTC().Format(TimeFormat)})
+		}
+		fmt.Fprintln(k.o.Stdout, l.URL)
+		fmt.Fprintf(k.o.Stderr, "signed link to %s, valid until %s (SIGNED_URL_TTL %s)\n", rec.FilePath, l.Expires.UTC().Format(TimeFormat), k.c.Completion.SignedURLTTL)
+		return nil
 	}
 	body, err := k.c.Fetch(ctx, rec.FilePath)
 	if err != nil {
@@ -408,10 +423,21 @@ func (k *cmd) cancel(ctx context.Context, id int64) error {
 		}
 		return refusedf("record %d became %s meanwhile: only PENDING or PROCESSING records are cancelled", id, rec.Status)
 	}
-	// Final first, then the hash, as every function ends a report: a
-	// listener still running finds the record final and stops.
+	// Final first, then the hash, then the event, as every function ends
+	// a report: a listener still running finds the record final and stops.
+	// The event goes out even when the hash could not be removed (its TTL
+	// will): the record is final either way.
+	var errs []error
 	if err := k.c.State.Delete(ctx, id); err != nil {
-		return fmt.Errorf("record %d is FAILED (cancelled) but its Redis state was not removed (it expires with its TTL): %w", id, k.c.Classify(client.Redis, err))
+		errs = append(errs, fmt.Errorf("record %d is FAILED (cancelled) but its Redis state was not removed (it expires with its TTL): %w", id, k.c.Classify(client.Redis, err)))
+	}
+	if err := k.c.Announce(ctx, id); err != nil {
+		// Nothing retries the CLI; a trigger naming a final record makes
+		// the shim announce it.
+		errs = append(errs, fmt.Errorf("record %d is FAILED (cancelled) but its completion event was not published; `reportctl publish %d` has the shim announce it: %w", id, id, err))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	if rec, err = k.c.Records.Get(ctx, id); err != nil {
 		return k.c.Classify(client.MariaDB, err)
@@ -419,7 +445,7 @@ func (k *cmd) cancel(ctx context.Context, id int64) error {
 	if k.asJSON {
 		return k.printJSON(recordJSON(rec, nil))
 	}
-	fmt.Fprintf(k.o.Stderr, "record %d cancelled: FAILED (%s), its Redis state removed\n", id, rec.FailReason)
+	fmt.Fprintf(k.o.Stderr, "record %d cancelled: FAILED (%s), its Redis state removed, its completion event published\n", id, rec.FailReason)
 	return nil
 }
 

@@ -56,10 +56,13 @@ const Usage = `usage: reportctl COMMAND [flags]
                         then save the CSV (to -out, else stdout)
   status ID             status, stage, listeners done and missing, fail reason, file, rows, times
   fetch ID [-out FILE]  download the CSV (to -out, else stdout)
+  fetch ID -url         print a V4 signed link to the CSV, valid for SIGNED_URL_TTL (locally also
+                        SIGNED_URL_KEY_FILE and SIGNED_URL_ACCESS_ID, as make up prints them)
   list [-status S] [-since 24h] [-limit 50]
                         recent records, newest first (-since 0: any age)
   retry ID              FAILED records only: a new record with the same type and params, requested
-  cancel ID             a PENDING or PROCESSING record ends FAILED ("cancelled by operator")
+  cancel ID             a PENDING or PROCESSING record ends FAILED ("cancelled by operator"),
+                        its hash removed and its completion event published
   parked [-limit 100] [-requeue N]
                         list the parked triggers with their reasons; -requeue N moves the Nth back
                         to the trigger queue
@@ -69,7 +72,8 @@ Every command takes -json: one JSON object on stdout (an array for list and park
 the final record; a CSV only through -out).
 Exit codes: 0 ok, 1 report FAILED or request refused, 2 usage, 3 a server unreachable, 4 not found.
 Servers come from the functions' variables (RECORD_DSN, REDIS_ADDR, AMQP_URL, TRIGGER_QUEUE,
-PARKED_QUEUE, ...), by default the local stack's (make up).
+PARKED_QUEUE, GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST, PUBSUB_NAME_PREFIX, ...), by default
+the local stack's (make up).
 `
 
 // exitError carries an exit code; quiet means the message was already shown.
@@ -176,15 +180,19 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 		}
 	case "fetch":
 		out := fs.String("out", "", "write the CSV here (default: stdout, unless -json)")
+		link := fs.Bool("url", false, "print a signed link to the CSV instead (valid for SIGNED_URL_TTL)")
 		do = func(ctx context.Context, pos []string) error {
 			id, err := oneID(name, pos)
 			if err != nil {
 				return err
 			}
-			if k.asJSON && *out == "" {
+			if *link && *out != "" {
+				return usagef("fetch -url prints a link; it takes no -out")
+			}
+			if k.asJSON && *out == "" && !*link {
 				return usagef("fetch -json writes the CSV only to -out FILE")
 			}
-			return k.fetch(ctx, id, *out)
+			return k.fetch(ctx, id, *out, *link)
 		}
 	case "list":
 		status := fs.String("status", "", "only records in this status (PENDING, PROCESSING, SUCCESS, FAILED)")
