@@ -27,6 +27,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/local/signing"
 	"github.com/fanoutexport/fanoutexport/local/stack"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -107,12 +108,24 @@ func run(ctx context.Context, args []string) error {
 	if err := config.Load(ctx, &bucket); err != nil {
 		return err
 	}
+	// The signing key the functions sign download links with, in the
+	// work directory so that an operator's reportctl (fetch -url) can sign
+	// with it too. It replaces the key the stack makes for itself (Env
+	// comes after the stack's variables, and the last one counts), whose
+	// file the stack does not expose.
+	work, _ := filepath.Abs(*workdir)
+	_, keyFile, err := signing.NewSigningKey(work)
+	if err != nil {
+		return err
+	}
+	signEnv := []string{"SIGNED_URL_KEY_FILE=" + keyFile, "SIGNED_URL_ACCESS_ID=" + signing.SigningAccessID}
 	step("starting the emulators, %d functions, the push relay, the shim and the sweeper", len(topology.Functions()))
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: bin, Project: envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
 		PubSubAddr: pubsubAddr, GCSHost: host, GCSPort: gcsPort, Bucket: bucket.Bucket,
 		NamePrefix: os.Getenv("PUBSUB_NAME_PREFIX"), Backoff: *backoff, SweepEvery: *sweepEvery, LogDir: logs, Log: log,
+		Env: signEnv,
 	})
 	if err != nil {
 		return fmt.Errorf("%w (is `make up` already running? its ports are taken)", err)
@@ -133,7 +146,16 @@ func run(ctx context.Context, args []string) error {
 	defer closeFn()
 
 	if mode == "up" {
-		fmt.Fprintf(os.Stderr, "\nRequest a report from another shell:\n  go run ./local/cmd/reportctl request -type withdraw_by_tag -params '%s' -out report.csv\nCtrl-C stops the stack.\n", seed.Params)
+		envFile, err := writeCtlEnv(work, st, signEnv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "\nRequest a report from another shell:\n  go run ./local/cmd/reportctl request -type withdraw_by_tag -params '%s' -out report.csv\n", seed.Params)
+		fmt.Fprintf(os.Stderr, "For a signed link (reportctl fetch ID -url), export there what %s holds:\n", envFile)
+		for _, kv := range ctlSigningEnv(signEnv) {
+			fmt.Fprintf(os.Stderr, "  export %s\n", kv)
+		}
+		fmt.Fprintf(os.Stderr, "  (or: . %s)\nCtrl-C stops the stack.\n", envFile)
 		<-ctx.Done()
 		step("stopping")
 		return nil
@@ -151,6 +173,38 @@ func run(ctx context.Context, args []string) error {
 	step("demo done: every report type reached SUCCESS")
 	return nil
 }
+
+// ctlSigningEnv is what reportctl needs to sign links as the stack's
+// functions do: the lifetime (SIGNED_URL_TTL from this environment, else
+// an hour), the key file and the account name.
+func ctlSigningEnv(signEnv []string) []string {
+	return append([]string{"SIGNED_URL_TTL=" + envOr("SIGNED_URL_TTL", "1h")}, signEnv...)
+}
+
+// writeCtlEnv writes dir/reportctl.env: the export lines reportctl needs
+// for st beyond its defaults, the signing variables and where the
+// emulators listen (which matter when make up was given other addresses).
+func writeCtlEnv(dir string, st *stack.Stack, signEnv []string) (string, error) {
+	var b strings.Builder
+	b.WriteString("# Written by `make up` for this run of the stack: `. " + filepath.Join(dir, "reportctl.env") + "` in another shell, then reportctl.\n")
+	vars := append(ctlSigningEnv(signEnv),
+		"STORAGE_EMULATOR_HOST="+strings.TrimPrefix(st.StorageURL, "http://"),
+		"PUBSUB_EMULATOR_HOST="+st.PubSubAddr,
+		"GOOGLE_CLOUD_PROJECT="+envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
+		"PUBSUB_NAME_PREFIX="+os.Getenv("PUBSUB_NAME_PREFIX"))
+	for _, kv := range vars {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(v))
+	}
+	path := filepath.Join(dir, "reportctl.env")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func seedDemo(ctx context.Context, dsns schema.DSNs) error {
 	user, err := serverenv.OpenDB(dsns.Sources["plt_user"])
