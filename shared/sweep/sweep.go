@@ -36,6 +36,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 // ReasonLost is the fail reason of a PROCESSING record without its hash.
@@ -237,19 +238,8 @@ func (p *publisher) close() { p.conn.Close() }
 // publish sends the trigger {"recordId":id}, persistent, and waits for the
 // broker's confirm.
 func (p *publisher) publish(ctx context.Context, queue string, id int64) error {
-	conf, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, amqp.Publishing{
+	return trigger.PublishConfirmed(ctx, p.ch, queue, amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent,
 		Body: []byte(`{"recordId":` + strconv.FormatInt(id, 10) + `}`),
 	})
-	if err != nil {
-		return fmt.Errorf("amqp publish to %s: %w", queue, err)
-	}
-	ok, err := conf.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("amqp confirm from %s: %w", queue, err)
-	}
-	if !ok {
-		return fmt.Errorf("amqp publish to %s: nacked by broker", queue)
-	}
-	return nil
 }

@@ -391,9 +391,16 @@ func (c *Consumer) republish(ctx context.Context, pub *amqp.Channel, queue strin
 	for k, v := range trace {
 		h[k] = v
 	}
-	conf, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, amqp.Publishing{
+	return PublishConfirmed(ctx, pub, queue, amqp.Publishing{
 		Headers: h, ContentType: dl.ContentType, Body: dl.Body, DeliveryMode: amqp.Persistent, MessageId: dl.MessageId,
 	})
+}
+
+// PublishConfirmed publishes p to queue through the default exchange, on a
+// channel already in confirm mode, and waits for the broker's confirm: a
+// trigger is acked, or a record moved on, only once its copy is durable.
+func PublishConfirmed(ctx context.Context, ch *amqp.Channel, queue string, p amqp.Publishing) error {
+	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, p)
 	if err != nil {
 		return fmt.Errorf("amqp publish to %s: %w", queue, err)
 	}
@@ -402,7 +409,7 @@ func (c *Consumer) republish(ctx context.Context, pub *amqp.Channel, queue strin
 		return fmt.Errorf("amqp confirm from %s: %w", queue, err)
 	}
 	if !ok {
-		return fmt.Errorf("amqp publish to %s: nacked by broker", queue)
+		return fmt.Errorf("amqp publish to %s: nacked by the broker", queue)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package trigger
+package trigger_test
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fanoutexport/fanoutexport/shared/trigger"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
@@ -48,9 +50,9 @@ const (
 // record SUCCESS and dispatched exactly once; every completion event
 // forwarded once; no trigger and no Redis key left; and, once Run returned
 // and both were closed, runtime.NumGoroutine back to the baseline taken
-// after the test's own clients existed and before NewConsumer.
+// after the test's own clients existed and before trigger.NewConsumer.
 //
-// Not parallel: NewConsumer finds pstest through PUBSUB_EMULATOR_HOST, and
+// Not parallel: trigger.NewConsumer finds pstest through PUBSUB_EMULATOR_HOST, and
 // goroutines of tests running beside it would blur the count.
 func TestConsumerKeepsInFlightLimit(t *testing.T) {
 	ctx, cancelAll := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -144,7 +146,7 @@ func TestConsumerKeepsInFlightLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := DeclareTrigger(ch, cfg.TriggerQueue); err != nil {
+	if err := trigger.DeclareTrigger(ch, cfg.TriggerQueue); err != nil {
 		t.Fatal(err)
 	}
 	// The upstream's side of the completion exchange.
@@ -173,7 +175,7 @@ func TestConsumerKeepsInFlightLimit(t *testing.T) {
 
 	baseline := runtime.NumGoroutine()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := NewConsumer(ctx, cfg, log)
+	c, err := trigger.NewConsumer(ctx, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
