@@ -89,7 +89,9 @@ func TestDrainTriggers(t *testing.T) {
 	if err := completion.Declare(ch, iso.CompletedExchange()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(events, false, true, false, false, nil); err != nil {
+	// Exclusive: gone with the connection (auto-delete never fires for a
+	// queue only read with basic.get).
+	if _, err := ch.QueueDeclare(events, false, false, true, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.QueueBind(events, "", iso.CompletedExchange(), false, nil); err != nil {
