@@ -23,7 +23,7 @@ func TestDeclareTriggerPassivelyWhenDeployed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() }) // registered first, so it runs after the queues are deleted
 	base := fmt.Sprintf("declaretest.%d", rand.Uint64())
 	cfg := config.Shim{TriggerQueue: base + ".trigger", RetryQueue: base + ".retry", WaitQueue: base + ".wait", ParkedQueue: base + ".parked",
 		RetryDelay: 60e9, NotFoundDelay: 5e9}
@@ -35,12 +35,17 @@ func TestDeclareTriggerPassivelyWhenDeployed(t *testing.T) {
 		return ch
 	}
 	t.Cleanup(func() {
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range []string{cfg.TriggerQueue, cfg.RetryQueue, cfg.WaitQueue, cfg.ParkedQueue} {
-			ch.QueueDelete(q, false, false, false)
+		// A channel per queue: a failed delete closes its channel.
+		for _, q := range []string{cfg.TriggerQueue, cfg.RetryQueue, cfg.WaitQueue, cfg.ParkedQueue, cfg.TriggerQueue + ".throttled"} {
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Errorf("cleanup: %v", err)
+				return
+			}
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("cleanup: delete %s: %v", q, err)
+			}
+			ch.Close()
 		}
 	})
 
