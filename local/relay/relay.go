@@ -501,7 +501,9 @@ func (x *run) post(ctx context.Context, rt *route, m *pubsubpb.PubsubMessage, bo
 	if err != nil {
 		// Function down, slow or crashed mid-request: a nack, as in production.
 		d.Err = err
-		log.Warn("relay push failed", "url", rt.URL, "attempt", attempt, "err", err)
+		if ctx.Err() == nil { // not the stack shutting down
+			log.Warn("relay push failed", "url", rt.URL, "attempt", attempt, "err", err)
+		}
 		return false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseDrain))
