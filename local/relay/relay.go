@@ -501,7 +501,7 @@ func (x *run) post(ctx context.Context, rt *route, m *pubsubpb.PubsubMessage, bo
 	if err != nil {
 		// Function down, slow or crashed mid-request: a nack, as in production.
 		d.Err = err
-		if ctx.Err() == nil { // not the stack shutting down
+		if !errors.Is(ctx.Err(), context.Canceled) { // not the stack shutting down (a timeout is still a failure)
 			log.Warn("relay push failed", "url", rt.URL, "attempt", attempt, "err", err)
 		}
 		return false
