@@ -12,6 +12,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/local/client"
 	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 // TimeFormat is how times are shown: RFC 3339 in UTC with milliseconds.
@@ -462,25 +463,45 @@ func (k *cmd) parked(ctx context.Context, limit int) error {
 		}
 		return k.printJSON(ps)
 	}
+	parkedSub := topology.Names{Prefix: k.c.PubSub.NamePrefix}.Sub(topology.SubParked)
 	if len(ps) == 0 {
-		fmt.Fprintf(k.o.Stderr, "no parked triggers in %s\n", k.c.ParkedQueue)
+		fmt.Fprintf(k.o.Stderr, "no parked triggers in %s, no parked messages in %s\n", k.c.ParkedQueue, parkedSub)
 		return nil
 	}
 	w := tabwriter.NewWriter(k.o.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POS\tBODY\tREASON")
+	fmt.Fprintln(w, "REQUEUE\tWHERE\tRECORD\tHANDLER\tSUBSCRIPTION\tBODY\tREASON")
+	triggers := 0
 	for _, p := range ps {
-		fmt.Fprintf(w, "%d\t%s\t%s\n", p.Position, strconv.Quote(oneLine(p.Body, 40)), p.Reason)
+		where, rec := k.c.ParkedQueue, "-"
+		if p.Where == client.InPubSub {
+			where = parkedSub
+		} else {
+			triggers++
+		}
+		if p.RecordID > 0 {
+			rec = strconv.FormatInt(p.RecordID, 10)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Requeue, where, rec, orDash(p.Handler), orDash(p.Subscription), strconv.Quote(oneLine(p.Body, 40)), oneLine(p.Reason, 160))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(k.o.Stderr, "%d parked in %s; after a fix, `reportctl parked -requeue POS` moves one back to %s\n", len(ps), k.c.ParkedQueue, k.c.TriggerQueue)
+	fmt.Fprintf(k.o.Stderr, "%d parked in %s, %d in %s; after a fix, `reportctl parked -requeue REQUEUE` moves one back (a trigger to %s, a message to the topic it was parked from)\n",
+		triggers, k.c.ParkedQueue, len(ps)-triggers, parkedSub, k.c.TriggerQueue)
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // Requeued is what parked -requeue -json prints.
 type Requeued struct {
 	client.Parked
+	// Queue is the trigger queue, or the topic a message went back to.
 	Queue string `json:"requeuedTo"`
 }
 
@@ -493,6 +514,18 @@ func (k *cmd) requeue(ctx context.Context, n int) error {
 		return k.printJSON(Requeued{Parked: p, Queue: k.c.TriggerQueue})
 	}
 	fmt.Fprintf(k.o.Stderr, "moved parked trigger %d (body %q, parked because: %s) back to %s\n", n, oneLine(p.Body, 40), p.Reason, k.c.TriggerQueue)
+	return nil
+}
+
+func (k *cmd) requeueMessage(ctx context.Context, id string) error {
+	p, topic, err := k.c.RequeueMessage(ctx, id)
+	if err != nil {
+		return err
+	}
+	if k.asJSON {
+		return k.printJSON(Requeued{Parked: p, Queue: topic})
+	}
+	fmt.Fprintf(k.o.Stderr, "moved parked message %s (body %q, parked by %s because: %s) back to topic %s, which %s reads\n", id, oneLine(p.Body, 40), p.Handler, p.Reason, topic, p.Subscription)
 	return nil
 }
 

@@ -29,7 +29,7 @@ const (
 	ExitFailed      = 1 // the report FAILED, the request was refused, or another error
 	ExitUsage       = 2
 	ExitUnreachable = 3 // a server could not be reached
-	ExitNotFound    = 4 // no such record, object or parked trigger
+	ExitNotFound    = 4 // no such record, object, parked trigger or parked message
 )
 
 // CancelReason is the fail_reason of a record the operator cancelled.
@@ -63,9 +63,11 @@ const Usage = `usage: reportctl COMMAND [flags]
   retry ID              FAILED records only: a new record with the same type and params, requested
   cancel ID             a PENDING or PROCESSING record ends FAILED ("cancelled by operator"),
                         its hash removed and its completion event published
-  parked [-limit 100] [-requeue N]
-                        list the parked triggers with their reasons; -requeue N moves the Nth back
-                        to the trigger queue
+  parked [-limit 100] [-requeue N | -requeue pubsub:MESSAGE_ID]
+                        list the parked triggers (RabbitMQ) and messages (Pub/Sub) with their
+                        reasons, up to -limit of each; after a fix, -requeue N moves the Nth trigger
+                        back to the trigger queue, -requeue pubsub:ID the message back to the topic
+                        it was parked from
   publish BODY          publish a raw trigger body
 
 Every command takes -json: one JSON object on stdout (an array for list and parked; for request
@@ -236,7 +238,7 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 		}
 	case "parked":
 		limit := fs.Int("limit", 100, "list at most this many")
-		requeue := fs.Int("requeue", 0, "move the trigger at this position (as listed) back to the trigger queue")
+		requeue := fs.String("requeue", "", "after a fix, move one back: N, the trigger at this position (as listed), to the trigger queue; pubsub:MESSAGE_ID, the message, to the topic it was parked from")
 		do = func(ctx context.Context, pos []string) error {
 			if len(pos) != 0 {
 				return usagef("parked takes no arguments, got %q", pos)
@@ -244,13 +246,23 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 			if *limit < 1 {
 				return usagef("parked: -limit %d is not positive", *limit)
 			}
-			if *requeue < 0 {
-				return usagef("parked: -requeue %d: positions start at 1", *requeue)
+			if *requeue == "" {
+				return k.parked(ctx, *limit)
 			}
-			if *requeue > 0 {
-				return k.requeue(ctx, *requeue)
+			if id, ok := strings.CutPrefix(*requeue, client.InPubSub+":"); ok {
+				if id == "" {
+					return usagef("parked: -requeue pubsub: needs the message ID, as listed")
+				}
+				return k.requeueMessage(ctx, id)
 			}
-			return k.parked(ctx, *limit)
+			n, err := strconv.Atoi(strings.TrimPrefix(*requeue, client.InRabbitMQ+":"))
+			if err != nil {
+				return usagef("parked: -requeue %q is neither a position (N) nor pubsub:MESSAGE_ID", *requeue)
+			}
+			if n < 1 {
+				return usagef("parked: -requeue %d: positions start at 1", n)
+			}
+			return k.requeue(ctx, n)
 		}
 	case "publish":
 		do = func(ctx context.Context, pos []string) error {

@@ -48,6 +48,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"request"}, 2, "-params is required"},
 		{[]string{"request", "-params", "{"}, 2, "not JSON"},
 		{[]string{"parked", "-requeue", "-1"}, 2, "positions start at 1"},
+		{[]string{"parked", "-requeue", "0"}, 2, "positions start at 1"},
+		{[]string{"parked", "-requeue", "x"}, 2, "neither a position"},
+		{[]string{"parked", "-requeue", "pubsub:"}, 2, "needs the message ID"},
 		{[]string{"publish"}, 2, "one BODY"},
 		{[]string{"cancel", "-h"}, 0, "-json"},
 	}
