@@ -20,14 +20,19 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/reportctl"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/signing"
+	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 var (
@@ -465,7 +470,7 @@ func TestReportctl(t *testing.T) {
 	}
 	var parked []client.Parked
 	for deadline := time.Now().Add(30 * time.Second); len(parked) < 2; time.Sleep(100 * time.Millisecond) {
-		parked = ctlJSON[[]client.Parked](e, 0, "parked")
+		parked = parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InRabbitMQ)
 		if time.Now().After(deadline) {
 			t.Fatalf("parked = %+v, want 2 triggers", parked)
 		}
@@ -474,8 +479,8 @@ func TestReportctl(t *testing.T) {
 	pos := map[string]int{}
 	for i, p := range parked {
 		reasons[p.Body], pos[p.Body] = p.Reason, p.Position
-		if p.Position != i+1 {
-			t.Errorf("parked[%d].Position = %d", i, p.Position)
+		if p.Position != i+1 || p.Requeue != strconv.Itoa(i+1) {
+			t.Errorf("parked[%d]: position %d, requeue %q", i, p.Position, p.Requeue)
 		}
 	}
 	for body, want := range map[string]string{"hello": "not a trigger", strconv.Itoa(missing): "no record 99999999"} {
@@ -484,7 +489,7 @@ func TestReportctl(t *testing.T) {
 		}
 	}
 	// Listing leaves them in place.
-	if again := ctlJSON[[]client.Parked](e, 0, "parked"); len(again) != 2 {
+	if again := parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InRabbitMQ); len(again) != 2 {
 		t.Errorf("second listing = %+v, want the same 2", again)
 	}
 	pt := e.ctlWant(0, "parked")
@@ -507,7 +512,7 @@ func TestReportctl(t *testing.T) {
 	if rec := e.wait(missing, 60*time.Second); rec.Status != record.Success || rec.RowCount != goldenRows {
 		t.Errorf("requeued trigger's record ended %s %q, want SUCCESS", rec.Status, rec.FailReason)
 	}
-	if left := ctlJSON[[]client.Parked](e, 0, "parked"); len(left) != 1 || left[0].Body != "hello" {
+	if left := parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InRabbitMQ); len(left) != 1 || left[0].Body != "hello" {
 		t.Errorf("parked after requeue = %+v, want only hello", left)
 	}
 	e.ctlWant(4, "parked", "-requeue", "5")
@@ -515,6 +520,77 @@ func TestReportctl(t *testing.T) {
 	wantUnreachable(t, r, "RabbitMQ", down)
 	r = e.ctl([]string{"RECORD_DSN=root@tcp(" + down + ")/plt_report"}, "list")
 	wantUnreachable(t, r, "MariaDB", down+"/plt_report (RECORD_DSN)")
+
+	// parked on Pub/Sub: the aggregator parks a "done" message of a record
+	// that does not exist; listed with its reason and where it came from,
+	// left in place; after a fix (the record now exists, PROCESSING, with
+	// no state in Redis) it is requeued to report-aggregate and the
+	// aggregator consumes it: it ends the record FAILED, state lost.
+	const orphan = 99999998
+	ps, err := pubsub.NewClient(ctx, ctlProject, emulators.PubSubOptions(e.stack.PubSubAddr)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	done := message.Done{V: message.SchemaVersion, RecordID: orphan, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw"}
+	doneBody := fmt.Sprintf(`{"v":1,"recordId":%d,"reportType":"withdraw_by_tag","stage":1,"source":"plt_fund.vs_withdraw"}`, orphan)
+	if _, err := ps.Publisher(topology.TopicAggregate).Publish(ctx, &pubsub.Message{Data: []byte(doneBody), Attributes: done.Attributes()}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []client.Parked
+	for deadline := time.Now().Add(30 * time.Second); len(msgs) == 0; time.Sleep(100 * time.Millisecond) {
+		msgs = parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InPubSub)
+		if time.Now().After(deadline) {
+			t.Fatal("the aggregator's parked message never showed in `reportctl parked`")
+		}
+	}
+	pm := msgs[0]
+	wantPM := client.Parked{
+		Where: client.InPubSub, Requeue: "pubsub:" + pm.MessageID, Body: doneBody, Reason: state.AggregatorName + ": no record 99999998",
+		MessageID: pm.MessageID, Timestamp: pm.Timestamp, Handler: state.AggregatorName, Subscription: topology.SubAggregate, RecordID: orphan,
+	}
+	if diff := cmp.Diff([]client.Parked{wantPM}, msgs); diff != "" || pm.MessageID == "" || pm.Timestamp.IsZero() {
+		t.Errorf("parked messages (-want +got):\n%s", diff)
+	}
+	// Listing gave it back: it is listed again, and in the table.
+	if again := parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InPubSub); len(again) != 1 || again[0].MessageID != pm.MessageID {
+		t.Errorf("second listing of the parked messages = %+v, want %s again", again, pm.MessageID)
+	}
+	pt = e.ctlWant(0, "parked")
+	for _, want := range []string{"pubsub:" + pm.MessageID, "report-parked-hold", "99999998", "aggregate", "no record 99999998", `"hello"`} {
+		if !strings.Contains(pt.stdout, want) {
+			t.Errorf("parked does not say %q:\n%s", want, pt.stdout)
+		}
+	}
+	t.Logf("reportctl parked (a trigger and a message):\n%s", pt.stdout)
+	e.ctlWant(4, "parked", "-requeue", "pubsub:no-such-message")
+	if _, err := db.ExecContext(ctx, `INSERT INTO file_download_record (id, report_type, params, status) VALUES (?, 'withdraw_by_tag', ?, ?)`, orphan, seed.Params, int(record.Processing)); err != nil {
+		t.Fatal(err)
+	}
+	prq := ctlJSON[reportctl.Requeued](e, 0, "parked", "-requeue", "pubsub:"+pm.MessageID)
+	if prq.Queue != topology.TopicAggregate || prq.MessageID != pm.MessageID || prq.Body != doneBody {
+		t.Errorf("parked -requeue pubsub:%s -json = %+v, want it requeued to %s", pm.MessageID, prq, topology.TopicAggregate)
+	}
+	if rec := e.wait(orphan, 60*time.Second); rec.Status != record.Failed || !strings.Contains(rec.FailReason, "gone from Redis") {
+		t.Errorf("requeued message's record ended %s %q, want FAILED by the aggregator (state gone)", rec.Status, rec.FailReason)
+	}
+	if left := parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InPubSub); len(left) != 0 {
+		t.Errorf("parked messages after the requeue = %+v, want none", left)
+	}
+	r = e.ctl([]string{"PUBSUB_EMULATOR_HOST=" + down}, "parked")
+	wantUnreachable(t, r, "Pub/Sub", down+" (PUBSUB_EMULATOR_HOST)")
+}
+
+// parkedIn keeps the parked entries of one place (client.InRabbitMQ or
+// client.InPubSub).
+func parkedIn(ps []client.Parked, where string) []client.Parked {
+	var out []client.Parked
+	for _, p := range ps {
+		if p.Where == where {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func recordIDs(rs []reportctl.Record) []int64 {
