@@ -31,6 +31,15 @@ func OpenDBPool(dsn string, maxConns int) (*sql.DB, error) {
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
+	// The session's clock in UTC too: CURRENT_TIMESTAMP fills updated_at,
+	// which the completion event's finishedAt and the sweeper's ages read
+	// as UTC, whatever the server's own time zone.
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, set := cfg.Params["time_zone"]; !set {
+		cfg.Params["time_zone"] = "'+00:00'"
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
