@@ -17,18 +17,15 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fanoutexport/fanoutexport/functions/listener"
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/output"
@@ -100,43 +97,13 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	srv := pstest.NewServer()
-	t.Cleanup(func() { srv.Close() })
-	opts := []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-	psc, err := pubsub.NewClient(ctx, "p", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { psc.Close() })
-	for _, topic := range []string{topology.TopicAggregate, topology.TopicParked, topology.TopicCompleted} {
-		if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topic}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub,
-		Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
-		t.Fatal(err)
-	}
+	psc, opts := testenv.PubSub(t, topology.TopicAggregate, topology.TopicParked, topology.TopicCompleted)
+	testenv.Subscribe(t, psc, parkedSub, topology.TopicParked)
 
 	bucket := strings.ReplaceAll(id, "_", "-")
 	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
 
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	prefix := id + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
-		if err != nil {
-			t.Errorf("redis keys %s*: %v", prefix, err)
-		}
-		if len(keys) > 0 {
-			if err := rdb.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("redis del: %v", err)
-			}
-		}
-		rdb.Close()
-	})
+	rdb, prefix := testenv.RedisPrefix(t, id)
 	redisCfg := config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute}
 	cfg := config.Aggregator{PubSub: config.PubSub{ProjectID: "p"}, Redis: redisCfg,
 		Records: config.Records{DSN: dsns.Record}, Storage: config.Storage{Bucket: bucket},

@@ -13,15 +13,11 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/push"
@@ -66,39 +62,9 @@ func newFixture(t *testing.T) *fixture {
 	ctx := context.Background()
 	id := testdb.UniqueName(t, "dl")
 	dsns := testdb.Pipeline(t, "dl")
-	srv := pstest.NewServer()
-	t.Cleanup(func() { srv.Close() })
-	opts := []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-	psc, err := pubsub.NewClient(ctx, "p", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { psc.Close() })
-	for _, topic := range []string{topology.TopicParked, topology.TopicCompleted} {
-		if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topic}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub,
-		Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	prefix := id + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
-		if err != nil {
-			t.Errorf("redis keys %s*: %v", prefix, err)
-		}
-		if len(keys) > 0 {
-			if err := rdb.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("redis del: %v", err)
-			}
-		}
-		rdb.Close()
-	})
+	psc, opts := testenv.PubSub(t, topology.TopicParked, topology.TopicCompleted)
+	testenv.Subscribe(t, psc, parkedSub, topology.TopicParked)
+	_, prefix := testenv.RedisPrefix(t, id)
 	env, err := NewEnv(ctx, config.DeadLetter{PubSub: config.PubSub{ProjectID: "p"},
 		Redis:   config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
 		Records: config.Records{DSN: dsns.Record}}, opts...)

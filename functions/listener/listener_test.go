@@ -14,16 +14,12 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
@@ -71,35 +67,11 @@ func newFixtureWith(t *testing.T, src report.Source, edit func(*config.Listener)
 		t.Fatal(err)
 	}
 
-	srv := pstest.NewServer()
-	t.Cleanup(func() { srv.Close() })
-	opts := []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-	psc, err := pubsub.NewClient(ctx, "p", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { psc.Close() })
-	if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicAggregate}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.TopicParked}); err != nil {
-		t.Fatal(err)
-	}
+	psc, opts := testenv.PubSub(t, topology.TopicAggregate, topology.TopicParked)
 	sub := "projects/p/subscriptions/done"
-	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: "projects/p/topics/" + topology.TopicAggregate, AckDeadlineSeconds: 60}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Subscribe(t, psc, sub, topology.TopicAggregate)
 
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	prefix := id + ":"
-	t.Cleanup(func() {
-		keys, _ := rdb.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(context.Background(), keys...)
-		}
-		rdb.Close()
-	})
+	rdb, prefix := testenv.RedisPrefix(t, id)
 	cfg := config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: config.Redis{KeyPrefix: prefix, StateTTL: 10 * time.Minute},
 		DSN: dsns.Sources[src.Database], ChunkBytes: 128}
 	if edit != nil {
@@ -115,9 +87,7 @@ func newFixtureWith(t *testing.T, src report.Source, edit func(*config.Listener)
 			t.Errorf("close: %v", err)
 		}
 	})
-	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: parkedSub, Topic: "projects/p/topics/" + topology.TopicParked, AckDeadlineSeconds: 60}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Subscribe(t, psc, parkedSub, topology.TopicParked)
 	return &fixture{h: h, env: env, state: env.State, rdb: rdb, psc: psc, sub: sub}
 }
 

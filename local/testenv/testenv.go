@@ -1,0 +1,75 @@
+// Package testenv holds fixtures the handler tests share: an in-process
+// Pub/Sub (pstest) with the topics a test needs, and a Redis key prefix of
+// the test's own, deleted when it ends. Databases come from local/testdb.
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Project is the project of the Pub/Sub that PubSub starts.
+const Project = "p"
+
+// PubSub starts pstest for t with topics (unprefixed names) created, and
+// returns an admin client and the options that point a client at it.
+func PubSub(t testing.TB, topics ...string) (*pubsub.Client, []option.ClientOption) {
+	t.Helper()
+	srv := pstest.NewServer()
+	t.Cleanup(func() { srv.Close() })
+	opts := []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	psc, err := pubsub.NewClient(context.Background(), Project, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { psc.Close() })
+	for _, topic := range topics {
+		if _, err := psc.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: TopicPath(topic)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return psc, opts
+}
+
+// TopicPath is topic's full name in Project.
+func TopicPath(topic string) string { return "projects/" + Project + "/topics/" + topic }
+
+// Subscribe creates the pull subscription sub (a full name) on topic.
+func Subscribe(t testing.TB, psc *pubsub.Client, sub, topic string) {
+	t.Helper()
+	if _, err := psc.SubscriptionAdminClient.CreateSubscription(context.Background(),
+		&pubsubpb.Subscription{Name: sub, Topic: TopicPath(topic), AckDeadlineSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RedisPrefix returns a client of the local Redis and the key prefix
+// id + ":", whose keys are deleted, and the client closed, when t ends.
+func RedisPrefix(t testing.TB, id string) (*redis.Client, string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	prefix := id + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, err := rdb.Keys(ctx, prefix+"*").Result()
+		if err != nil {
+			t.Errorf("redis keys %s*: %v", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := rdb.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("redis del: %v", err)
+			}
+		}
+		rdb.Close()
+	})
+	return rdb, prefix
+}
