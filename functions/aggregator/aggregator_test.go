@@ -262,22 +262,7 @@ func (f *fixture) objects(t *testing.T) []string {
 // parked pulls want parked messages (or what arrived within 10 s).
 func (f *fixture) parked(t *testing.T, want int) []*pubsubpb.PubsubMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var out []*pubsubpb.PubsubMessage
-	for len(out) < want && ctx.Err() == nil {
-		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: parkedSub, MaxMessages: 10})
-		if err != nil {
-			break
-		}
-		for _, m := range resp.ReceivedMessages {
-			out = append(out, m.Message)
-			if err := f.psc.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: parkedSub, AckIds: []string{m.AckId}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return out
+	return testenv.Pull(t, f.psc, parkedSub, want)
 }
 
 // assertSucceeded checks the outcome of a stage the message acted on:

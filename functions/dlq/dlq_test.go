@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
@@ -276,18 +275,7 @@ func TestNoRecordIsParked(t *testing.T) {
 	if code := f.post(t, body, map[string]string{"x": "y"}); code != http.StatusNoContent {
 		t.Fatalf("answered %d, want 204", code)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var got []*pubsubpb.PubsubMessage
-	for len(got) == 0 && ctx.Err() == nil {
-		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: parkedSub, MaxMessages: 10})
-		if err != nil {
-			t.Fatalf("pull parked: %v", err)
-		}
-		for _, m := range resp.ReceivedMessages {
-			got = append(got, m.Message)
-		}
-	}
+	got := testenv.Pull(t, f.psc, parkedSub, 1)
 	if len(got) != 1 {
 		t.Fatalf("%d parked messages, want 1", len(got))
 	}

@@ -96,20 +96,7 @@ const parkedSub = "projects/p/subscriptions/parked"
 // parked pulls the messages parked so far.
 func (f *fixture) parked(t *testing.T, want int) []*pubsubpb.PubsubMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var out []*pubsubpb.PubsubMessage
-	for len(out) < want && ctx.Err() == nil {
-		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: parkedSub, MaxMessages: 10})
-		if err != nil {
-			break
-		}
-		for _, m := range resp.ReceivedMessages {
-			out = append(out, m.Message)
-			f.psc.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: parkedSub, AckIds: []string{m.AckId}})
-		}
-	}
-	return out
+	return testenv.Pull(t, f.psc, parkedSub, want)
 }
 
 // post delivers data as Pub/Sub push JSON and returns the status code.
@@ -128,22 +115,13 @@ func (f *fixture) post(t *testing.T, msgID string, data []byte, attempt int) int
 // dones pulls the done messages published so far.
 func (f *fixture) dones(t *testing.T, want int) []message.Done {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var out []message.Done
-	for len(out) < want && ctx.Err() == nil {
-		resp, err := f.psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: f.sub, MaxMessages: 10})
-		if err != nil {
-			break
+	for _, m := range testenv.Pull(t, f.psc, f.sub, want) {
+		var d message.Done
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			t.Fatal(err)
 		}
-		for _, m := range resp.ReceivedMessages {
-			var d message.Done
-			if err := json.Unmarshal(m.Message.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, d)
-			f.psc.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: f.sub, AckIds: []string{m.AckId}})
-		}
+		out = append(out, d)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ package testenv
 import (
 	"context"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -72,4 +73,30 @@ func RedisPrefix(t testing.TB, id string) (*redis.Client, string) {
 		rdb.Close()
 	})
 	return rdb, prefix
+}
+
+// Pull pulls and acks messages from sub (a full name) until want have
+// arrived or 10 s passed, and returns what arrived: the caller checks the
+// count.
+func Pull(t testing.TB, psc *pubsub.Client, sub string, want int) []*pubsubpb.PubsubMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*pubsubpb.PubsubMessage
+	for len(out) < want && ctx.Err() == nil {
+		resp, err := psc.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 10})
+		if err != nil {
+			if ctx.Err() == nil {
+				t.Fatalf("pull %s: %v", sub, err)
+			}
+			break
+		}
+		for _, m := range resp.ReceivedMessages {
+			out = append(out, m.Message)
+			if err := psc.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: []string{m.AckId}}); err != nil {
+				t.Fatalf("ack %s: %v", sub, err)
+			}
+		}
+	}
+	return out
 }
