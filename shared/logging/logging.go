@@ -75,16 +75,6 @@ func cloudKeys(groups []string, a slog.Attr) slog.Attr {
 // Default is the process logger: stdout, as Cloud Run and Cloud Functions collect it.
 var Default = New(os.Stdout, level)
 
-// Trace returns the trace attribute for a request carrying
-// X-Cloud-Trace-Context, or an empty attribute.
-func Trace(project, header string) slog.Attr {
-	if header == "" || project == "" {
-		return slog.Attr{}
-	}
-	id, _, _ := strings.Cut(header, "/")
-	return slog.String(KeyTrace, "projects/"+project+"/traces/"+id)
-}
-
 type ctxKey struct{}
 
 // With stores a logger in ctx.

@@ -38,7 +38,7 @@ func TestCloudLoggingKeys(t *testing.T) {
 	log.Info("i")
 	log.Warn("w", "error", "boom")
 	log.Error("e")
-	log.Info("with trace", logging.Trace("my-project", "105445aa7843bc8bf206b12000100000/1;o=1"))
+	log.Info("with trace", slog.String(logging.KeyTrace, "projects/my-project/traces/105445aa7843bc8bf206b12000100000"))
 	log.WithGroup("g").Info("grouped", "msg", "inner", "level", "inner")
 
 	got := lines(t, &buf)
@@ -109,26 +109,6 @@ func TestLevel(t *testing.T) {
 	}
 	if _, err := logging.ParseLevel("nonsense"); err == nil {
 		t.Error(`ParseLevel("nonsense") = nil error; a typo must not silently log at INFO`)
-	}
-}
-
-func TestTrace(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		project, header string
-		want            slog.Attr
-	}{
-		{"P", "ID/123;o=1", slog.String(logging.KeyTrace, "projects/P/traces/ID")},
-		{"P", "ID", slog.String(logging.KeyTrace, "projects/P/traces/ID")},
-		{"my-project", "105445aa7843bc8bf206b12000100000/0", slog.String(logging.KeyTrace, "projects/my-project/traces/105445aa7843bc8bf206b12000100000")},
-		{"", "ID/1", slog.Attr{}},
-		{"P", "", slog.Attr{}},
-	}
-	for _, tt := range tests {
-		got := logging.Trace(tt.project, tt.header)
-		if !got.Equal(tt.want) {
-			t.Errorf("Trace(%q, %q) = %v, want %v", tt.project, tt.header, got, tt.want)
-		}
 	}
 }
 
