@@ -355,42 +355,61 @@ func merge(leaves []leaf, total float64, partRows int64, maxParts int) Plan {
 }
 
 // group returns the index of each part's first leaf. A part closes where
-// its rows come nearest target; a leaf over heavy rows stands alone; a
-// part left under half of target beside a heavy leaf or at the end joins
-// its left neighbour.
+// its rows come nearest target, and a leaf over heavy rows and target (one
+// key) stands alone. Then each part left under half of target, smallest
+// first, joins its smaller neighbour (a part that is not a heavy leaf if
+// it can): a remainder at the end, or a range between heavy keys that
+// holds few rows or none, is not worth a part of its own.
 func group(rows []float64, target, heavy float64) []int {
-	var starts []int
-	var acc float64
 	isHeavy := func(i int) bool { return rows[i] > heavy && rows[i] > target }
-	// lonely is whether the part starting at starts[len-1] is a heavy leaf.
-	closeSmall := func() {
-		// Fold a small trailing part into the previous one, unless either
-		// is a heavy leaf.
-		n := len(starts)
-		if n >= 2 && acc < target/2 && !isHeavy(starts[n-1]) && !isHeavy(starts[n-2]) {
-			starts = starts[:n-1]
-		}
+	var starts []int
+	var sums []float64
+	var alone []bool // the part is one heavy leaf
+	open := func(i int) {
+		starts, sums, alone = append(starts, i), append(sums, rows[i]), append(alone, isHeavy(i))
 	}
 	for i, r := range rows {
+		n := len(starts)
 		switch {
-		case len(starts) == 0:
-			starts = append(starts, i)
-			acc = r
-		case isHeavy(i):
-			closeSmall()
-			starts = append(starts, i)
-			acc = r
-		case isHeavy(starts[len(starts)-1]):
-			starts = append(starts, i)
-			acc = r
-		case acc+r > target && target-acc < acc+r-target:
-			starts = append(starts, i)
-			acc = r
+		case n == 0 || isHeavy(i) || alone[n-1]:
+			open(i)
+		case sums[n-1]+r > target && target-sums[n-1] < sums[n-1]+r-target:
+			open(i)
 		default:
-			acc += r
+			sums[n-1] += r
 		}
 	}
-	closeSmall()
+	for len(starts) > 1 {
+		small := -1
+		for g := range starts {
+			if !alone[g] && sums[g] < target/2 && (small < 0 || sums[g] < sums[small]) {
+				small = g
+			}
+		}
+		if small < 0 {
+			break
+		}
+		// into is the neighbour it joins: the smaller, a heavy leaf last.
+		into := small - 1
+		if right := small + 1; right < len(starts) {
+			switch {
+			case into < 0:
+				into = right
+			case alone[into] != alone[right]:
+				if alone[into] {
+					into = right
+				}
+			case sums[right] < sums[into]:
+				into = right
+			}
+		}
+		lo, hi := min(small, into), max(small, into)
+		sums[lo] += sums[hi]
+		alone[lo] = false
+		starts = slices.Delete(starts, hi, hi+1)
+		sums = slices.Delete(sums, hi, hi+1)
+		alone = slices.Delete(alone, hi, hi+1)
+	}
 	return starts
 }
 
