@@ -88,7 +88,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	part := state.Part{Index: m.Part, Count: m.Parts}
 	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name(), PartOf: m.PartOf}
 	if !part.IsWhole() {
-		log = log.With("part", m.Part, "parts", m.Parts, "bounds", bounds.String())
+		log = log.With("part", m.Part, "parts", m.Parts, "bounds", bounds.Describe(src.Key))
 	}
 
 	already, err := e.State.IsPartDone(ctx, m.RecordID, part, m.Stage, src.Name())
