@@ -2,15 +2,22 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"github.com/go-sql-driver/mysql"
 
+	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/output"
+	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
 // partsEnv gives the shim tiny parts: the seed's 30-odd withdrawals in the
@@ -111,3 +118,111 @@ func TestManyPartsEveryMessageTwice(t *testing.T) {
 	}
 }
 
+
+// A part whose listener fails every delivery, for real: ListenWithdraw
+// reads a vs_withdraw that is a view raising an error for one user's
+// rows, so only the part holding that user fails (the shim plans on the
+// real table). After 6 deliveries the part dead-letters: the record ends
+// FAILED naming the listener and the part's key range, and the other
+// parts stop and leave no hash and no segment behind.
+func TestPartDeadLetters(t *testing.T) {
+	t.Parallel()
+	const boomUser = 103
+	e := newEnv(t, options{envFor: func(e *env) map[string][]string {
+		dsn := e.emptyDatabase("boom")
+		db, err := serverenv.OpenDB(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		ctx := context.Background()
+		for _, q := range []string{
+			fmt.Sprintf("CREATE TABLE withdraw_rows AS SELECT * FROM `%s`.vs_withdraw", fundDatabase(t, e)),
+			fmt.Sprintf(`CREATE FUNCTION boom(u BIGINT) RETURNS BIGINT DETERMINISTIC
+BEGIN
+  IF u = %d THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected fault for user %d'; END IF;
+  RETURN u;
+END`, boomUser, boomUser),
+			"CREATE VIEW vs_withdraw AS SELECT boom(user_id) AS user_id, id, amount, currency, status, created_at FROM withdraw_rows",
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		return map[string][]string{"shim": {"PART_ROWS=2", "MAX_PARTS=200"}, "ListenWithdraw": {"DSN_PLT_FUND=" + dsn}}
+	}})
+	id := e.request("withdraw_by_tag", seed.Params)
+	rec := e.wait(id, 3*time.Minute)
+	if rec.Status != record.Failed {
+		t.Fatalf("record %d is %s, want FAILED", id, rec.Status)
+	}
+	parts := dispatchedParts(t, e, id)
+	if parts < 4 {
+		t.Errorf("dispatched in %d parts, want many", parts)
+	}
+	for _, want := range []string{"stage 1 listener plt_fund.vs_withdraw failed 6 delivery attempts", fmt.Sprintf(" of %d, user_id ", parts), fmt.Sprintf("injected fault for user %d", boomUser)} {
+		if !strings.Contains(rec.FailReason, want) {
+			t.Errorf("fail_reason %q does not mention %q", rec.FailReason, want)
+		}
+	}
+	if !rangeHolds(rec.FailReason, boomUser) {
+		t.Errorf("fail_reason %q names a range that does not hold user %d", rec.FailReason, boomUser)
+	}
+	if !e.hashGone(id) {
+		t.Errorf("hash of FAILED record %d still in Redis", id)
+	}
+	// The other parts may still be finishing when the record fails: the
+	// aggregator deletes what they write once it finds the record FAILED.
+	waitFor(t, 30*time.Second, "no segment left after FAILED", func() bool { return len(segmentsLeft(t, e, id)) == 0 })
+	if n := e.uploadsNow(id); n != 0 {
+		t.Errorf("record %d's object written %d times, want none", id, n)
+	}
+}
+
+// rangeHolds reads "user_id [lo, hi)", "user_id < hi" or "user_id >= lo"
+// from reason and says whether user is in it.
+func rangeHolds(reason string, user int64) bool {
+	var lo, hi int64
+	_, rest, ok := strings.Cut(reason, "user_id ")
+	if !ok {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(rest, "["):
+		if _, err := fmt.Sscanf(rest, "[%d, %d)", &lo, &hi); err != nil {
+			return false
+		}
+		return lo <= user && user < hi
+	case strings.HasPrefix(rest, "< "):
+		if _, err := fmt.Sscanf(rest, "< %d", &hi); err != nil {
+			return false
+		}
+		return user < hi
+	case strings.HasPrefix(rest, ">= "):
+		if _, err := fmt.Sscanf(rest, ">= %d", &lo); err != nil {
+			return false
+		}
+		return user >= lo
+	}
+	return false
+}
+
+// fundDatabase is the name of the run's plt_fund database.
+func fundDatabase(t *testing.T, e *env) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(e.iso.DSNs.Sources["plt_fund"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.DBName
+}
+
+// uploadsNow counts the objects at record id's final prefix.
+func (e *env) uploadsNow(id int64) int {
+	e.t.Helper()
+	objs, _, err := e.stack.GCS.ListObjectsWithOptions("reports", fakestorage.ListOptions{Prefix: fmt.Sprintf("reports/%d/", id)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(objs)
+}

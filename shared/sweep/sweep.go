@@ -20,6 +20,7 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,7 +139,16 @@ func (s *Sweeper) failProcessing(ctx context.Context) (lost, timedOut []int64, _
 		default:
 			// The hash is there: FailStale changes nothing unless the
 			// record is past the limit by the database's clock.
-			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, Stuck(rep, known, snap, s.Cfg.ProcessingAfter), &errs) {
+			reason := Stuck(rep, known, snap, s.Cfg.ProcessingAfter)
+			if known && snap.Parts > 1 {
+				pr, err := s.State.ReadProgress(ctx, rec.ID, stages)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				reason = StuckParts(rep, pr, s.Cfg.ProcessingAfter)
+			}
+			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, reason, &errs) {
 				timedOut = append(timedOut, rec.ID)
 			}
 		}
@@ -196,6 +206,42 @@ func Stuck(rep report.Report, known bool, snap state.Snapshot, limit time.Durati
 	}
 	return fmt.Sprintf("%s: every listener of its %d stage(s) done; the aggregator did not finish", prefix, len(stages))
 }
+
+// StuckParts is Stuck for a report split into parts: per stage, the
+// parts done and the parts missing with their key ranges, then the
+// segments written.
+func StuckParts(rep report.Report, pr state.Progress, limit time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "report still PROCESSING after %s: %d parts", limit, pr.Parts)
+	var bounds []json.RawMessage
+	_ = json.Unmarshal(pr.Plan, &bounds) // unreadable: parts named without their range
+	for n := 1; n <= len(pr.Missing); n++ {
+		missing := pr.Missing[n-1]
+		fmt.Fprintf(&b, "; stage %d: %d of %d parts done", n, pr.StageDone(n), pr.Parts)
+		if len(missing) == 0 {
+			continue
+		}
+		b.WriteString(", missing ")
+		for i, p := range missing {
+			if i == maxNamed {
+				fmt.Fprintf(&b, " and %d more", len(missing)-maxNamed)
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "part %d", p+1)
+			if p < len(bounds) {
+				fmt.Fprintf(&b, " (%s)", report.DescribeBounds(rep.Type, bounds[p]))
+			}
+		}
+	}
+	fmt.Fprintf(&b, "; segments written: %d of %d", len(pr.Segments), pr.Parts)
+	return b.String()
+}
+
+// maxNamed bounds the missing parts a reason names one by one.
+const maxNamed = 8
 
 func list(names []string) string {
 	if len(names) == 0 {
