@@ -369,8 +369,9 @@ local v = redis.call('HGET', KEYS[1], ARGV[2])
 if v == 'done' then return 2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if v then
-  local owner, attempt, expiry = string.match(v, '^(.*)|(%d+)|(%d+)$')
+local owner, attempt, expiry
+if v then owner, attempt, expiry = string.match(v, '^(.*)|(%d+)|(%d+)$') end
+if owner then
   local redelivery = owner == ARGV[3] and tonumber(attempt) < tonumber(ARGV[5])
   if not redelivery and tonumber(expiry) > now then return 0 end
 end
@@ -385,7 +386,10 @@ return 1`)
 // aggregator never strands a report. A concurrent copy of the same
 // delivery (same attempt, as Pub/Sub's at-least-once may send) does not:
 // it would fan out the next stage, or upload, a second time. Time is
-// Redis's own.
+// Redis's own. A claim in any other format (one an older version wrote,
+// such as "{messageId}|{expiry}", or garbage) is read as expired and taken
+// over: during a rolling deploy it must not fail the script, which would
+// have the aggregator retry until the message is dead-lettered.
 func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, deliveryAttempt int, hold time.Duration) (ClaimResult, error) {
 	key := s.Key(id)
 	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds(), max(deliveryAttempt, 1)).Int()
