@@ -293,23 +293,35 @@ func (s *Store) setGuarded(ctx context.Context, id int64, guard string, attempt 
 	return nil
 }
 
-var dropScript = redis.NewScript(`
-local n = 0
-local i = 0
-while redis.call('HDEL', KEYS[1], ARGV[1] .. '#' .. i) == 1 do
-  n = n + 1
-  i = i + 1
-end
-redis.call('HDEL', KEYS[1], ARGV[1] .. '#chunks', ARGV[1] .. '#rows')
-return n`)
+// DropBatch bounds the chunks one HDEL of DropAttempt deletes. Redis is
+// shared and runs one command at a time: a chunk holds up to 255 KiB, so a
+// batch frees at most 8 MiB and never holds the server for long, however
+// large the losing dataset (one script deleting hundreds of MB held every
+// other client for its whole run).
+const DropBatch = 32
 
-// DropAttempt deletes a losing attempt's dataset (its chunks are numbered
-// from 0, so it deletes until the first missing one). It never creates
-// the hash.
+// DropAttempt deletes a losing attempt's dataset, DropBatch chunks per
+// command. Its chunks are numbered from 0, so it stops after the first
+// batch that was not full. HDEL never creates the hash.
 func (s *Store) DropAttempt(ctx context.Context, id int64, name string, attempt int64) error {
 	key := s.Key(id)
-	if err := dropScript.Run(ctx, s.rdb, []string{key}, AttemptName(name, attempt)).Err(); err != nil {
-		return classify(fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err), key)
+	an := AttemptName(name, attempt)
+	fields := make([]string, 0, DropBatch+2)
+	for i := int64(0); ; i += DropBatch {
+		fields = fields[:0]
+		for j := i; j < i+DropBatch; j++ {
+			fields = append(fields, dataset.ChunkField(an, j))
+		}
+		n, err := s.rdb.HDel(ctx, key, fields...).Result()
+		if err != nil {
+			return classify(fmt.Errorf("redis hdel %s %s#%d…: %w", key, an, i, err), key)
+		}
+		if n < DropBatch {
+			break
+		}
+	}
+	if err := s.rdb.HDel(ctx, key, dataset.ChunksField(an), dataset.RowsField(an)).Err(); err != nil {
+		return classify(fmt.Errorf("redis hdel %s %s: %w", key, dataset.ChunksField(an), err), key)
 	}
 	return nil
 }
@@ -417,11 +429,13 @@ var deleteScript = redis.NewScript(`
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
 local mark = redis.call('HMGET', KEYS[1], 'owner', 'recordId')
 if mark[1] ~= 'fanoutexport' and not (mark[1] == false and mark[2] == ARGV[1]) then return 0 end
-return redis.call('DEL', KEYS[1])`)
+return redis.call('UNLINK', KEYS[1])`)
 
 // Delete removes the hash once the record is final. A key that is not
 // ours (see Create) is left alone: a report refused for it must not
-// destroy another program's data.
+// destroy another program's data. It uses UNLINK: a finished hash can
+// hold hundreds of MB, and DEL would free them while every other client
+// of the shared Redis waits; UNLINK frees them in the background.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	if err := deleteScript.Run(ctx, s.rdb, []string{s.Key(id)}, id).Err(); err != nil {
 		return fmt.Errorf("redis del %s: %w", s.Key(id), err)
