@@ -7,7 +7,8 @@
 //   - Retry: the error is noted in the report's hash for the DLQ function,
 //     and the answer is 500, so Pub/Sub redelivers (6 times, 60 s apart).
 //   - Fail: the function's Fail ends the report now with the error's text;
-//     then ack. Without a record to fail, the message is parked instead.
+//     then ack. Without a record to fail (none named, or Fail's own error
+//     is parked: the record was deleted), the message is parked instead.
 //   - Park: the message goes to the parking topic with the reason and
 //     where it came from; then ack.
 package push
@@ -105,11 +106,17 @@ func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd messag
 	if class == fault.Fail && hd.RecordID <= 0 {
 		class = fault.Park // nothing to fail: keep the message instead
 	}
-	switch class {
-	case fault.Fail:
+	if class == fault.Fail {
 		log.Error("permanent failure; failing the report", "reason", err.Error())
-		return f.Fail(ctx, m, hd, err.Error(), log)
-	case fault.Park:
+		ferr := f.Fail(ctx, m, hd, err.Error(), log)
+		if fault.ClassOf(ferr) != fault.Park {
+			return ferr
+		}
+		// The report cannot be failed either (its record was deleted):
+		// keep the message, with why.
+		err, class = ferr, fault.Park
+	}
+	if class == fault.Park {
 		return env.Bus.Park(ctx, log, m.Message.Data, m.Message.Attributes, h.name+": "+err.Error(), h.name, m.Subscription)
 	}
 	if hd.RecordID > 0 {
