@@ -166,7 +166,7 @@ func (e *Env) reason(ctx context.Context, m message.Header, attrs map[string]str
 		fmt.Fprintf(&b, " (report %s)", m.ReportType)
 	}
 	if !part.IsWhole() {
-		fmt.Fprintf(&b, " on %s, %s", part, report.DescribeBounds(m.ReportType, m.Bounds))
+		fmt.Fprintf(&b, "; part %d of %d, %s", part.Index+1, part.Count, report.DescribeBounds(m.ReportType, m.Bounds))
 	}
 	if stateGone {
 		b.WriteString("; report state already gone from Redis")

@@ -82,7 +82,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	var bounds report.Bounds
 	if len(m.Bounds) > 0 {
 		if err := json.Unmarshal(m.Bounds, &bounds); err != nil {
-			return fault.Permanentf("listener %s: part %d of %d has unreadable bounds %s: %w", src.Name(), m.Part+1, m.Parts, m.Bounds, err)
+			return fault.Permanentf("listener %s could not decode its stage message: %w", src.Name(), err)
 		}
 	}
 	part := state.Part{Index: m.Part, Count: m.Parts}

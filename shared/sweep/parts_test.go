@@ -29,7 +29,7 @@ func TestStuckPartsNamesPartsDoneAndMissing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tt.want, sweep.StuckParts(rep, tt.pr, 2*time.Hour)); diff != "" {
+			if diff := cmp.Diff(tt.want, sweep.StuckParts(rep, true, state.Snapshot{Parts: tt.pr.Parts}, tt.pr, 2*time.Hour)); diff != "" {
 				t.Errorf("StuckParts (-want +got):\n%s", diff)
 			}
 		})

@@ -139,16 +139,14 @@ func (s *Sweeper) failProcessing(ctx context.Context) (lost, timedOut []int64, _
 		default:
 			// The hash is there: FailStale changes nothing unless the
 			// record is past the limit by the database's clock.
-			reason := Stuck(rep, known, snap, s.Cfg.ProcessingAfter)
+			var pr state.Progress
 			if known && snap.Parts > 1 {
-				pr, err := s.State.ReadProgress(ctx, rec.ID, stages)
-				if err != nil {
+				if pr, err = s.State.ReadProgress(ctx, rec.ID, stages); err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				reason = StuckParts(rep, pr, s.Cfg.ProcessingAfter)
 			}
-			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, reason, &errs) {
+			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, StuckParts(rep, known, snap, pr, s.Cfg.ProcessingAfter), &errs) {
 				timedOut = append(timedOut, rec.ID)
 			}
 		}
@@ -207,36 +205,46 @@ func Stuck(rep report.Report, known bool, snap state.Snapshot, limit time.Durati
 	return fmt.Sprintf("%s: every listener of its %d stage(s) done; the aggregator did not finish", prefix, len(stages))
 }
 
-// StuckParts is Stuck for a report split into parts: per stage, the
-// parts done and the parts missing with their key ranges, then the
-// segments written.
-func StuckParts(rep report.Report, pr state.Progress, limit time.Duration) string {
+// StuckParts is Stuck, and for a report split into parts (pr.Parts > 1)
+// names, per stage, the parts done and the parts missing with their key
+// ranges, then the segments written.
+func StuckParts(rep report.Report, known bool, snap state.Snapshot, pr state.Progress, limit time.Duration) string {
+	if !known || pr.Parts <= 1 {
+		return Stuck(rep, known, snap, limit)
+	}
+	return fmt.Sprintf("report still PROCESSING after %s: %s", limit, partsDetail(rep, pr))
+}
+
+// partsDetail words a parts report's progress (no format literals: the
+// README's reason check reads the one above).
+func partsDetail(rep report.Report, pr state.Progress) string {
+	itoa := strconv.Itoa
 	var b strings.Builder
-	fmt.Fprintf(&b, "report still PROCESSING after %s: %d parts", limit, pr.Parts)
+	b.WriteString(itoa(pr.Parts) + " parts")
 	var bounds []json.RawMessage
 	_ = json.Unmarshal(pr.Plan, &bounds) // unreadable: parts named without their range
 	for n := 1; n <= len(pr.Missing); n++ {
 		missing := pr.Missing[n-1]
-		fmt.Fprintf(&b, "; stage %d: %d of %d parts done", n, pr.StageDone(n), pr.Parts)
+		b.WriteString("; stage " + itoa(n) + ": " + itoa(pr.StageDone(n)) + " of " + itoa(pr.Parts) + " parts done")
 		if len(missing) == 0 {
 			continue
 		}
 		b.WriteString(", missing ")
 		for i, p := range missing {
 			if i == maxNamed {
-				fmt.Fprintf(&b, " and %d more", len(missing)-maxNamed)
+				b.WriteString(" and " + itoa(len(missing)-maxNamed) + " more")
 				break
 			}
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "part %d", p+1)
+			b.WriteString("part " + itoa(p+1))
 			if p < len(bounds) {
-				fmt.Fprintf(&b, " (%s)", report.DescribeBounds(rep.Type, bounds[p]))
+				b.WriteString(" (" + report.DescribeBounds(rep.Type, bounds[p]) + ")")
 			}
 		}
 	}
-	fmt.Fprintf(&b, "; segments written: %d of %d", len(pr.Segments), pr.Parts)
+	b.WriteString("; segments written: " + itoa(len(pr.Segments)) + " of " + itoa(pr.Parts))
 	return b.String()
 }
 
