@@ -11,13 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/go-sql-driver/mysql"
+	"github.com/google/go-cmp/cmp"
 
+	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/output"
 	"github.com/fanoutexport/fanoutexport/shared/record"
+	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
 // partsEnv gives the shim tiny parts: the seed's 30-odd withdrawals in the
@@ -226,4 +231,74 @@ func (e *env) uploadsNow(id int64) int {
 		e.t.Fatal(err)
 	}
 	return len(objs)
+}
+
+// Two deployments' messages side by side: a report the previous version
+// dispatched (its hash without parts, its stage-1 message at schema
+// version 1, byte for byte as that version wrote it) drains on this
+// version as one part, while a report of this version runs in many parts
+// at the same time. Both end SUCCESS with the golden CSV.
+func TestMessageVersionsSideBySide(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{envFor: partsEnv(2)})
+	ctx := context.Background()
+	const typ = "withdraw_by_tag_with_payments"
+
+	// The previous version's dispatch: PROCESSING, a hash without parts,
+	// a version-1 stage message.
+	old, err := e.client.Records.Insert(ctx, typ, []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Records.MarkProcessing(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	p, err := report.ParseParams([]byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State.Create(ctx, old, typ, norm); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pubsub.NewClient(ctx, "e2e-project", emulators.PubSubOptions(e.stack.PubSubAddr)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v1 := fmt.Sprintf(`{"v":1,"recordId":%d,"reportType":%q,"stage":1,"sources":["plt_user.vs_user_tag_relation","plt_fund.vs_withdraw"],"params":%s}`, old, typ, norm)
+	attrs := map[string]string{"schemaVersion": "1", "kind": "stage", "recordId": fmt.Sprint(old), "reportType": typ, "stage": "1"}
+	if _, err := c.Publisher(topology.StageTopic(1)).Publish(ctx, &pubsub.Message{Data: []byte(v1), Attributes: attrs}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// This version's report, in many parts, meanwhile.
+	cur := e.request(typ, seed.Params)
+
+	want := string(seed.Golden(seed.GoldenWithdrawByTagWithPayments))
+	for _, id := range []int64{old, cur} {
+		rec := e.wait(id, 90*time.Second)
+		if rec.Status != record.Success {
+			t.Errorf("record %d: %s %q, want SUCCESS", id, rec.Status, rec.FailReason)
+			continue
+		}
+		got, err := e.client.Fetch(ctx, rec.FilePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, string(got)); diff != "" {
+			t.Errorf("record %d: CSV differs from the golden (-want +got):\n%s", id, diff)
+		}
+		if !e.hashGone(id) {
+			t.Errorf("record %d: hash left after SUCCESS", id)
+		}
+	}
+	if n := dispatchedParts(t, e, cur); n < 4 {
+		t.Errorf("this version's report ran in %d parts, want many", n)
+	}
+	if n := countLogLines(t, e, "Aggregate", old, "part's segment written"); n != 0 {
+		t.Errorf("the previous version's report wrote %d segments, want none (one part: one upload)", n)
+	}
 }
