@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -301,4 +302,91 @@ func TestMessageVersionsSideBySide(t *testing.T) {
 	if n := countLogLines(t, e, "Aggregate", old, "part's segment written"); n != 0 {
 		t.Errorf("the previous version's report wrote %d segments, want none (one part: one upload)", n)
 	}
+}
+
+// More parts than one compose request takes (32 sources): 90 more tagged
+// users with a withdrawal and a payment each, PART_ROWS=1, so the object
+// is composed through a tree of composes. The CSV is byte-identical to the
+// reference query's, and no segment or intermediate composite is left.
+func TestComposeTreePast32Segments(t *testing.T) {
+	t.Parallel()
+	const users = 90
+	e := newEnv(t, options{envFor: func(e *env) map[string][]string {
+		ctx := context.Background()
+		user, err := serverenv.OpenDB(e.iso.DSNs.Sources["plt_user"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer user.Close()
+		fund, err := serverenv.OpenDB(e.iso.DSNs.Sources["plt_fund"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fund.Close()
+		for i := range users {
+			u := 5000 + i
+			for _, q := range []struct {
+				db  *sql.DB
+				sql string
+			}{
+				{user, fmt.Sprintf("INSERT INTO vs_user_tag_relation (id, user_id, tag_id, created_at) VALUES (%d, %d, 3, '2025-01-01 00:00:00')", 900000+i, u)},
+				{fund, fmt.Sprintf("INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES (%d, %d, %d.25, 'USD', 'SUCCESS', '2026-01-%02d 10:00:00')", 900000+i, u, i, 1+i%28)},
+				{fund, fmt.Sprintf("INSERT INTO vs_payment (id, user_id, amount, currency, status, created_at) VALUES (%d, %d, 1.50, 'USD', 'SUCCESS', '2026-01-%02d 11:00:00')", 900000+i, u, 1+i%28)},
+			} {
+				if _, err := q.db.ExecContext(ctx, q.sql); err != nil {
+					t.Fatalf("%s: %v", q.sql, err)
+				}
+			}
+		}
+		return map[string][]string{"shim": {"PART_ROWS=1", "MAX_PARTS=500"}}
+	}})
+	ctx := context.Background()
+	const typ = "withdraw_by_tag_with_payments"
+	id := e.request(typ, seed.Params)
+	rec := e.wait(id, 3*time.Minute)
+	if rec.Status != record.Success {
+		t.Fatalf("record %d: %s %q, want SUCCESS", id, rec.Status, rec.FailReason)
+	}
+	if n := dispatchedParts(t, e, id); n <= 32 {
+		t.Fatalf("dispatched in %d parts, want more than 32 (a compose tree)", n)
+	}
+	p, err := report.ParseParams([]byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := serverenv.OpenDB(e.iso.DSNs.Sources["plt_fund"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, _ := report.Lookup(typ)
+	o := seed.Oracle{UserDB: databaseOf(t, e, "plt_user"), FundDB: databaseOf(t, e, "plt_fund"), TagIDs: p.TagIDs, From: p.From, To: p.To, Payments: seed.PaymentsGrouped}
+	var want bytes.Buffer
+	rows, err := o.WriteCSV(ctx, db, rep.Header, &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.RowCount != rows {
+		t.Errorf("row_count %d, want %d", rec.RowCount, rows)
+	}
+	got, err := e.client.Fetch(ctx, rec.FilePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.String(), string(got)); diff != "" {
+		t.Errorf("CSV differs from the reference query (-want +got):\n%s", diff)
+	}
+	if left := segmentsLeft(t, e, id); len(left) > 0 {
+		t.Errorf("segments or composites left after SUCCESS: %v", left)
+	}
+}
+
+// databaseOf is the name of the run's database for source database name.
+func databaseOf(t *testing.T, e *env, name string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(e.iso.DSNs.Sources[name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.DBName
 }
