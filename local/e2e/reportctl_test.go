@@ -244,7 +244,7 @@ func TestReportctl(t *testing.T) {
 		}
 	}
 	wantProgress := &client.Progress{
-		Stage: 2, Stages: 2, DoneCount: 2, Expected: 3, Rows: tagRows + withdrawRows,
+		Stage: 2, Stages: 2, DoneCount: 2, Expected: 3, Rows: tagRows + withdrawRows, Parts: 1,
 		Done: []client.SourceState{
 			{Stage: 1, Source: "plt_user.vs_user_tag_relation", Rows: tagRows},
 			{Stage: 1, Source: "plt_fund.vs_withdraw", Rows: withdrawRows},
