@@ -101,12 +101,13 @@ func (c *gcsCounter) crashAt(kind string, n int, after bool, cancel context.Canc
 // composeEnv is one test's emulator with bucket "reports" and a Store
 // whose requests go through a gcsCounter.
 type composeEnv struct {
-	srv   *fakestorage.Server
-	store *output.Store
-	gcs   *gcsCounter
+	srv    *fakestorage.Server
+	client *storage.Client
+	store  *output.Store
+	gcs    *gcsCounter
 }
 
-func newComposeEnv(t *testing.T) composeEnv {
+func newComposeEnv(t testing.TB) composeEnv {
 	t.Helper()
 	srv, err := emulators.StartGCS("127.0.0.1", 0, "reports")
 	if err != nil {
@@ -120,13 +121,13 @@ func newComposeEnv(t *testing.T) composeEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return composeEnv{srv: srv, store: output.NewStore(c, "reports"), gcs: gcs}
+	return composeEnv{srv: srv, client: c, store: output.NewStore(c, "reports"), gcs: gcs}
 }
 
 // writeSegments uploads one segment per part of rows cut at cuts (first
 // 0, last len(rows)) for record id, as the aggregator does, and returns
 // their names in part order.
-func (e composeEnv) writeSegments(t *testing.T, id int64, f output.Format, all [][]string, cuts []int) []string {
+func (e composeEnv) writeSegments(t testing.TB, id int64, f output.Format, all [][]string, cuts []int) []string {
 	t.Helper()
 	names := make([]string, len(cuts)-1)
 	g := new(errgroup.Group)
