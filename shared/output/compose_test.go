@@ -211,7 +211,7 @@ func TestCompose(t *testing.T) {
 		{31, 400, false}, // head + 31 = 32 sources: one request
 		{32, 400, true},  // 33 sources: the smallest tree
 		{33, 400, false},
-		{100, 0, true}, // a header-only report split into empty parts
+		{100, 0, true},     // a header-only report split into empty parts
 		{1024, 3000, true}, // 1025 sources: three levels, 34 requests
 	}
 	for _, tt := range tests {
