@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,9 @@ type gcsCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
 	crash  *crashAt
+	// conditions maps each compose's destination to its
+	// ifGenerationMatch parameter ("" if none).
+	conditions map[string]string
 }
 
 type crashAt struct {
@@ -64,6 +68,10 @@ func (c *gcsCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	k := kind(r)
 	c.mu.Lock()
 	c.counts[k]++
+	if k == "compose" {
+		dst, _ := url.PathUnescape(strings.TrimSuffix(r.URL.EscapedPath()[strings.Index(r.URL.EscapedPath(), "/o/")+3:], "/compose"))
+		c.conditions[dst] = r.URL.Query().Get("ifGenerationMatch")
+	}
 	cr := c.crash
 	hit := cr != nil && cr.kind == k && cr.n == c.counts[k]
 	if hit {
@@ -97,6 +105,7 @@ func (c *gcsCounter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts = map[string]int{}
+	c.conditions = map[string]string{}
 }
 
 // crashAt arms an interruption of the run whose context cancel cancels.
@@ -122,7 +131,7 @@ func newComposeEnv(t testing.TB) composeEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	gcs := &gcsCounter{next: http.DefaultTransport.(*http.Transport).Clone(), counts: map[string]int{}}
+	gcs := &gcsCounter{next: http.DefaultTransport.(*http.Transport).Clone(), counts: map[string]int{}, conditions: map[string]string{}}
 	c, err := storage.NewClient(context.Background(), option.WithEndpoint(srv.URL()+"/storage/v1/"),
 		option.WithHTTPClient(&http.Client{Transport: gcs}))
 	if err != nil {
@@ -257,6 +266,16 @@ func TestCompose(t *testing.T) {
 			// Counted on the wire, not by Compose itself.
 			if got := e.gcs.count("compose"); got != wantC.Composes {
 				t.Errorf("%d compose requests on the wire, want %d", got, wantC.Composes)
+			}
+			// The final compose, and only it, asks Cloud Storage for
+			// DoesNotExist (the emulator ignores it: the canary).
+			for name, cond := range e.gcs.conditions {
+				if want := map[bool]string{true: "0"}[name == dst]; cond != want {
+					t.Errorf("compose into %s sent ifGenerationMatch=%q, want %q", name, cond, want)
+				}
+			}
+			if _, ok := e.gcs.conditions[dst]; !ok {
+				t.Errorf("no compose into %s seen (composes into %v)", dst, e.gcs.conditions)
 			}
 			if left := e.left(t, id); len(left) != 0 {
 				t.Errorf("left under %s: %d objects, first %s", output.SegmentPrefix(id), len(left), left[0])
