@@ -75,7 +75,8 @@ type Composed struct {
 // (at the start, by the condition, or because a faster run deleted its
 // sources) composes nothing more, deletes the temporary objects and
 // returns dst's size and generation with an error wrapping ErrExists,
-// as WriteNew does.
+// as WriteNew does. An error from the deletes alone means dst is complete
+// but pieces are left: a rerun finds dst and finishes the cleanup.
 //
 // With no segments the head alone is the object (WriteNew). The segments
 // must all exist and be in dst's bucket.
