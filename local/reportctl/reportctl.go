@@ -63,11 +63,11 @@ const Usage = `usage: reportctl COMMAND [flags]
   retry ID              FAILED records only: a new record with the same type and params, requested
   cancel ID             a PENDING or PROCESSING record ends FAILED ("cancelled by operator"),
                         its hash removed and its completion event published
-  parked [-limit 100] [-requeue N | -requeue pubsub:MESSAGE_ID]
+  parked [-limit 100] [-requeue rabbitmq:KEY | -requeue pubsub:MESSAGE_ID]
                         list the parked triggers (RabbitMQ) and messages (Pub/Sub) with their
-                        reasons, up to -limit of each; after a fix, -requeue N moves the Nth trigger
-                        back to the trigger queue, -requeue pubsub:ID the message back to the topic
-                        it was parked from
+                        reasons, up to -limit of each; after a fix, -requeue with what the listing
+                        shows under REQUEUE moves that trigger back to the trigger queue, or that
+                        message back to the topic it was parked from
   publish BODY          publish a raw trigger body
 
 Every command takes -json: one JSON object on stdout (an array for list and parked; for request
@@ -269,7 +269,7 @@ func run(ctx context.Context, args []string, o IO, open Opener) (asJSON bool, er
 		}
 	case "parked":
 		limit := fs.Int("limit", 100, "list at most this many")
-		requeue := fs.String("requeue", "", "after a fix, move one back: N, the trigger at this position (as listed), to the trigger queue; pubsub:MESSAGE_ID, the message, to the topic it was parked from")
+		requeue := fs.String("requeue", "", "after a fix, move one back, as listed under REQUEUE: rabbitmq:KEY, the trigger, to the trigger queue; pubsub:MESSAGE_ID, the message, to the topic it was parked from")
 		do = func(ctx context.Context, pos []string) error {
 			if len(pos) != 0 {
 				return usagef("parked takes no arguments, got %q", pos)
@@ -286,14 +286,13 @@ func run(ctx context.Context, args []string, o IO, open Opener) (asJSON bool, er
 				}
 				return k.requeueMessage(ctx, id)
 			}
-			n, err := strconv.Atoi(strings.TrimPrefix(*requeue, client.InRabbitMQ+":"))
-			if err != nil {
-				return usagef("parked: -requeue %q is neither a position (N) nor pubsub:MESSAGE_ID", *requeue)
+			key, ok := strings.CutPrefix(*requeue, client.InRabbitMQ+":")
+			if !ok || key == "" {
+				// Not a position: another listing running at the same time
+				// holds some triggers and shifts the rest.
+				return usagef("parked: -requeue %q: give what `reportctl parked` lists under REQUEUE (rabbitmq:KEY or pubsub:MESSAGE_ID), not a position", *requeue)
 			}
-			if n < 1 {
-				return usagef("parked: -requeue %d: positions start at 1", n)
-			}
-			return k.requeue(ctx, n)
+			return k.requeue(ctx, key)
 		}
 	case "publish":
 		do = func(ctx context.Context, pos []string) error {
