@@ -1,10 +1,12 @@
 package tfcheck
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -50,12 +53,17 @@ func expect(t *testing.T) Expect {
 		PullSubscriptions: []string{topology.SubParked, topology.SubCompletedAMQP},
 		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
 		Env:               map[string]EnvRule{},
-		Secret: func(name string) bool {
-			switch name {
-			case "REDIS_PASSWORD", "REDIS_CA_CERT", "RECORD_DSN", "AMQP_URL":
+		Secret: func(name, value string) bool {
+			switch {
+			case name == "REDIS_PASSWORD", name == "REDIS_CA_CERT", name == "AMQP_URL":
 				return true
+			case name == "RECORD_DSN", strings.HasPrefix(name, "DSN_"):
+				// A Cloud SQL DSN holds no password (IAM database
+				// authentication): it may be plain, if the code accepts it.
+				c, err := mysql.ParseDSN(value)
+				return err != nil || c.Net != config.CloudSQLNet || c.Passwd != "" || config.CheckDSN(name, value) != nil
 			}
-			return strings.HasPrefix(name, "DSN_")
+			return false
 		},
 		StateTTL: ttl,
 	}
@@ -210,6 +218,7 @@ var tf struct {
 	once        sync.Once
 	err         error
 	dir         string // removed by TestMain
+	src         string // the repository's copy the archive is built from, with strays
 	real, bad   string // module copies: as it is, with every fixture applied
 	realRuns    []Run
 	badRuns     []Run
@@ -249,7 +258,10 @@ func planned(t *testing.T) {
 		if tf.badFixtures, tf.err = applyFixtures(moduleDir, fixturesDir, tf.bad); tf.err != nil {
 			return
 		}
-		args := []string{"-filter=" + planFile, "-var", "source_dir=" + root}
+		if tf.src, tf.err = sourceTree(root, filepath.Join(tf.dir, "src")); tf.err != nil {
+			return
+		}
+		args := []string{"-filter=" + planFile, "-var", "source_dir=" + tf.src}
 		var wg sync.WaitGroup
 		var realErr, badErr, realGraphErr, badGraphErr error
 		wg.Go(func() {
@@ -313,8 +325,64 @@ func TestFirstApplyOrder(t *testing.T) {
 	}
 }
 
+// strays are files an operator's working tree may hold that must never
+// reach Cloud Build.
+var strays = []string{
+	".env",
+	"deploy-key.json",
+	"notes.md",
+	"local/scratch/main.go",
+	"terraform/terraform.tfvars",
+	"shared/config/testdata/dsn.go",
+	"functions/listener/wip_test.go",
+	".git/config",
+}
+
+// sourceTree copies the repository at root (without .git and .tmp) to dst
+// and adds the strays: the module archives that copy, so a test can see
+// what an allow-list keeps out.
+func sourceTree(root, dst string) (string, error) {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == ".git" || rel == ".tmp" { // .git is a file in a worktree
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		return "", fmt.Errorf("copy the repository: %w", err)
+	}
+	for _, s := range strays {
+		p := filepath.Join(dst, s)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, []byte("package stray\n// SECRET=do-not-ship\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
+}
+
 // TestSourceArchive checks the zip Terraform's archive provider built while
-// planning the module.
+// planning the module, from a copy of the repository with stray files: it
+// holds what the build needs and none of the strays.
 func TestSourceArchive(t *testing.T) {
 	t.Parallel()
 	planned(t)
@@ -322,12 +390,23 @@ func TestSourceArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := CheckArchive(filepath.Join(tf.real, ".terraform", "fanoutexport-source.zip"), root)
+	zipPath := filepath.Join(tf.real, ".terraform", "fanoutexport-source.zip")
+	problems, err := CheckArchive(zipPath, root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("%s", p)
+	}
+	zr, err := zip.OpenReader(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if slices.Contains(strays, f.Name) {
+			t.Errorf("the source archive holds the stray file %s", f.Name)
+		}
 	}
 }
 
