@@ -27,6 +27,13 @@ data "archive_file" "source" {
   type        = "zip"
   output_path = "${path.root}/.terraform/fanoutexport-source.zip"
 
+  lifecycle {
+    precondition {
+      condition     = contains(local.source_files, "go.mod") && contains(local.source_files, "register.go")
+      error_message = "source_dir ${local.source_dir} is not the repository root: it has no go.mod or register.go to archive. Set source_dir, or source_archive."
+    }
+  }
+
   dynamic "source" {
     for_each = local.source_files
 

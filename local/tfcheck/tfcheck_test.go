@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -465,7 +466,7 @@ func TestBrokenModulesFail(t *testing.T) {
 func TestVariablesAndOutputsAreDescribed(t *testing.T) {
 	t.Parallel()
 	seen := 0
-	for _, dir := range []string{moduleDir, filepath.Join(moduleDir, "examples", "basic")} {
+	for _, dir := range []string{moduleDir, filepath.Join(moduleDir, "examples", "basic"), filepath.Join(moduleDir, "examples", "shared_vpc")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
 		if err != nil {
 			t.Fatal(err)
@@ -495,5 +496,108 @@ func TestVariablesAndOutputsAreDescribed(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Error("no variables or outputs found")
+	}
+}
+
+// parseHCL parses file, failing the test on a syntax error.
+func parseHCL(t *testing.T, file string) *hclsyntax.Body {
+	t.Helper()
+	f, diags := hclparse.NewParser().ParseHCLFile(file)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return f.Body.(*hclsyntax.Body)
+}
+
+// TestExamplesPassTheirInputs: an example passes on every input it
+// declares (a documented networking input that reaches nothing is how
+// examples/basic once could not express a Shared VPC), and its
+// terraform.tfvars.example sets only inputs it declares.
+func TestExamplesPassTheirInputs(t *testing.T) {
+	t.Parallel()
+	for _, ex := range []string{"basic", "shared_vpc"} {
+		dir := filepath.Join(moduleDir, "examples", ex)
+		declared := map[string]bool{}
+		used := map[string]bool{}
+		files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range files {
+			body := parseHCL(t, file)
+			for _, b := range body.Blocks {
+				if b.Type == "variable" {
+					declared[b.Labels[0]] = true
+				}
+			}
+			hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+				if e, ok := n.(*hclsyntax.ScopeTraversalExpr); ok && e.Traversal.RootName() == "var" && len(e.Traversal) > 1 {
+					if a, ok := e.Traversal[1].(hcl.TraverseAttr); ok {
+						used[a.Name] = true
+					}
+				}
+				return nil
+			})
+		}
+		if len(declared) == 0 {
+			t.Fatalf("%s: no variables", ex)
+		}
+		for _, v := range sortedKeys(declared) {
+			if !used[v] {
+				t.Errorf("examples/%s declares variable %s but passes it nowhere", ex, v)
+			}
+		}
+		tfvars := parseHCL(t, filepath.Join(dir, "terraform.tfvars.example"))
+		for _, k := range sortedKeys(tfvars.Attributes) {
+			if !declared[k] {
+				t.Errorf("examples/%s/terraform.tfvars.example sets %s, which the example does not declare", ex, k)
+			}
+		}
+	}
+}
+
+// TestEveryValidationIsExercised: every validation block of the module's
+// variables is broken by a run of tests/rules.tftest.hcl that expects its
+// failure (a variable with n validations in n runs at least), so a rule
+// that stopped working fails a test.
+func TestEveryValidationIsExercised(t *testing.T) {
+	t.Parallel()
+	rules := map[string]int{}
+	for _, b := range parseHCL(t, filepath.Join(moduleDir, "variables.tf")).Blocks {
+		if b.Type != "variable" {
+			continue
+		}
+		for _, inner := range b.Body.Blocks {
+			if inner.Type == "validation" {
+				rules[b.Labels[0]]++
+			}
+		}
+	}
+	if len(rules) == 0 {
+		t.Fatal("no validations found in variables.tf")
+	}
+	runs := map[string]int{}
+	for _, b := range parseHCL(t, filepath.Join(moduleDir, "tests", "rules.tftest.hcl")).Blocks {
+		if b.Type != "run" {
+			continue
+		}
+		a, ok := b.Body.Attributes["expect_failures"]
+		if !ok {
+			continue
+		}
+		tuple, ok := a.Expr.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("run %s: expect_failures is not a list", b.Labels[0])
+		}
+		for _, e := range tuple.Exprs {
+			if tr, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && tr.Traversal.RootName() == "var" {
+				runs[tr.Traversal[1].(hcl.TraverseAttr).Name]++
+			}
+		}
+	}
+	for _, v := range sortedKeys(rules) {
+		if runs[v] < rules[v] {
+			t.Errorf("variable %s has %d validation(s) but only %d run(s) of tests/rules.tftest.hcl expect it to fail", v, rules[v], runs[v])
+		}
 	}
 }
