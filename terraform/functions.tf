@@ -173,7 +173,7 @@ resource "google_cloudfunctions2_function" "function" {
   lifecycle {
     precondition {
       condition     = local.db_connections[each.value.database] <= var.db_connection_limits[each.value.database]
-      error_message = "The functions using ${each.value.database} could open ${local.db_connections[each.value.database]} connections at max_instance_count x db_connections_per_instance, more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]})."
+      error_message = "The functions using ${each.value.database} (${join(", ", [for ep in sort(keys(local.functions)) : "${ep} ${local.functions[ep].max_instances} instances" if local.functions[ep].database == each.value.database])}) could open ${local.db_connections[each.value.database]} connections at ${var.db_connections_per_instance} per instance (db_connections_per_instance, DB_MAX_CONNS), more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]}). Raise the limit or lower their max instances or pool size."
     }
 
     # Saturation is not failure: with every instance busy Cloud Run answers
