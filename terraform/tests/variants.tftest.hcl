@@ -249,6 +249,17 @@ run "shared_vpc_private_ranges" {
     redis_connect_mode      = "PRIVATE_SERVICE_ACCESS"
     redis_reserved_ip_range = null
     vpc_egress              = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
+    # Given, the project is not read at plan time (before any API is on).
+    project_number = "987654321098"
+  }
+
+  assert {
+    condition = (
+      length(data.google_project.this) == 0 &&
+      contains(keys(output.iam_grants), "serviceAccount:service-987654321098@gcp-sa-pubsub.iam.gserviceaccount.com") &&
+      contains(keys(output.iam_grants), "serviceAccount:service-987654321098@serverless-robot-prod.iam.gserviceaccount.com")
+    )
+    error_message = "With project_number the project is not read, and the service agents are named from it: ${jsonencode(keys(output.iam_grants))}."
   }
 
   assert {
@@ -283,7 +294,7 @@ run "shared_vpc_private_ranges" {
   }
 
   assert {
-    condition = output.iam_grants["serviceAccount:service-123456789012@serverless-robot-prod.iam.gserviceaccount.com"] == tolist([
+    condition = output.iam_grants["serviceAccount:service-987654321098@serverless-robot-prod.iam.gserviceaccount.com"] == tolist([
       "roles/compute.networkUser on subnetwork fanout",
     ]) && one(values(google_compute_subnetwork_iam_member.grant)).project == "host-project" && one(values(google_compute_subnetwork_iam_member.grant)).region == "europe-west1"
     error_message = "This project's Cloud Run service agent may use the host's subnet, and nothing else."
