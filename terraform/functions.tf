@@ -228,7 +228,10 @@ resource "google_pubsub_subscription" "push" {
 
   # Pushing before the invoker grant and the agent's token grant have
   # propagated would spend deliveries on 403s.
-  depends_on = [time_sleep.invoker_propagation]
+  depends_on = [
+    time_sleep.invoker_propagation,
+    time_sleep.agent_propagation,
+  ]
 }
 
 resource "google_cloud_scheduler_job" "scheduled" {

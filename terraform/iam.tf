@@ -412,22 +412,29 @@ resource "time_sleep" "iam_propagation" {
 }
 
 # The same before the first push and the first scheduled call: a 403 from a
-# function whose invoker grant has not arrived, or a push whose OIDC token
-# the agent may not mint yet, would spend a delivery; a dead letter the
-# agent may not publish yet would be lost.
+# function whose invoker grant has not arrived would spend a delivery.
 resource "time_sleep" "invoker_propagation" {
   create_duration = "${var.iam_propagation_seconds}s"
 
   triggers = {
-    grants = join(",", concat(
-      sort(keys(local.invoker_grants)),
-      sort(keys(local.agent_topic_grants)),
-      sort(keys(local.agent_service_account_grants)),
-    ))
+    grants = join(",", sort(keys(local.invoker_grants)))
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.grant]
+}
+
+# And for the Pub/Sub service agent's grants, which only the push
+# subscriptions need: a push whose OIDC token the agent may not mint yet
+# would spend a delivery, a dead letter it may not publish yet would be
+# lost. Nothing else waits for the agent.
+resource "time_sleep" "agent_propagation" {
+  create_duration = "${var.iam_propagation_seconds}s"
+
+  triggers = {
+    grants = join(",", concat(sort(keys(local.agent_topic_grants)), sort(keys(local.agent_service_account_grants))))
   }
 
   depends_on = [
-    google_cloud_run_v2_service_iam_member.grant,
     google_pubsub_topic_iam_member.agent,
     google_service_account_iam_member.agent,
   ]

@@ -41,10 +41,10 @@ var waits = map[string][]string{
 		"google_pubsub_topic_iam_member.grant",                 // publishing
 		"google_compute_subnetwork_iam_member.grant",           // Direct VPC egress into a Shared VPC
 	},
-	"google_pubsub_subscription.push":      {"time_sleep.invoker_propagation"},
+	"google_pubsub_subscription.push":      {"time_sleep.invoker_propagation", "time_sleep.agent_propagation"},
 	"google_cloud_scheduler_job.scheduled": {"time_sleep.invoker_propagation"},
-	"time_sleep.invoker_propagation": {
-		"google_cloud_run_v2_service_iam_member.grant",
+	"time_sleep.invoker_propagation":       {"google_cloud_run_v2_service_iam_member.grant"},
+	"time_sleep.agent_propagation": {
 		"google_pubsub_topic_iam_member.agent",    // dead letters
 		"google_service_account_iam_member.agent", // the push OIDC tokens
 	},
@@ -65,6 +65,7 @@ var waits = map[string][]string{
 var waitsNot = map[string][]string{
 	"google_cloudfunctions2_function.function": {"time_sleep.pubsub_agent"},
 	"time_sleep.iam_propagation":               {"time_sleep.pubsub_agent"},
+	"google_cloud_scheduler_job.scheduled":     {"time_sleep.pubsub_agent"},
 }
 
 // CheckFirstApply checks the dependency graph of `terraform graph`.

@@ -433,7 +433,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = time_sleep.iam_propagation.create_duration == "60s" && time_sleep.invoker_propagation.create_duration == "60s" && time_sleep.pubsub_agent.create_duration == "60s"
+    condition     = time_sleep.iam_propagation.create_duration == "60s" && time_sleep.invoker_propagation.create_duration == "60s" && time_sleep.agent_propagation.create_duration == "60s" && time_sleep.pubsub_agent.create_duration == "60s"
     error_message = "The first apply waits 60 s for IAM propagation before builds, pushes and the Pub/Sub agent's grants."
   }
 
