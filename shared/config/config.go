@@ -269,11 +269,15 @@ func LoadListener(ctx context.Context, s report.Source) (Listener, error) {
 	return c, nil
 }
 
-// SourceDSN returns DSN_{DATABASE}; off the cloud it defaults to the local
-// server, in a deployed function its absence is an error naming it.
+// SourceDSN returns DSN_{DATABASE}, checked by CheckDSN; off the cloud it
+// defaults to the local server, in a deployed function its absence is an
+// error naming it.
 func SourceDSN(database string) (string, error) {
 	name := report.DSNEnv(database)
 	if v := os.Getenv(name); v != "" {
+		if err := CheckDSN(name, v); err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
 		return v, nil
 	}
 	if Deployed() {
@@ -385,6 +389,9 @@ func (c *Aggregator) validate() error {
 	if err := validateMaxReportRows(c.MaxReportRows); err != nil {
 		return err
 	}
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -392,6 +399,9 @@ func (c *Aggregator) validate() error {
 }
 
 func (c *DeadLetter) validate() error {
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -420,6 +430,9 @@ func (c *Shim) validate() error {
 	if c.CompletedExchange == "" || len(c.CompletedExchange) > 255 {
 		return fmt.Errorf("COMPLETED_EXCHANGE %q must be a name of 1 to 255 bytes", c.CompletedExchange)
 	}
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -432,6 +445,9 @@ func (c *Sweep) validate() error {
 	}
 	if c.ProcessingAfter < time.Minute {
 		return fmt.Errorf("SWEEP_PROCESSING_AFTER %s is below one minute", c.ProcessingAfter)
+	}
+	if err := c.Records.validate(); err != nil {
+		return err
 	}
 	if err := c.Completion.validate(); err != nil {
 		return err
