@@ -14,6 +14,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Bounds is one part's slice of a report's join-key space: keys k with
@@ -115,7 +116,7 @@ func Split(ctx context.Context, r Report, p Params, dbFor func(database string) 
 	if err != nil {
 		return Plan{}, fmt.Errorf("split %s: %w", r.Type, err)
 	}
-	e, err := newDiveEstimator(ctx, db, *r.SplitBy, p)
+	e, err := newDiveEstimator(ctx, db, *r.SplitBy, p, partRows)
 	if err != nil {
 		return Plan{}, fmt.Errorf("split %s: %w", r.Type, err)
 	}
@@ -449,20 +450,33 @@ func planOf(leaves []leaf, rows []float64, starts []int) Plan {
 // from two dives down an index (records_in_range): a few page reads each,
 // whatever the range holds. The statements are prepared once on one
 // connection, so each estimate is one round trip.
+//
+// InnoDB counts a range that spans up to about ten leaf pages exactly, and
+// extrapolates a longer one from ten pages and then doubles it ("in trees
+// whose height is > 1 our algorithm tends to underestimate: multiply the
+// estimate by 2", btr0cur.cc, MySQL and MariaDB alike). Measured on 200k
+// withdrawals: ranges of 5,135 and 6,782 rows were estimated exactly,
+// ranges of 8,549 and 12,268 rows at 17,098 and 25,274. Mixed as they
+// come, a part cut from small exact pieces held 1.7 times the rows of one
+// cut from large doubled ones. So each index's doubling threshold is
+// found once per plan (calibrate) and estimates above it are halved.
 type diveEstimator struct {
-	conn   *sql.Conn
-	by     SplitBy
-	filter RangeFilter
-	keys   *sql.Stmt // EXPLAIN of a key range
-	ends   *sql.Stmt // MIN and MAX key of a key range
+	conn     *sql.Conn
+	by       SplitBy
+	filter   RangeFilter
+	partRows float64
+	keys     *sql.Stmt // EXPLAIN of a key range
+	ends     *sql.Stmt // MIN and MAX key of a key range
+
+	keyDoubled float64 // key index estimates above this are doubled; 0: not known yet
 }
 
-func newDiveEstimator(ctx context.Context, db *sql.DB, by SplitBy, p Params) (*diveEstimator, error) {
+func newDiveEstimator(ctx context.Context, db *sql.DB, by SplitBy, p Params, partRows int64) (*diveEstimator, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sql.Conn: %w", err)
 	}
-	e := &diveEstimator{conn: conn, by: by, filter: by.Filter(p)}
+	e := &diveEstimator{conn: conn, by: by, filter: by.Filter(p), partRows: float64(partRows)}
 	s := by.Source
 	q := "EXPLAIN SELECT 1 FROM `" + s.Table + "` FORCE INDEX (`" + by.KeyIndex + "`) WHERE `" +
 		s.Key + "` >= ? AND `" + s.Key + "` <= ?"
@@ -484,6 +498,45 @@ func (e *diveEstimator) close() {
 	e.ends.Close()
 	e.keys.Close()
 	e.conn.Close()
+}
+
+// calibrate finds where an index's estimates start being doubled. probe(j)
+// estimates the j-th of a series of ranges, each half the one before, all
+// starting at one place; ok is false once a range cannot be halved. Halving
+// a range halves its estimate, give or take the data's unevenness, except
+// where the range drops under InnoDB's ten pages: there the doubling stops
+// and the estimate falls to a quarter. An estimate e just under that step
+// is counted exactly, and the ranges it stands for hold at most 2e rows
+// when exact and at least 2e, doubled, to 4e when extrapolated: 2e is the
+// threshold. +Inf (no correction) if there is no such step.
+func calibrate(probe func(j int) (est float64, ok bool, err error)) (float64, error) {
+	prev := 0.0
+	for j := 0; j < 64; j++ {
+		est, ok, err := probe(j)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+		if prev > 0 && est > 0 && prev/est >= 3 && prev/est <= 6 {
+			return 2 * est, nil
+		}
+		if est < 16 {
+			break
+		}
+		prev = est
+	}
+	return math.Inf(1), nil
+}
+
+// undouble turns a raw estimate into rows, given the threshold above which
+// estimates are doubled.
+func undouble(est, doubled float64) float64 {
+	if est > doubled {
+		return est / 2
+	}
+	return est
 }
 
 // explainRows reads the rows column of a one-table EXPLAIN.
@@ -531,11 +584,14 @@ func (e *diveEstimator) explain(ctx context.Context, q string, args ...any) (flo
 
 // total estimates the filter's rows on its index. InnoDB caps a range's
 // estimate at half the table's rows, so a range estimated at the cap is
-// counted as the table less the two ranges outside it.
+// counted as the table less the two ranges outside it. A raw estimate at
+// or under partRows (and under the cap) is the answer as it is (one part
+// either way); a larger one is corrected for doubling.
 func (e *diveEstimator) total(ctx context.Context) (float64, error) {
 	s, f := e.by.Source, e.filter
 	from := "FROM `" + s.Table + "` FORCE INDEX (`" + f.Index + "`) WHERE `" + f.Column + "` "
-	in, err := e.explain(ctx, "EXPLAIN SELECT 1 "+from+">= ? AND `"+f.Column+"` < ?", f.From, f.To)
+	rangeQ := "EXPLAIN SELECT 1 " + from + ">= ? AND `" + f.Column + "` < ?"
+	in, err := e.explain(ctx, rangeQ, f.From, f.To)
 	if err != nil {
 		return 0, err
 	}
@@ -543,8 +599,23 @@ func (e *diveEstimator) total(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if in < math.Floor(all/2) {
+	capped := in >= math.Floor(all/2)
+	if in <= e.partRows && !capped {
 		return in, nil
+	}
+	doubled, err := calibrate(func(j int) (float64, bool, error) {
+		from, to, ok := halve(f.From, f.To, j)
+		if !ok {
+			return 0, false, nil
+		}
+		est, err := e.explain(ctx, rangeQ, from, to)
+		return est, true, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !capped {
+		return undouble(in, doubled), nil
 	}
 	before, err := e.explain(ctx, "EXPLAIN SELECT 1 "+from+"< ?", f.From)
 	if err != nil {
@@ -554,7 +625,35 @@ func (e *diveEstimator) total(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return max(in, all-before-after), nil
+	return max(undouble(in, doubled), all-undouble(before, doubled)-undouble(after, doubled)), nil
+}
+
+// halve returns [from, from + (to-from)/2^j) for times or integers; ok is
+// false for other types or once the range is a single value.
+func halve(from, to any, j int) (any, any, bool) {
+	switch f := from.(type) {
+	case time.Time:
+		t, ok := to.(time.Time)
+		if !ok {
+			return nil, nil, false
+		}
+		w := (t.UnixMicro() - f.UnixMicro()) >> j
+		if w < 1 {
+			return nil, nil, false
+		}
+		return f, f.Add(time.Duration(w) * time.Microsecond), true
+	case int64:
+		t, ok := to.(int64)
+		if !ok {
+			return nil, nil, false
+		}
+		w := span(f, t) >> j
+		if w < 1 {
+			return nil, nil, false
+		}
+		return f, int64(uint64(f) + w), true
+	}
+	return nil, nil, false
 }
 
 // keyRange reads the smallest and largest key in [lo, hi]: two dives of
@@ -568,7 +667,34 @@ func (e *diveEstimator) keyRange(ctx context.Context, lo, hi int64) (int64, int6
 	return kmin.Int64, kmax.Int64, kmin.Valid && kmax.Valid, nil
 }
 
+// weight estimates the rows in [lo, hi] on the key index, corrected for
+// doubling; the first call calibrates the index around the middle key.
 func (e *diveEstimator) weight(ctx context.Context, lo, hi int64) (float64, error) {
+	if e.keyDoubled == 0 {
+		klo, khi, ok, err := e.keyRange(ctx, math.MinInt64, math.MaxInt64)
+		if err != nil {
+			return 0, err
+		}
+		e.keyDoubled = math.Inf(1)
+		if ok {
+			mid := int64(uint64(klo) + span(klo, khi)/2)
+			if e.keyDoubled, err = calibrate(func(j int) (float64, bool, error) {
+				w := span(mid, khi) >> j
+				if w < 1 {
+					return 0, false, nil
+				}
+				est, err := e.rawWeight(ctx, mid, int64(uint64(mid)+w))
+				return est, true, err
+			}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	est, err := e.rawWeight(ctx, lo, hi)
+	return undouble(est, e.keyDoubled), err
+}
+
+func (e *diveEstimator) rawWeight(ctx context.Context, lo, hi int64) (float64, error) {
 	n, err := explainRows(e.keys.QueryContext(ctx, lo, hi))
 	if err != nil {
 		return 0, fmt.Errorf("estimate %s [%d, %d]: %w", e.by.Source.Name(), lo, hi, err)
