@@ -362,30 +362,50 @@ func merge(leaves []leaf, total float64, partRows int64, maxParts int) Plan {
 	}
 }
 
-// group returns the index of each part's first leaf. A part closes where
-// its rows come nearest target, and a leaf over heavy rows and target (one
-// key) stands alone. Then each part left under half of target, smallest
+// group returns the index of each part's first leaf. A leaf over heavy
+// rows and target (one key) stands alone. The leaves between such keys are
+// cut into parts of about target where the running sum of their rows comes
+// nearest each multiple of their total over their part count (cutting by
+// quantiles, so no drift piles up in the last part: closing each part
+// where it came nearest target left 1.38 times the median for the last
+// one on 10M withdrawals). Then each part under half of target, smallest
 // first, joins its smaller neighbour (a part that is not a heavy leaf if
-// it can): a remainder at the end, or a range between heavy keys that
-// holds few rows or none, is not worth a part of its own.
+// it can): a range between heavy keys that holds few rows or none is not
+// worth a part of its own.
 func group(rows []float64, target, heavy float64) []int {
 	isHeavy := func(i int) bool { return rows[i] > heavy && rows[i] > target }
 	var starts []int
 	var sums []float64
 	var alone []bool // the part is one heavy leaf
-	open := func(i int) {
-		starts, sums, alone = append(starts, i), append(sums, rows[i]), append(alone, isHeavy(i))
+	add := func(start int, sum float64, heavy bool) {
+		starts, sums, alone = append(starts, start), append(sums, sum), append(alone, heavy)
 	}
-	for i, r := range rows {
-		n := len(starts)
-		switch {
-		case n == 0 || isHeavy(i) || alone[n-1]:
-			open(i)
-		case sums[n-1]+r > target && target-sums[n-1] < sums[n-1]+r-target:
-			open(i)
-		default:
-			sums[n-1] += r
+	for i := 0; i < len(rows); {
+		if isHeavy(i) {
+			add(i, rows[i], true)
+			i++
+			continue
 		}
+		j := i
+		var seg float64
+		for ; j < len(rows) && !isHeavy(j); j++ {
+			seg += rows[j]
+		}
+		k := max(1, int(math.Round(seg/target)))
+		start, m := i, 1
+		var before, sum float64 // rows of the segment before leaf x; of the open part
+		for x := i; x < j; x++ {
+			q := seg * float64(m) / float64(k)
+			if m < k && x > start && math.Abs(before-q) < math.Abs(before+rows[x]-q) {
+				add(start, sum, false)
+				start, sum = x, 0
+				m++
+			}
+			before += rows[x]
+			sum += rows[x]
+		}
+		add(start, sum, false)
+		i = j
 	}
 	for len(starts) > 1 {
 		small := -1
