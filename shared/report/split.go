@@ -86,6 +86,13 @@ type RangeFilter struct {
 // SplitBy says how Split estimates a report's rows: the source whose rows
 // a part's work grows with (it is read whole, per part, by its listener),
 // an index led by that source's Key, and the source's filter for params.
+//
+// The filter is counted on its own index and the key ranges on theirs, so
+// a key range's share of the report is taken to be its share of the whole
+// table: the filter (a time range) is assumed independent of the key. Where
+// it is not (users numbered by sign-up, a time range of the last week, when
+// the newest users are active but hold few rows in all) the parts holding
+// those keys come out larger than estimated.
 type SplitBy struct {
 	Source   Source
 	KeyIndex string
