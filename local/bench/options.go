@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -48,6 +49,9 @@ type Options struct {
 	mysqlBase, redisAddr, amqpURL                   string
 	moduleRoot                                      string
 	cpuProfile                                      string
+	skew                                            bool
+	terraformDir                                    string
+	workload                                        Workload
 }
 
 func envOr(k, def string) string {
@@ -89,6 +93,11 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.StringVar(&o.redisAddr, "redis", envOr("TEST_REDIS_ADDR", "127.0.0.1:6379"), "Redis address")
 	fs.StringVar(&o.amqpURL, "amqp", envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
 	fs.StringVar(&o.moduleRoot, "module", ".", "module root to build the functions from")
+	fs.BoolVar(&o.skew, "skew", false, "skewed data: half the withdrawals and payments belong to 1% of the users (the first ones); the part sizes show how the reports split")
+	fs.StringVar(&o.terraformDir, "terraform", "", "the Terraform module the cost model reads the functions' sizes from (default: terraform/ under -module)")
+	o.workload = DefaultWorkload
+	fs.IntVar(&o.workload.SmallPerDay, "small-per-day", DefaultWorkload.SmallPerDay, "monthly cost: small reports a day")
+	fs.IntVar(&o.workload.BigPerDay, "big-per-day", DefaultWorkload.BigPerDay, "monthly cost: big reports a day")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (push relay, pstest, fake-gcs-server, the client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -121,6 +130,12 @@ report over most of the data, and compares with MariaDB's single-query join.
 	}
 	if o.repeat < 1 {
 		return o, errors.New("-repeat must be ≥ 1")
+	}
+	if o.terraformDir == "" {
+		o.terraformDir = filepath.Join(o.moduleRoot, "terraform")
+	}
+	if o.workload.SmallPerDay < 0 || o.workload.BigPerDay < 0 {
+		return o, errors.New("-small-per-day and -big-per-day must be ≥ 0")
 	}
 	if o.smallRows < 1 {
 		return o, errors.New("-small-rows must be ≥ 1")
