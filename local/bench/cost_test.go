@@ -51,7 +51,7 @@ func testPrices() Prices {
 	var p Prices
 	p.CloudRun.VCPUSecond, p.CloudRun.GiBSecond, p.CloudRun.PerMillionRequest = 0.01, 0.001, 1
 	p.CloudRun.IdleVCPUSecond, p.CloudRun.IdleGiBSecond = 0.001, 0.0001
-	p.PubSub.PerTiB, p.PubSub.MinBytesPerMessage = 1 << 40, 1000 // $1 a byte
+	p.PubSub.PerTiB, p.PubSub.MinBytesPerMessage = 1<<40, 1000 // $1 a byte
 	p.Memorystore.BasicGBHour = map[string]float64{"M1": 1, "M2": 0.5, "M3": 0.25, "M4": 0.125, "M5": 0.0625}
 	p.Memorystore.StandardGBHour = map[string]float64{"M1": 2, "M2": 1, "M3": 0.5, "M4": 0.25, "M5": 0.125}
 	p.Storage.GBMonth, p.Storage.ClassAPer1000, p.Storage.ClassBPer1000 = 1, 1000, 100
@@ -270,7 +270,7 @@ func TestFnUsage(t *testing.T) {
 func TestPubSubUsage(t *testing.T) {
 	t.Parallel()
 	msgs := []*pstest.Message{
-		{ID: "1", Data: make([]byte, 100), Attributes: map[string]string{"recordId": "7", "kind": "stage"}},  // 100+8+1+4+5
+		{ID: "1", Data: make([]byte, 100), Attributes: map[string]string{"recordId": "7", "kind": "stage"}},   // 100+8+1+4+5
 		{ID: "2", Data: make([]byte, 3000), Attributes: map[string]string{"recordId": "7"}, OrderingKey: "k"}, // 3000+9+1
 		{ID: "3", Data: make([]byte, 10), Attributes: map[string]string{"recordId": "8"}},
 	}
@@ -389,5 +389,22 @@ func mustWrite(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// At its configured size a function cannot do its CPU work faster than
+// CPU seconds / vCPU: billed seconds are the larger of that and the
+// handler time measured here.
+func TestAtSize(t *testing.T) {
+	t.Parallel()
+	sizes := map[string]Size{"Slow": {GiB: 0.5, VCPU: 0.25}, "Waits": {GiB: 1, VCPU: 1}}
+	fns := map[string]FnUsage{"Slow": {Requests: 1, BilledSec: 1}, "Waits": {Requests: 1, BilledSec: 3}}
+	got := atSize(fns, map[string]float64{"Slow": 2, "Waits": 0.5}, sizes)
+	want := map[string]FnUsage{
+		"Slow":  {Requests: 1, BilledSec: 8, CPUSec: 2, VCPUSeconds: 2, GiBSeconds: 4},
+		"Waits": {Requests: 1, BilledSec: 3, CPUSec: 0.5, VCPUSeconds: 3, GiBSeconds: 3},
+	}
+	if diff := cmp.Diff(want, got, approx); diff != "" {
+		t.Errorf("atSize (-want +got):\n%s", diff)
 	}
 }

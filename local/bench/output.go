@@ -130,14 +130,14 @@ func PrintSummary(w io.Writer, r *Results) {
 		tw.Flush()
 		fmt.Fprintln(w, "  (the shared servers' CPU includes whatever else this machine ran meanwhile)")
 
-		fmt.Fprintln(w, "\nusage and cost of each big report (pushes by function: requests, handler s, longest single delivery s, vCPU-s and GiB-s at the Terraform module's sizes):")
+		fmt.Fprintln(w, "\nusage and cost of each big report (pushes by function: requests, handler s, longest single delivery s, CPU s here; billed s = the larger of the handler time and CPU s / the size's vCPU; vCPU-s and GiB-s at the Terraform module's sizes):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "report\tfunction\tsize\trequests\tfailed\thandler s\tlongest s\tvCPU-s\tGiB-s\t")
+		fmt.Fprintln(tw, "report\tfunction\tsize\trequests\tfailed\thandler s\tlongest s\tCPU s\tbilled s\tvCPU-s\tGiB-s\t")
 		for _, b := range r.Reports {
 			for _, fn := range sortedKeys(b.Functions) {
 				u, sz := b.Functions[fn], r.Deployment.Sizes[fn]
-				fmt.Fprintf(tw, "%s\t%s\t%.3g vCPU %s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.3f\t\n", b.label(), fn, sz.VCPU, sz.Memory,
-					u.Requests, u.Failed, u.Seconds, u.LongestSec, u.VCPUSeconds, u.GiBSeconds)
+				fmt.Fprintf(tw, "%s\t%s\t%.3g vCPU %s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t\n", b.label(), fn, sz.VCPU, sz.Memory,
+					u.Requests, u.Failed, u.Seconds, u.LongestSec, u.CPUSec, u.BilledSec, u.VCPUSeconds, u.GiBSeconds)
 			}
 		}
 		tw.Flush()

@@ -443,11 +443,20 @@ type bench struct {
 
 // usage fills in what record rid used (pushes, Pub/Sub, the Cloud
 // Storage operations ops, the parts) and what it cost.
-func (b *bench) usage(rid int64, ops GCSOps) (map[string]FnUsage, PubSubUsage, ReportCost) {
+func (b *bench) usage(rid int64, ops GCSOps, procs map[string]ProcMem) (map[string]FnUsage, PubSubUsage, ReportCost) {
 	pushes := b.dl.of(rid)
-	fns := fnUsage(pushes, b.dl.functionName, b.sizes)
+	fns := atSize(fnUsage(pushes, b.dl.functionName, b.sizes), procCPU(procs, 1), b.sizes)
 	ps := pubsubUsage(b.st.PubSub.Messages(), rid, pushes)
 	return fns, ps, b.prices.Report(fns, ps, ops)
+}
+
+// procCPU is each process's CPU seconds divided by n.
+func procCPU(procs map[string]ProcMem, n float64) map[string]float64 {
+	out := map[string]float64{}
+	for name, p := range procs {
+		out[name] = p.CPUSec / n
+	}
+	return out
 }
 
 // cpuTotal sums the CPU seconds of the stack's processes and the servers'.
@@ -516,7 +525,7 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 		tl, terr := timelines(b.logDir, map[int64]time.Time{rid: start})
 		br.Timeline = tl[rid]
 		br.GCS = b.gcs.snapshot().sub(ops0)
-		br.Functions, br.PubSub, br.Cost = b.usage(rid, br.GCS)
+		br.Functions, br.PubSub, br.Cost = b.usage(rid, br.GCS, br.Procs)
 		br.LongestDeliveryFn, br.LongestDeliverySec = longest(br.Functions)
 		br.Parts = partsOf(br.Timeline, b.dl.of(rid), br.Rows)
 		if err == nil {
@@ -581,14 +590,15 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 			return
 		}
 		n := float64(len(starts))
-		sr.CPUSec = cpuTotal(smp.finish(), smp.serverCPU()) / n
+		procs := smp.finish()
+		sr.CPUSec = cpuTotal(procs, smp.serverCPU()) / n
 		sr.CSVBytes = csvBytes / int64(len(starts))
 		sr.GCS = b.gcs.snapshot().sub(ops0)
 		var ids []int64
 		for id := range starts {
 			ids = append(ids, id)
 		}
-		b.smallUsage(&sr, ids)
+		b.smallUsage(&sr, ids, procCPU(procs, n))
 		step("%s: per small report: %.2f CPU s, $%.7f", typ, sr.CPUSec, sr.Cost.TotalUSD)
 		sr.WallP50Ms, sr.WallP95Ms, sr.WallMaxMs = percentile(wall, 50), percentile(wall, 95), percentile(wall, 100)
 		sr.ServerP50Ms, sr.ServerP95Ms = percentile(server, 50), percentile(server, 95)
@@ -645,7 +655,7 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 
 // smallUsage fills in the small reports' usage: pushes, Pub/Sub and cost
 // per report (means over ids), and the longest push.
-func (b *bench) smallUsage(sr *SmallResult, ids []int64) {
+func (b *bench) smallUsage(sr *SmallResult, ids []int64, cpuPerReport map[string]float64) {
 	msgs := b.st.PubSub.Messages()
 	var all []relay.Delivery
 	var ps PubSubUsage
@@ -662,14 +672,17 @@ func (b *bench) smallUsage(sr *SmallResult, ids []int64) {
 	_, sr.LongestDeliverySec = longest(fns)
 	n := float64(len(ids))
 	total := b.prices.Report(fns, ps, sr.GCS)
-	sr.Cost = addCost(ReportCost{}, total, 1/n)
 	sr.PubSub = PubSubUsage{Messages: int(math.Round(float64(ps.Messages) / n)), Bytes: int64(float64(ps.Bytes) / n),
 		Deliveries: int(math.Round(float64(ps.Deliveries) / n)), BillableBytes: int64(float64(ps.BillableBytes) / n)}
-	sr.Functions = map[string]FnUsage{}
+	per := map[string]FnUsage{}
 	for fn, u := range fns {
-		sr.Functions[fn] = FnUsage{Requests: int(math.Round(float64(u.Requests) / n)), Failed: u.Failed, Seconds: u.Seconds / n,
-			BilledSec: u.BilledSec / n, LongestSec: u.LongestSec, VCPUSeconds: u.VCPUSeconds / n, GiBSeconds: u.GiBSeconds / n}
+		per[fn] = FnUsage{Requests: int(math.Round(float64(u.Requests) / n)), Failed: u.Failed, Seconds: u.Seconds / n,
+			BilledSec: u.BilledSec / n, LongestSec: u.LongestSec}
 	}
+	sr.Functions = atSize(per, cpuPerReport, b.sizes)
+	sr.Cost = b.prices.Report(sr.Functions, sr.PubSub, GCSOps{})
+	sr.Cost.StorageUSD = total.StorageUSD / n
+	sr.Cost.TotalUSD += sr.Cost.StorageUSD
 }
 
 // medianTimeline is the median time of each distinct log event over the

@@ -31,10 +31,31 @@ type FnUsage struct {
 	Requests    int     `json:"requests"`
 	Failed      int     `json:"failed"` // not acked: redelivered or dead-lettered
 	Seconds     float64 `json:"seconds"`
-	BilledSec   float64 `json:"billedSeconds"` // each request rounded up to 100 ms
+	BilledSec   float64 `json:"billedSeconds"` // each request rounded up to 100 ms (see atSize)
 	LongestSec  float64 `json:"longestDeliverySec"`
 	VCPUSeconds float64 `json:"vcpuSeconds"` // billed seconds x the configured vCPU
 	GiBSeconds  float64 `json:"gibSeconds"`  // billed seconds x the configured memory
+	// CPUSec is the function's process's CPU seconds here (atSize).
+	CPUSec float64 `json:"cpuSec"`
+}
+
+// atSize corrects the billed seconds for the instance's size: here a
+// function's process may use a whole core, at its configured size (a
+// fraction of a vCPU when cpu is unset) the same CPU work takes at least
+// CPU seconds / vCPU. Billed seconds become the larger of the two, and
+// vCPU- and GiB-seconds follow; cpu holds each function's CPU seconds.
+func atSize(fns map[string]FnUsage, cpu map[string]float64, sizes map[string]Size) map[string]FnUsage {
+	out := map[string]FnUsage{}
+	for fn, u := range fns {
+		s := sizes[fn]
+		u.CPUSec = cpu[fn]
+		if s.VCPU > 0 {
+			u.BilledSec = max(u.BilledSec, u.CPUSec/s.VCPU)
+		}
+		u.VCPUSeconds, u.GiBSeconds = u.BilledSec*s.VCPU, u.BilledSec*s.GiB
+		out[fn] = u
+	}
+	return out
 }
 
 // PubSubUsage is a report's Pub/Sub traffic: every message published
