@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,23 +287,29 @@ func TestPubSubUsage(t *testing.T) {
 
 func TestClassifyGCS(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ method, path, want string }{
-		{http.MethodPost, "/upload/storage/v1/b/reports/o", "upload"},
-		{http.MethodPut, "/upload/storage/v1/b/reports/o", "upload part"},
-		{http.MethodPost, "/storage/v1/b/reports/o/reports%2F1%2Fa.csv/compose", "compose"},
-		{http.MethodDelete, "/storage/v1/b/reports/o/tmp%2F1%2Fpart-000001.csv", "delete"},
-		{http.MethodGet, "/storage/v1/b/reports/o", "list"},
-		{http.MethodGet, "/storage/v1/b/reports/o/a.csv", "read"},
-		{http.MethodGet, "/reports/a.csv", "read"},
-		{http.MethodPatch, "/storage/v1/b/reports/o/a.csv", "other"},
+	for _, tc := range []struct{ method, path, query, want string }{
+		{http.MethodPost, "/upload/storage/v1/b/reports/o", "uploadType=multipart", "upload"},
+		{http.MethodPost, "/upload/storage/v1/b/reports/o", "uploadType=resumable&name=a.csv", "upload"},
+		{http.MethodPut, "/upload/storage/v1/b/reports/o", "uploadType=resumable&upload_id=x1", "upload part"},
+		{http.MethodPost, "/upload/storage/v1/b/reports/o", "uploadType=resumable&upload_id=x1", "upload part"},
+		{http.MethodPost, "/storage/v1/b/reports/o/reports%2F1%2Fa.csv/compose", "", "compose"},
+		{http.MethodDelete, "/storage/v1/b/reports/o/tmp%2F1%2Fpart-000001.csv", "", "delete"},
+		{http.MethodGet, "/storage/v1/b/reports/o", "prefix=tmp", "list"},
+		{http.MethodGet, "/storage/v1/b/reports/o/a.csv", "", "read"},
+		{http.MethodGet, "/reports/a.csv", "", "read"},
+		{http.MethodPatch, "/storage/v1/b/reports/o/a.csv", "", "other"},
 	} {
-		if got := classifyGCS(tc.method, tc.path); got != tc.want {
-			t.Errorf("classifyGCS(%s %s) = %q, want %q", tc.method, tc.path, got, tc.want)
+		q, err := url.ParseQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := classifyGCS(tc.method, tc.path, q); got != tc.want {
+			t.Errorf("classifyGCS(%s %s?%s) = %q, want %q", tc.method, tc.path, tc.query, got, tc.want)
 		}
 	}
-	ops := GCSOps{Uploads: 1, Composes: 2, Deletes: 3, Lists: 4, Reads: 5, Other: 6}
-	if ops.ClassA() != 13 || ops.ClassB() != 5 {
-		t.Errorf("class A %d, B %d; want 13, 5", ops.ClassA(), ops.ClassB())
+	ops := GCSOps{Uploads: 1, UploadParts: 7, Composes: 2, Deletes: 3, Lists: 4, Reads: 5, Other: 6}
+	if ops.ClassA() != 20 || ops.ClassB() != 5 {
+		t.Errorf("class A %d, B %d; want 20, 5", ops.ClassA(), ops.ClassB())
 	}
 }
 

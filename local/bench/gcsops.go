@@ -13,36 +13,39 @@ import (
 
 // GCSOps counts Cloud Storage requests by what they cost: uploads and
 // composes (class A), lists (class A), reads of objects or their metadata
-// (class B), deletes (free).
+// (class B), deletes (free). A resumable upload's later requests (one per
+// chunk of the client's buffer) are counted apart, and billed as class A
+// too: the conservative reading of the price page.
 type GCSOps struct {
-	Uploads  int64 `json:"uploads"`
-	Composes int64 `json:"composes"`
-	Deletes  int64 `json:"deletes"`
-	Lists    int64 `json:"lists"`
-	Reads    int64 `json:"reads"`
-	Other    int64 `json:"other"` // anything else (copies, patches): billed as class A
+	Uploads     int64 `json:"uploads"`
+	UploadParts int64 `json:"uploadParts"`
+	Composes    int64 `json:"composes"`
+	Deletes     int64 `json:"deletes"`
+	Lists       int64 `json:"lists"`
+	Reads       int64 `json:"reads"`
+	Other       int64 `json:"other"` // anything else (copies, patches): billed as class A
 }
 
 // ClassA is the operations billed as class A.
-func (o GCSOps) ClassA() int64 { return o.Uploads + o.Composes + o.Lists + o.Other }
+func (o GCSOps) ClassA() int64 { return o.Uploads + o.UploadParts + o.Composes + o.Lists + o.Other }
 
 // ClassB is the operations billed as class B.
 func (o GCSOps) ClassB() int64 { return o.Reads }
 
 // sub is o minus p, field by field.
 func (o GCSOps) sub(p GCSOps) GCSOps {
-	return GCSOps{o.Uploads - p.Uploads, o.Composes - p.Composes, o.Deletes - p.Deletes, o.Lists - p.Lists, o.Reads - p.Reads, o.Other - p.Other}
+	return GCSOps{o.Uploads - p.Uploads, o.UploadParts - p.UploadParts, o.Composes - p.Composes, o.Deletes - p.Deletes, o.Lists - p.Lists, o.Reads - p.Reads, o.Other - p.Other}
 }
 
 // classifyGCS names the operation of one JSON API request, as the Go
-// client and fake-gcs-server speak it. A resumable upload's follow-up PUTs
-// are parts of the upload its POST started, not operations of their own.
-func classifyGCS(method, path string) string {
+// client and fake-gcs-server speak it. A resumable upload's requests after
+// the first (they carry its upload_id) are parts of the upload it started.
+func classifyGCS(method, path string, query url.Values) string {
 	switch {
+	case strings.HasPrefix(path, "/upload/storage/v1/b/") && query.Has("upload_id"):
+		return "upload part"
 	case method == http.MethodPost && strings.HasPrefix(path, "/upload/storage/v1/b/"):
 		return "upload"
-	case method == http.MethodPut && strings.HasPrefix(path, "/upload/storage/v1/b/"):
-		return "upload part"
 	case method == http.MethodPost && strings.HasSuffix(path, "/compose"):
 		return "compose"
 	case method == http.MethodDelete:
@@ -88,7 +91,7 @@ func startGCSCounter() (*gcsCounter, error) {
 			http.Error(w, "Cloud Storage emulator not started yet", http.StatusServiceUnavailable)
 			return
 		}
-		c.count(classifyGCS(r.Method, r.URL.Path))
+		c.count(classifyGCS(r.Method, r.URL.Path, r.URL.Query()))
 		rp.ServeHTTP(w, r)
 	})}
 	go func() { _ = c.srv.Serve(ln) }()
@@ -115,6 +118,7 @@ func (c *gcsCounter) count(op string) {
 	case "upload":
 		c.ops.Uploads++
 	case "upload part":
+		c.ops.UploadParts++
 	case "compose":
 		c.ops.Composes++
 	case "delete":

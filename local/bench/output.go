@@ -142,11 +142,11 @@ func PrintSummary(w io.Writer, r *Results) {
 		}
 		tw.Flush()
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "report\twall s\tCPU s\tfloor s\tlongest delivery\tparts\tpart rows (max/median)\tPub/Sub msgs\tKiB\tbillable KiB\tGCS up/compose/del/read\thash MiB-s\tload 1m\t$ report\t")
+		fmt.Fprintln(tw, "report\twall s\tCPU s\tfloor s\tlongest delivery\tparts\tpart rows (max/median)\tPub/Sub msgs\tKiB\tbillable KiB\tGCS up(+parts)/compose/del/read\thash MiB-s\tload 1m\t$ report\t")
 		for _, b := range r.Reports {
-			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f s %s\t%d\t%s\t%d\t%.1f\t%.1f\t%d/%d/%d/%d\t%.1f\t%.1f\t%.5f\t\n", b.label(), b.PipelineSec, b.CPUSec, b.FloorSec,
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f s %s\t%d\t%s\t%d\t%.1f\t%.1f\t%d(+%d)/%d/%d/%d\t%.1f\t%.1f\t%.5f\t\n", b.label(), b.PipelineSec, b.CPUSec, b.FloorSec,
 				b.LongestDeliverySec, b.LongestDeliveryFn, b.Parts.Parts, partRows(b.Parts), b.PubSub.Messages, float64(b.PubSub.Bytes)/1024,
-				float64(b.PubSub.BillableBytes)/1024, b.GCS.Uploads, b.GCS.Composes, b.GCS.Deletes, b.GCS.Reads, b.HashByteSec/(1<<20), b.LoadAvg[0], b.Cost.TotalUSD)
+				float64(b.PubSub.BillableBytes)/1024, b.GCS.Uploads, b.GCS.UploadParts, b.GCS.Composes, b.GCS.Deletes, b.GCS.Reads, b.HashByteSec/(1<<20), b.LoadAvg[0], b.Cost.TotalUSD)
 		}
 		tw.Flush()
 		for _, b := range r.Reports {
