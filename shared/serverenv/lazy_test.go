@@ -3,9 +3,11 @@ package serverenv_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
@@ -82,34 +84,60 @@ func TestConcurrentGetsCreateOnce(t *testing.T) {
 	}
 }
 
-// TestConcurrentGetsAfterFailures: failures under load are not kept, and
-// once a Get succeeds every later Get shares its value.
+// TestConcurrentGetsAfterFailures: concurrent Gets share one creation at
+// a time; its failure is returned to those that waited for it and not
+// kept, and once one succeeds every later Get shares its value.
 func TestConcurrentGetsAfterFailures(t *testing.T) {
 	t.Parallel()
-	var calls, made atomic.Int64
+	var calls, made, running, overlaps atomic.Int64
 	v := serverenv.NewLazy(func(context.Context) (*client, error) {
+		if running.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		defer running.Add(-1)
 		if calls.Add(1) <= 5 {
 			return nil, errors.New("not yet")
 		}
 		return &client{made.Add(1)}, nil
 	})
 	const n = 50
-	var wg sync.WaitGroup
-	var failures atomic.Int64
-	for range n {
-		wg.Go(func() {
-			if _, err := v.Get(context.Background()); err != nil {
-				failures.Add(1)
-			}
-		})
+	var got sync.Map
+	for round := 0; ; round++ {
+		if round > 10 {
+			t.Fatalf("still failing after %d rounds of %d concurrent Gets (%d creations)", round, n, calls.Load())
+		}
+		var wg sync.WaitGroup
+		var failures atomic.Int64
+		for i := range n {
+			wg.Go(func() {
+				c, err := v.Get(context.Background())
+				if err != nil {
+					failures.Add(1)
+					return
+				}
+				got.Store(i+round*n, c)
+			})
+		}
+		wg.Wait()
+		if failures.Load() == 0 {
+			break
+		}
 	}
-	wg.Wait()
-	if f := failures.Load(); f != 5 {
-		t.Errorf("%d Gets failed, want 5 (one per failed creation)", f)
+	if c := calls.Load(); c != 6 {
+		t.Errorf("constructor called %d times, want 6 (5 failures, 1 success)", c)
+	}
+	if o := overlaps.Load(); o != 0 {
+		t.Errorf("constructor ran concurrently with itself %d times", o)
 	}
 	if m := made.Load(); m != 1 {
 		t.Errorf("%d clients made, want 1", m)
 	}
+	got.Range(func(k, c any) bool {
+		if c.(*client).n != 1 {
+			t.Errorf("Get %v returned client %d, want the one made", k, c.(*client).n)
+		}
+		return true
+	})
 }
 
 func TestContextReachesConstructor(t *testing.T) {
@@ -125,17 +153,27 @@ func TestContextReachesConstructor(t *testing.T) {
 	}
 }
 
-// What Get creates outlives the request: a cancelled request context must
-// not reach the constructor as cancelled (clients built with it would die
-// with the first request).
+// What Get creates outlives the request: the request's context ending
+// while the constructor runs must not reach the constructor (clients built
+// with it would die with the first request), and the value it makes is
+// kept for the next Get.
 func TestConstructorContextOutlivesRequest(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	entered, cancelled := make(chan struct{}), make(chan struct{})
 	v := serverenv.NewLazy(func(ctx context.Context) (error, error) {
+		close(entered)
+		<-cancelled
 		return ctx.Err(), nil
 	})
-	if got, err := v.Get(ctx); err != nil || got != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := getAsync(ctx, v)
+	<-entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Get whose context was cancelled = %v, want context.Canceled", err)
+	}
+	close(cancelled)
+	if got, err := v.Get(context.Background()); err != nil || got != nil {
 		t.Errorf("constructor saw ctx.Err() = %v (Get error %v); want a context not cancelled", got, err)
 	}
 }
@@ -169,5 +207,125 @@ func TestCloseClosesAndForgets(t *testing.T) {
 	}
 	if len(made) != 2 || made[0].closed.Load() != 1 || made[1].closed.Load() != 0 {
 		t.Errorf("made %d values, closed counts %v; want 2 values, the first closed once", len(made), []int32{made[0].closed.Load(), made[1].closed.Load()})
+	}
+}
+
+// within is how long a test waits for a Get that must return; reaching it
+// means Get hung, not that it was slow.
+const within = 30 * time.Second
+
+// getAsync runs Get in a goroutine and returns where its result arrives.
+func getAsync[T any](ctx context.Context, v *serverenv.Lazy[T]) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Get(ctx)
+		done <- err
+	}()
+	return done
+}
+
+// A constructor that never returns (a metadata server that accepts and
+// never answers) must not hold every request: each waiter gives up when
+// its own context ends, the one that started the creation too.
+func TestWaitersGiveUpOnAStuckConstructor(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	v := serverenv.NewLazy(func(context.Context) (*client, error) {
+		entered <- struct{}{}
+		<-release // ignores its context, as a stuck dial can
+		return &client{}, nil
+	})
+	type waiter struct {
+		cancel context.CancelFunc
+		done   <-chan error
+	}
+	var ws []waiter
+	for i := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ws = append(ws, waiter{cancel, getAsync(ctx, v)})
+		if i == 0 {
+			<-entered // the first Get is creating
+		}
+	}
+	for i, w := range ws {
+		w.cancel()
+		select {
+		case err := <-w.done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Get %d after its context was cancelled = %v, want context.Canceled", i, err)
+			}
+		case <-time.After(within):
+			t.Fatalf("Get %d still blocked %s after its context was cancelled", i, within)
+		}
+	}
+}
+
+// The constructor's context outlives the request but not forever: it has
+// a deadline, so a constructor that honours its context gives up.
+func TestConstructorContextHasDeadline(t *testing.T) {
+	t.Parallel()
+	v := serverenv.NewLazy(func(ctx context.Context) (bool, error) {
+		_, ok := ctx.Deadline()
+		return ok, nil
+	})
+	if got, err := v.Get(context.Background()); err != nil || !got {
+		t.Errorf("constructor's context has a deadline: %v (Get error %v); want true", got, err)
+	}
+}
+
+// A creation that outlives its timeout is given up: its waiters get an
+// error, the next Get starts a new creation, and the value the stuck one
+// returns at last is closed rather than leaked.
+func TestCreationTimesOut(t *testing.T) {
+	t.Parallel()
+	type stuckKey struct{}
+	release := make(chan struct{})
+	stuck := make(chan *closer, 1)
+	v := serverenv.NewLazyTimeout(10*time.Millisecond, func(ctx context.Context) (*closer, error) {
+		c := &closer{}
+		if ctx.Value(stuckKey{}) != nil {
+			stuck <- c
+			<-release // ignores its context, as a stuck dial can
+		}
+		return c, nil
+	})
+	if _, err := v.Get(context.WithValue(context.Background(), stuckKey{}, true)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get with a stuck constructor = %v, want context.DeadlineExceeded", err)
+	}
+	second, err := v.Get(context.Background())
+	if err != nil {
+		t.Fatalf("Get after the timeout = %v; want a new creation's value", err)
+	}
+	first := <-stuck
+	close(release)
+	deadline := time.Now().Add(within)
+	for first.closed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the given-up creation's value was not closed within %s", within)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c, err := v.Get(context.Background()); err != nil || c != second || second.closed.Load() != 0 {
+		t.Errorf("Get = %p, %v (closed %d); want the second creation's value, open", c, err, second.closed.Load())
+	}
+}
+
+// A panicking constructor fails the Gets that waited for it, as an error;
+// it runs in a goroutine of its own, where a panic would end the process.
+func TestConstructorPanicIsAnError(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	v := serverenv.NewLazy(func(context.Context) (*client, error) {
+		if calls.Add(1) == 1 {
+			panic("nil map")
+		}
+		return &client{}, nil
+	})
+	if _, err := v.Get(context.Background()); err == nil || !strings.Contains(err.Error(), "nil map") {
+		t.Errorf("Get with a panicking constructor = %v, want an error naming the panic", err)
+	}
+	if _, err := v.Get(context.Background()); err != nil {
+		t.Errorf("Get after the panic = %v, want a new creation", err)
 	}
 }

@@ -293,23 +293,35 @@ func (s *Store) setGuarded(ctx context.Context, id int64, guard string, attempt 
 	return nil
 }
 
-var dropScript = redis.NewScript(`
-local n = 0
-local i = 0
-while redis.call('HDEL', KEYS[1], ARGV[1] .. '#' .. i) == 1 do
-  n = n + 1
-  i = i + 1
-end
-redis.call('HDEL', KEYS[1], ARGV[1] .. '#chunks', ARGV[1] .. '#rows')
-return n`)
+// DropBatch bounds the chunks one HDEL of DropAttempt deletes. Redis is
+// shared and runs one command at a time: a chunk holds up to 255 KiB, so a
+// batch frees at most 8 MiB and never holds the server for long, however
+// large the losing dataset (one script deleting hundreds of MB held every
+// other client for its whole run).
+const DropBatch = 32
 
-// DropAttempt deletes a losing attempt's dataset (its chunks are numbered
-// from 0, so it deletes until the first missing one). It never creates
-// the hash.
+// DropAttempt deletes a losing attempt's dataset, DropBatch chunks per
+// command. Its chunks are numbered from 0, so it stops after the first
+// batch that was not full. HDEL never creates the hash.
 func (s *Store) DropAttempt(ctx context.Context, id int64, name string, attempt int64) error {
 	key := s.Key(id)
-	if err := dropScript.Run(ctx, s.rdb, []string{key}, AttemptName(name, attempt)).Err(); err != nil {
-		return classify(fmt.Errorf("redis drop %s %s: %w", key, AttemptName(name, attempt), err), key)
+	an := AttemptName(name, attempt)
+	fields := make([]string, 0, DropBatch+2)
+	for i := int64(0); ; i += DropBatch {
+		fields = fields[:0]
+		for j := i; j < i+DropBatch; j++ {
+			fields = append(fields, dataset.ChunkField(an, j))
+		}
+		n, err := s.rdb.HDel(ctx, key, fields...).Result()
+		if err != nil {
+			return classify(fmt.Errorf("redis hdel %s %s#%d…: %w", key, an, i, err), key)
+		}
+		if n < DropBatch {
+			break
+		}
+	}
+	if err := s.rdb.HDel(ctx, key, dataset.ChunksField(an), dataset.RowsField(an)).Err(); err != nil {
+		return classify(fmt.Errorf("redis hdel %s %s: %w", key, dataset.ChunksField(an), err), key)
 	}
 	return nil
 }
@@ -369,8 +381,9 @@ local v = redis.call('HGET', KEYS[1], ARGV[2])
 if v == 'done' then return 2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if v then
-  local owner, attempt, expiry = string.match(v, '^(.*)|(%d+)|(%d+)$')
+local owner, attempt, expiry
+if v then owner, attempt, expiry = string.match(v, '^(.*)|(%d+)|(%d+)$') end
+if owner then
   local redelivery = owner == ARGV[3] and tonumber(attempt) < tonumber(ARGV[5])
   if not redelivery and tonumber(expiry) > now then return 0 end
 end
@@ -385,7 +398,10 @@ return 1`)
 // aggregator never strands a report. A concurrent copy of the same
 // delivery (same attempt, as Pub/Sub's at-least-once may send) does not:
 // it would fan out the next stage, or upload, a second time. Time is
-// Redis's own.
+// Redis's own. A claim in any other format (one an older version wrote,
+// such as "{messageId}|{expiry}", or garbage) is read as expired and taken
+// over: during a rolling deploy it must not fail the script, which would
+// have the aggregator retry until the message is dead-lettered.
 func (s *Store) Claim(ctx context.Context, id int64, stage int, msgID string, deliveryAttempt int, hold time.Duration) (ClaimResult, error) {
 	key := s.Key(id)
 	n, err := claimScript.Run(ctx, s.rdb, []string{key}, s.ttlMS(), ClaimField(stage), msgID, hold.Milliseconds(), max(deliveryAttempt, 1)).Int()
@@ -413,11 +429,13 @@ var deleteScript = redis.NewScript(`
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
 local mark = redis.call('HMGET', KEYS[1], 'owner', 'recordId')
 if mark[1] ~= 'fanoutexport' and not (mark[1] == false and mark[2] == ARGV[1]) then return 0 end
-return redis.call('DEL', KEYS[1])`)
+return redis.call('UNLINK', KEYS[1])`)
 
 // Delete removes the hash once the record is final. A key that is not
 // ours (see Create) is left alone: a report refused for it must not
-// destroy another program's data.
+// destroy another program's data. It uses UNLINK: a finished hash can
+// hold hundreds of MB, and DEL would free them while every other client
+// of the shared Redis waits; UNLINK frees them in the background.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	if err := deleteScript.Run(ctx, s.rdb, []string{s.Key(id)}, id).Err(); err != nil {
 		return fmt.Errorf("redis del %s: %w", s.Key(id), err)

@@ -485,6 +485,57 @@ func TestClaim(t *testing.T) {
 	}
 }
 
+// A claim written in another format than "{messageId}|{deliveryAttempt}|{expiry}"
+// (an older version's "{messageId}|{expiry}", or garbage) reads as expired:
+// a new message takes the stage over instead of the script failing on it
+// (before the fix, tonumber(nil) failed every Claim, and the aggregator
+// retried until the message was dead-lettered). A readable claim that has
+// not expired still holds, so the table shows the format is what decides.
+func TestClaimUnreadableIsExpired(t *testing.T) {
+	t.Parallel()
+	future := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	tests := []struct {
+		name  string
+		claim string
+		want  state.ClaimResult
+	}{
+		{name: "older version: messageId|expiry, expiry in the future", claim: "m-old|" + future, want: state.Claimed},
+		{name: "older version: messageId only", claim: "m-old", want: state.Claimed},
+		{name: "empty", claim: "", want: state.Claimed},
+		{name: "garbage", claim: "\x00\xff not a claim", want: state.Claimed},
+		{name: "non-numeric attempt and expiry", claim: "m-old|x|y", want: state.Claimed},
+		{name: "missing expiry", claim: "m-old|2|", want: state.Claimed},
+		{name: "bars only", claim: "|||", want: state.Claimed},
+		{name: "negative expiry", claim: "m-old|1|-" + future, want: state.Claimed},
+		{name: "current format, not expired, holds", claim: "m-old|1|" + future, want: state.Held},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			ctx := context.Background()
+			e.create(t, id)
+			if err := e.rdb.HSet(ctx, e.st.Key(id), state.ClaimField(1), tc.claim).Err(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.st.Claim(ctx, id, 1, "m-new", 1, holdLong)
+			if err != nil {
+				t.Fatalf("Claim over %q: %v", tc.claim, err)
+			}
+			if got != tc.want {
+				t.Errorf("Claim over %q = %v, want %v", tc.claim, got, tc.want)
+			}
+			wantField := regexp.MustCompile(`^m-new\|1\|\d+$`)
+			if tc.want == state.Held {
+				wantField = regexp.MustCompile("^" + regexp.QuoteMeta(tc.claim) + "$")
+			}
+			if f := e.hash(t, id)[state.ClaimField(1)]; !wantField.MatchString(f) {
+				t.Errorf("claim field after Claim = %q, want it to match %s", f, wantField)
+			}
+		})
+	}
+}
+
 func TestClaimConcurrent(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
