@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand"
 	"net/http"
@@ -413,5 +414,40 @@ func TestAtSize(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, approx); diff != "" {
 		t.Errorf("atSize (-want +got):\n%s", diff)
+	}
+}
+
+// The JSON keys others read (issue 13): the ratio, the CSV check and the
+// small reports' p50 stay; the longest delivery, the parts and the cost
+// are there too.
+func TestJSONKeys(t *testing.T) {
+	t.Parallel()
+	r := Results{Best: []Best{{}}, Small: []SmallResult{{}}, Monthly: &Monthly{}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Best    []map[string]json.RawMessage `json:"best"`
+		Small   []map[string]json.RawMessage `json:"small"`
+		Monthly map[string]json.RawMessage   `json:"monthly"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ratio", "csvMatchesMariaDB", "longestDeliverySec", "longestDeliveryFunction", "parts", "cost", "cpuSec", "floorSec"} {
+		if _, ok := m.Best[0][k]; !ok {
+			t.Errorf("best[] has no %q", k)
+		}
+	}
+	for _, k := range []string{"wallP50Ms", "costPerReport", "longestDeliverySec"} {
+		if _, ok := m.Small[0][k]; !ok {
+			t.Errorf("small[] has no %q", k)
+		}
+	}
+	for _, k := range []string{"lines", "totalUsd", "fixedUsd", "workload"} {
+		if _, ok := m.Monthly[k]; !ok {
+			t.Errorf("monthly has no %q", k)
+		}
 	}
 }
