@@ -50,6 +50,7 @@ type Options struct {
 	moduleRoot                                      string
 	cpuProfile                                      string
 	skew                                            bool
+	partRows, maxParts                              int
 	terraformDir                                    string
 	workload                                        Workload
 }
@@ -94,6 +95,8 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.StringVar(&o.amqpURL, "amqp", envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
 	fs.StringVar(&o.moduleRoot, "module", ".", "module root to build the functions from")
 	fs.BoolVar(&o.skew, "skew", false, "skewed data: half the withdrawals and payments belong to 1% of the users (the first ones); the part sizes show how the reports split")
+	fs.IntVar(&o.partRows, "part-rows", 0, "PART_ROWS for the functions, the target rows of a report's part (0: the functions' default)")
+	fs.IntVar(&o.maxParts, "max-parts", 0, "MAX_PARTS for the functions, the most parts of one report (0: the functions' default)")
 	fs.StringVar(&o.terraformDir, "terraform", "", "the Terraform module the cost model reads the functions' sizes from (default: terraform/ under -module)")
 	o.workload = DefaultWorkload
 	fs.IntVar(&o.workload.SmallPerDay, "small-per-day", DefaultWorkload.SmallPerDay, "monthly cost: small reports a day")
@@ -133,6 +136,9 @@ report over most of the data, and compares with MariaDB's single-query join.
 	}
 	if o.terraformDir == "" {
 		o.terraformDir = filepath.Join(o.moduleRoot, "terraform")
+	}
+	if o.partRows < 0 || o.maxParts < 0 {
+		return o, errors.New("-part-rows and -max-parts must be ≥ 0")
 	}
 	if o.workload.SmallPerDay < 0 || o.workload.BigPerDay < 0 {
 		return o, errors.New("-small-per-day and -big-per-day must be ≥ 0")

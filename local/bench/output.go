@@ -46,6 +46,12 @@ func PrintSummary(w io.Writer, r *Results) {
 		parts = append(parts, fmt.Sprintf("%s %d rows %.2fs: load %.2fs (%s), indexes %.2fs, analyze %.2fs",
 			l.Table, l.Rows, l.Seconds, l.LoadSec, l.Method, l.IndexSec, l.AnalyzeSec))
 	}
+	if s.Skew {
+		fmt.Fprintf(w, "skewed: half the withdrawals and payments belong to users 1..%d\n", hotUsers(s.Users))
+	}
+	if r.PartRows > 0 || r.MaxParts > 0 {
+		fmt.Fprintf(w, "PART_ROWS=%d MAX_PARTS=%d (0: the functions' default)\n", r.PartRows, r.MaxParts)
+	}
 	fmt.Fprintf(w, "generation: %.2fs [%s]\n", r.GenerateSec, strings.Join(parts, "; "))
 	fmt.Fprintf(w, "build: %.2fs, stack start: %.2fs, total run: %.1fs\n", r.BuildSec, r.StartSec, r.TotalSec)
 	fmt.Fprintf(w, "machine: %d CPUs, load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end (1, 5, 15 min)\n",

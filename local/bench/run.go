@@ -34,8 +34,11 @@ import (
 
 // Results is everything one bench run measured.
 type Results struct {
-	RunID       string        `json:"runId"`
-	Spec        genSpec       `json:"spec"`
+	RunID string  `json:"runId"`
+	Spec  genSpec `json:"spec"`
+	// PartRows and MaxParts are what the run set (0: the functions' defaults).
+	PartRows    int           `json:"partRows,omitempty"`
+	MaxParts    int           `json:"maxParts,omitempty"`
 	Load        []genResult   `json:"load"`
 	GenerateSec float64       `json:"generateSec"`
 	BuildSec    float64       `json:"buildSec"`
@@ -202,7 +205,7 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 	runID := randomID()
 	id := "bench_" + runID
 	spec := genSpec{Seed: o.seed, Users: o.users, Withdrawals: o.withdrawals, Payments: o.payments, Tags: o.tags, MaxTags: o.tagsPerUser, Skew: o.skew}
-	res = &Results{RunID: id, Spec: spec, CPUs: runtime.NumCPU(), LoadStart: loadAvg()}
+	res = &Results{RunID: id, Spec: spec, CPUs: runtime.NumCPU(), LoadStart: loadAvg(), PartRows: o.partRows, MaxParts: o.maxParts}
 	var cleanups []func()
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -317,6 +320,12 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		"TZ=America/Sao_Paulo",
 		"LOG_LEVEL=INFO",
 	)
+	if o.partRows > 0 {
+		vars = append(vars, fmt.Sprintf("PART_ROWS=%d", o.partRows))
+	}
+	if o.maxParts > 0 {
+		vars = append(vars, fmt.Sprintf("MAX_PARTS=%d", o.maxParts))
+	}
 	// The functions reach Cloud Storage through a counter (the later
 	// STORAGE_EMULATOR_HOST wins over the stack's own), and every push is
 	// observed, for the usage each report is billed for.
