@@ -1,8 +1,11 @@
 // Package bench measures the export pipeline end to end on generated data:
 // publish→SUCCESS time compared with MariaDB's own single-query join on
-// the same data (the reference query of local/seed), peak RSS of every
-// function process, Redis growth compared with the CSV size, and the
-// latency of small reports. local/cmd/bench is its command.
+// the same data (the reference query of local/seed), peak RSS and CPU of
+// every process (the shared servers' included) and the floor they imply,
+// each function's pushes and longest delivery, Redis growth compared with
+// the CSV size, Pub/Sub and Cloud Storage usage, the parts, the latency of
+// small reports, and what it all costs (cost.go: prices.json, sizes from
+// the Terraform module). local/cmd/bench is its command.
 //
 // It works like the end-to-end tests: throwaway databases
 // bench_<random>_plt_report/_plt_user/_plt_fund, its own Redis key prefix
