@@ -96,6 +96,9 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
+	if errors.Is(err, record.ErrNotFound) {
+		return e.recordDeleted(ctx, id, log)
+	}
 	var overLimit *report.RowLimitExceeded
 	if errors.As(err, &overLimit) {
 		return fault.Permanent(overLimit) // the reason, word for word
@@ -298,11 +301,26 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 	}
 	e.deleteState(ctx, h.RecordID, log)
 	if !ok {
+		err := e.Announce.Announce(ctx, h.RecordID, log)
+		if errors.Is(err, record.ErrNotFound) {
+			return e.recordDeleted(ctx, h.RecordID, log)
+		}
 		log.Info("record already final; failure not recorded", "reason", reason)
-		return e.Announce.Announce(ctx, h.RecordID, log)
+		return err
 	}
 	log.Error("report FAILED", "reason", reason)
 	return e.Announce.Ended(ctx, h.RecordID, log)
+}
+
+// recordDeleted ends the work on a report whose record was deleted while
+// it ran. That is permanent: retrying would only keep refreshing the hash's
+// TTL (every delivery does) until the message was dead-lettered, leaving
+// the hash in the shared Redis all that time. So the hash goes now and the
+// message is parked with the reason; there is no record to fail or
+// announce.
+func (e *Env) recordDeleted(ctx context.Context, id int64, log *slog.Logger) error {
+	e.deleteState(ctx, id, log)
+	return fault.Parkf("record %d not found: it was deleted while its report ran; its report state %s was dropped, nothing was announced, and an object already uploaded for it stays", id, e.State.Key(id))
 }
 
 func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {

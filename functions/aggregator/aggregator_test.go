@@ -511,3 +511,52 @@ func TestGoneWithoutRecordIsParked(t *testing.T) {
 		t.Errorf("objects uploaded: %q", objs)
 	}
 }
+
+// A record deleted while its report runs is permanent: the message is
+// acked and parked with the reason, and the hash is dropped at once
+// (retrying refreshed its TTL on every delivery and kept it in Redis until
+// the message was dead-lettered). Both ways the aggregator meets it: a
+// complete stage it would join, and a listener's failure it would record.
+func TestRecordDeletedWhileRunning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		failure string // the done message's Failure
+	}{
+		{"complete stage to join", ""},
+		{"a listener's failure to record", "listener plt_fund.vs_withdraw: bad params"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newFixture(t)
+			id := f.dispatch(t, typ)
+			f.runListeners(t, id)
+			if _, err := f.env.DB.ExecContext(ctx, `DELETE FROM file_download_record WHERE id = ?`, id); err != nil {
+				t.Fatal(err)
+			}
+			body := done(t, id, typ, tt.failure)
+			if code := post(t, f.h, "m1", body); code != http.StatusNoContent {
+				t.Fatalf("aggregator answered %d, want 204 (a deleted record is not retried)", code)
+			}
+			if f.hashExists(t, id) {
+				t.Error("hash still exists")
+			}
+			parked := f.parked(t, 1)
+			if len(parked) != 1 {
+				t.Fatalf("%d parked messages, want 1", len(parked))
+			}
+			want := fmt.Sprintf("aggregate: record %d not found: it was deleted while its report ran; its report state %s was dropped", id, f.env.State.Key(id))
+			if got := parked[0].Attributes["parkReason"]; !strings.HasPrefix(got, want) {
+				t.Errorf("parkReason\n%q\nwant it to start with\n%q", got, want)
+			}
+			if !bytes.Equal(parked[0].Data, body) {
+				t.Errorf("parked body %q, want %q", parked[0].Data, body)
+			}
+			if objs := f.objects(t); len(objs) != 0 {
+				t.Errorf("objects uploaded: %q", objs)
+			}
+		})
+	}
+}

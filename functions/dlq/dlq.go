@@ -86,14 +86,25 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 		return err
 	}
 	if !ok {
+		err := e.announce.Announce(ctx, h.RecordID, log)
+		if errors.Is(err, record.ErrNotFound) {
+			// Deleted while its report ran: permanent. Drop the hash now
+			// rather than keep it alive through retries, and park.
+			e.deleteState(ctx, h.RecordID, log)
+			return fault.Parkf("record %d not found: it was deleted while its report ran; its report state %s was dropped and nothing was announced", h.RecordID, e.State.Key(h.RecordID))
+		}
 		log.Info("record already final; announcing it again before acking the dead letter", "reason", reason)
-		return e.announce.Announce(ctx, h.RecordID, log)
+		return err
 	}
 	log.Error("report FAILED", "reason", reason)
-	if err := e.State.Delete(ctx, h.RecordID); err != nil {
+	e.deleteState(ctx, h.RecordID, log)
+	return e.announce.Ended(ctx, h.RecordID, log)
+}
+
+func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {
+	if err := e.State.Delete(ctx, id); err != nil {
 		log.Warn("could not delete the hash; its TTL will", "error", err)
 	}
-	return e.announce.Ended(ctx, h.RecordID, log)
 }
 
 // reason names who failed. Pub/Sub's dead-letter attributes name the

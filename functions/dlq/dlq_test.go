@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,6 +286,47 @@ func TestNoRecordIsParked(t *testing.T) {
 		if got[0].Attributes[k] != v {
 			t.Errorf("parked attribute %s = %q, want %q (all: %v)", k, got[0].Attributes[k], v, got[0].Attributes)
 		}
+	}
+	if !bytes.Equal(got[0].Data, body) {
+		t.Errorf("parked body %q, want %q", got[0].Data, body)
+	}
+}
+
+// A dead letter for a record deleted while its report ran is parked with
+// the reason and its hash dropped at once, instead of being retried while
+// every delivery refreshed the hash's TTL.
+func TestDeletedRecordIsParked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, err := f.env.records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+		t.Fatalf("MarkProcessing = %v, %v", ok, err)
+	}
+	if ok, err := f.env.State.Create(ctx, id, "withdraw_by_tag", []byte(seed.Params)); err != nil || !ok {
+		t.Fatalf("state.Create = %v, %v", ok, err)
+	}
+	if _, err := f.env.DB.ExecContext(ctx, `DELETE FROM file_download_record WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	body := mustJSON(t, message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: "withdraw_by_tag", Stage: 1,
+		Sources: []string{"plt_fund.vs_withdraw"}, Params: []byte(seed.Params)})
+	if code := f.post(t, body, nil); code != http.StatusNoContent {
+		t.Fatalf("answered %d, want 204 (a deleted record is not retried)", code)
+	}
+	if _, err := f.env.State.Read(ctx, id, nil); !errors.Is(err, state.ErrGone) {
+		t.Errorf("hash after the dead letter: %v, want it deleted", err)
+	}
+	got := testenv.Pull(t, f.psc, parkedSub, 1)
+	if len(got) != 1 {
+		t.Fatalf("%d parked messages, want 1", len(got))
+	}
+	want := fmt.Sprintf("dead-letter: record %d not found: it was deleted while its report ran; its report state %s was dropped", id, f.env.State.Key(id))
+	if r := got[0].Attributes["parkReason"]; !strings.HasPrefix(r, want) {
+		t.Errorf("parkReason\n%q\nwant it to start with\n%q", r, want)
 	}
 	if !bytes.Equal(got[0].Data, body) {
 		t.Errorf("parked body %q, want %q", got[0].Data, body)

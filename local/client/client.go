@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
@@ -69,9 +70,9 @@ func (c *Client) Request(ctx context.Context, reportType string, params []byte) 
 
 // dial opens a RabbitMQ connection; a failure is Unreachable.
 func (c *Client) dial() (*amqp.Connection, error) {
-	conn, err := amqp.Dial(c.AMQPURL)
+	conn, err := rabbitmq.Dial(c.AMQPURL, "reportctl")
 	if err != nil {
-		return nil, &Unreachable{Server: RabbitMQ, Where: c.where(RabbitMQ), Err: fmt.Errorf("amqp dial: %w", err), Answered: !dialFailed(err)}
+		return nil, &Unreachable{Server: RabbitMQ, Where: c.where(RabbitMQ), Err: err, Answered: !dialFailed(err)}
 	}
 	return conn, nil
 }
@@ -99,24 +100,13 @@ func (c *Client) Publish(ctx context.Context, body []byte) error {
 	return publishConfirmed(ctx, ch, c.TriggerQueue, amqp.Publishing{ContentType: "text/plain", DeliveryMode: amqp.Persistent, Body: body})
 }
 
-// publishConfirmed publishes msg to queue through the default exchange
-// and waits for the broker's confirm.
+// publishConfirmed puts ch in confirm mode and publishes msg to queue
+// through the default exchange with rabbitmq.PublishConfirmed.
 func publishConfirmed(ctx context.Context, ch *amqp.Channel, queue string, msg amqp.Publishing) error {
 	if err := ch.Confirm(false); err != nil {
-		return fmt.Errorf("amqp confirm: %w", err)
+		return fmt.Errorf("amqp confirm mode: %w", err)
 	}
-	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, msg)
-	if err != nil {
-		return fmt.Errorf("amqp publish to %s: %w", queue, err)
-	}
-	ok, err := conf.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("amqp confirm from %s: %w", queue, err)
-	}
-	if !ok {
-		return fmt.Errorf("amqp publish to %s: nacked by the broker", queue)
-	}
-	return nil
+	return rabbitmq.PublishConfirmed(ctx, ch, "", queue, msg)
 }
 
 // SourceState is one listener of a report, as the hash says.

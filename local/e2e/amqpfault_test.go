@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
+	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
@@ -38,6 +39,8 @@ type amqpProxy struct {
 	redelivered int // ... with the redelivered flag
 	cutAt       int // > 0: cut when a connection has this many unsettled
 	cutDone     chan int
+	refusing    bool // reset every new connection at once, as a stopped broker would
+	refused     int  // connections reset while refusing
 }
 
 // proxyConn is one proxied connection and its unsettled deliveries.
@@ -68,6 +71,22 @@ func (p *amqpProxy) serve() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return // listener closed
+		}
+		p.mu.Lock()
+		refuse := p.refusing
+		if refuse {
+			p.refused++
+		}
+		p.mu.Unlock()
+		if refuse {
+			// SO_LINGER 0: the close sends a TCP reset, so the client's
+			// dial fails before the AMQP handshake, as against a broker
+			// whose port is closed.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			c.Close()
+			continue
 		}
 		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 		if err != nil {
@@ -171,13 +190,21 @@ func (p *amqpProxy) cutLocked() {
 	}
 }
 
+// refuse makes the proxy reset every new connection (on) or forward
+// them again (off); connections already open are left alone (cut them).
+func (p *amqpProxy) refuse(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refusing = on
+}
+
 // proxyStats is what went through the proxy so far.
-type proxyStats struct{ accepted, open, delivered, redelivered int }
+type proxyStats struct{ accepted, open, delivered, redelivered, refused int }
 
 func (p *amqpProxy) stats() proxyStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return proxyStats{p.accepted, len(p.conns), p.delivered, p.redelivered}
+	return proxyStats{p.accepted, len(p.conns), p.delivered, p.redelivered, p.refused}
 }
 
 // url is amqpURL with its host replaced by the proxy's address.
@@ -451,4 +478,104 @@ func (e *env) pubsubSettled() bool {
 		}
 	}
 	return true
+}
+
+// RabbitMQ goes away and stays away for a while, as in a broker restart
+// (`rabbitmqctl stop_app`, a few seconds, `start_app`): the shim's two
+// connections (trigger consumer and completion forwarder) go through a
+// proxy of this test's own, which closes them and then resets every new
+// connection until it has refused each side several times, then lets
+// them through again. A session that ended with a closed connection and
+// a dial that was refused end with errors of different types: the shim
+// once stored both in one atomic.Value and panicked. The shim must not
+// exit (no restart by the stack's supervisor), and a trigger published
+// during the outage must end SUCCESS with its completion event on the
+// upstream's queue, as must one published before.
+func TestRabbitMQRefusedAfterCut(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, u.Host)
+	e := newEnv(t, options{envFor: func(*env) map[string][]string {
+		return map[string][]string{"shim": {"AMQP_URL=" + proxy.url(amqpURL)}}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// The upstream's side of the completion exchange, straight to RabbitMQ.
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := completion.Declare(ch, e.iso.CompletedExchange()); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil) // exclusive: gone with conn
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", e.iso.CompletedExchange(), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	events := map[string]bool{}
+	event := func(id int64) {
+		t.Helper()
+		want := completion.MessageID(strconv.FormatInt(id, 10), "SUCCESS")
+		waitUntil(ctx, t, "completion event "+want, func() bool {
+			for {
+				d, ok, err := ch.Get(q.Name, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					return events[want]
+				}
+				events[d.MessageId] = true
+			}
+		})
+	}
+	report := func(when string) {
+		t.Helper()
+		id := e.request("withdraw_by_tag", seed.Params)
+		if rec := e.wait(id, 2*time.Minute); rec.Status != record.Success {
+			t.Fatalf("record %d requested %s: %s %q, want SUCCESS", id, when, rec.Status, rec.FailReason)
+		}
+		event(id)
+	}
+
+	waitUntil(ctx, t, "the shim's consumer and forwarder to connect through the proxy", func() bool { return proxy.stats().open >= 2 })
+	report("before the outage")
+
+	proxy.refuse(true)
+	proxy.cut()
+	// Both reconnect loops back off from 200 ms, doubling, with full
+	// jitter: six refusals each take about 3 s (the first run of this
+	// test, before the fix, saw the shim panic at its first refusal).
+	const refusals = 12
+	waitUntil(ctx, t, "the shim to be refused several times", func() bool { return proxy.stats().refused >= refusals })
+	// Published straight to RabbitMQ while the shim cannot reach it.
+	id := e.request("withdraw_by_tag", seed.Params)
+	accepted := proxy.stats().accepted
+	proxy.refuse(false)
+	if rec := e.wait(id, 2*time.Minute); rec.Status != record.Success {
+		t.Fatalf("record %d requested during the outage: %s %q, want SUCCESS", id, rec.Status, rec.FailReason)
+	}
+	event(id)
+	report("after the outage")
+
+	st := proxy.stats()
+	if st.accepted < accepted+2 {
+		t.Errorf("the shim connected %d times through the proxy after the outage, want at least 2 (consumer and forwarder)", st.accepted-accepted)
+	}
+	if n := e.stack.Restarts("shim"); n != 0 {
+		t.Errorf("the shim exited %d times and was restarted, want never; its log:\n%s", n, e.stack.Logs("shim"))
+	}
+	t.Logf("%d connections refused; %d accepted in all", st.refused, st.accepted)
 }

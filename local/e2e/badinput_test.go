@@ -35,6 +35,7 @@ func TestBadInput(t *testing.T) {
 		{"no tags", "withdraw_by_tag", `{"tagIds":[],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`, []string{`"tagIds"`}},
 		{"negative tag", "withdraw_by_tag", `{"tagIds":[-3],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`, []string{`"tagIds"`, "-3"}},
 		{"bad time", "withdraw_by_tag", `{"tagIds":[3],"from":"yesterday","to":"2026-02-01T00:00:00Z"}`, []string{`"from"`, "RFC 3339"}},
+		{"duplicated key", "withdraw_by_tag", `{"tagIds":[3],"tagIds":[9],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`, []string{`invalid params: "tagIds" appears more than once`}},
 		{"reversed range", "withdraw_by_tag_with_payments", `{"tagIds":[3],"from":"2026-02-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}`, []string{`"from"`, "before"}},
 	}
 	ids := map[string]int64{}

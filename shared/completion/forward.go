@@ -3,22 +3,21 @@ package completion
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"github.com/googleapis/gax-go/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/api/option"
 
-	"github.com/fanoutexport/fanoutexport/shared/bus"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
@@ -39,18 +38,23 @@ type Forwarder struct {
 	Cfg config.Shim
 	Log *slog.Logger
 	// Park keeps messages that are not completion events (parking topic).
-	Park *bus.Bus
+	Park Parker
 
 	sub       *pubsub.Subscriber
 	client    *pubsub.Client
 	forwarded atomic.Int64
-	sessions  atomic.Int64
-	lastErr   atomic.Value
+	sessions  rabbitmq.Reconnect
+}
+
+// Parker keeps a message that cannot be handled, with the reason, where
+// a person finds it: *bus.Bus, which publishes it to the parking topic.
+type Parker interface {
+	Park(ctx context.Context, log *slog.Logger, data []byte, attrs map[string]string, reason, handler, subscription string) error
 }
 
 // NewForwarder makes the forwarder's Pub/Sub client; PUBSUB_EMULATOR_HOST,
 // or opts, point it at the emulator.
-func NewForwarder(ctx context.Context, cfg config.Shim, park *bus.Bus, log *slog.Logger, opts ...option.ClientOption) (*Forwarder, error) {
+func NewForwarder(ctx context.Context, cfg config.Shim, park Parker, log *slog.Logger, opts ...option.ClientOption) (*Forwarder, error) {
 	c, err := pubsub.NewClient(context.WithoutCancel(ctx), cfg.PubSub.ProjectID, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub.NewClient %s: %w", cfg.PubSub.ProjectID, err)
@@ -67,38 +71,15 @@ func (f *Forwarder) Close() error { return f.client.Close() }
 func (f *Forwarder) Forwarded() int64 { return f.forwarded.Load() }
 
 // Sessions counts the sessions that got as far as receiving.
-func (f *Forwarder) Sessions() int64 { return f.sessions.Load() }
+func (f *Forwarder) Sessions() int64 { return f.sessions.Sessions() }
 
 // LastError is the error that ended the last session, if any.
-func (f *Forwarder) LastError() error {
-	if e, ok := f.lastErr.Load().(error); ok {
-		return e
-	}
-	return nil
-}
+func (f *Forwarder) LastError() error { return f.sessions.LastError() }
 
 // Run forwards until ctx ends, reconnecting when RabbitMQ or Pub/Sub fail.
 // Events in flight when ctx ends finish (confirmed and acked, or nacked).
 func (f *Forwarder) Run(ctx context.Context) error {
-	bo := gax.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
-	for {
-		started := f.Sessions()
-		err := f.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		f.lastErr.Store(err)
-		if f.Sessions() != started {
-			bo = gax.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
-		}
-		wait := bo.Pause()
-		f.Log.Warn("completion forwarder session ended; reconnecting", "error", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	return f.sessions.Run(ctx, f.Log, "completion forwarder session", f.session)
 }
 
 // Declare declares the durable fanout exchange the events go to.
@@ -110,21 +91,18 @@ func Declare(ch *amqp.Channel, exchange string) error {
 }
 
 // session runs one RabbitMQ connection until it or Pub/Sub fails or ctx ends.
-func (f *Forwarder) session(ctx context.Context) error {
-	conn, err := amqp.DialConfig(f.Cfg.AMQPURL, amqp.Config{Heartbeat: 10 * time.Second, Properties: amqp.Table{"connection_name": "report-completed-forwarder"}})
+func (f *Forwarder) session(ctx context.Context, receiving func()) error {
+	conn, err := rabbitmq.Dial(f.Cfg.AMQPURL, "report-completed-forwarder")
 	if err != nil {
-		return fmt.Errorf("amqp dial: %w", err)
+		return err
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
+	ch, err := rabbitmq.ConfirmChannel(conn)
 	if err != nil {
-		return fmt.Errorf("amqp channel: %w", err)
+		return err
 	}
 	if err := Declare(ch, f.Cfg.CompletedExchange); err != nil {
 		return err
-	}
-	if err := ch.Confirm(false); err != nil {
-		return fmt.Errorf("amqp confirm mode: %w", err)
 	}
 	// Receive would retry a missing subscription quietly; a session
 	// counts only once the subscription is known to be there.
@@ -144,7 +122,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 		case <-rctx.Done():
 		}
 	}()
-	f.sessions.Add(1)
+	receiving()
 	f.Log.Info("forwarding completion events", "subscription", f.sub.String(), "exchange", f.Cfg.CompletedExchange)
 	err = f.sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) { f.forward(ch, m) })
 	if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
@@ -157,12 +135,21 @@ func (f *Forwarder) session(ctx context.Context) error {
 }
 
 // forward copies one event to the exchange; it runs on its own context so
-// the end of a drain never abandons an event half-way.
+// the end of a drain never abandons an event half-way. Pub/Sub calls it
+// on a goroutine of its own: a panic in it (or in the parker) is
+// recovered, logged with its stack and the record, and the message is
+// nacked, as after a failed publish, so it comes back.
 func (f *Forwarder) forward(ch *amqp.Channel, m *pubsub.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
 	defer cancel()
-	id, status, err := identify(m)
 	log := f.Log.With("messageId", m.ID)
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic while forwarding a completion event; it comes back", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			m.Nack() // after an Ack, a no-op
+		}
+	}()
+	id, status, err := identify(m)
 	if err != nil {
 		if perr := f.Park.Park(ctx, log, m.Data, m.Attributes, ForwarderName+": "+err.Error(), ForwarderName, f.sub.String()); perr != nil {
 			log.Error("could not park a message that is no completion event; it comes back", "error", perr)
@@ -173,7 +160,10 @@ func (f *Forwarder) forward(ch *amqp.Channel, m *pubsub.Message) {
 		return
 	}
 	log = log.With(logging.KeyRecordID, id, "status", status)
-	if err := publish(ctx, ch, f.Cfg.CompletedExchange, MessageID(id, status), m.Data); err != nil {
+	err = rabbitmq.PublishConfirmed(ctx, ch, f.Cfg.CompletedExchange, "", amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: MessageID(id, status), Body: m.Data,
+	})
+	if err != nil {
 		log.Error("could not forward completion event; it comes back", "error", err)
 		m.Nack()
 		return
@@ -204,22 +194,4 @@ func identify(m *pubsub.Message) (id, status string, err error) {
 		return "", "", fmt.Errorf("not a completion event: status %q", status)
 	}
 	return id, status, nil
-}
-
-// publish sends body to exchange, persistent, and waits for the confirm.
-func publish(ctx context.Context, ch *amqp.Channel, exchange, msgID string, body []byte) error {
-	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "", false, false, amqp.Publishing{
-		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: msgID, Body: body,
-	})
-	if err != nil {
-		return fmt.Errorf("amqp publish to %s: %w", exchange, err)
-	}
-	ok, err := conf.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("amqp confirm from %s: %w", exchange, err)
-	}
-	if !ok {
-		return errors.New("amqp publish to " + exchange + ": nacked by broker")
-	}
-	return nil
 }

@@ -7,17 +7,19 @@
 //   - Retry: the error is noted in the report's hash for the DLQ function,
 //     and the answer is 500, so Pub/Sub redelivers (6 times, 60 s apart).
 //   - Fail: the function's Fail ends the report now with the error's text;
-//     then ack. Without a record to fail, the message is parked instead.
+//     then ack. Without a record to fail (none named, or Fail's own error
+//     is parked: the record was deleted), the message is parked instead.
 //   - Park: the message goes to the parking topic with the reason and
 //     where it came from; then ack.
 package push
 
 import (
 	"context"
-	"time"
-
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
+	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
@@ -45,13 +47,14 @@ type Func interface {
 type Handler struct {
 	name string
 	fn   *serverenv.Lazy[Func]
+	log  *slog.Logger // logging.Default; a test's own to read what was logged
 }
 
 // New returns the handler of the function called name (the "source" of its
 // log lines and error notes); setup loads its config and makes its
 // environment on the first request, and again after a failure.
 func New(name string, setup func(ctx context.Context) (Func, error)) *Handler {
-	return &Handler{name: name, fn: serverenv.NewLazy(setup)}
+	return &Handler{name: name, fn: serverenv.NewLazy(setup), log: logging.Default}
 }
 
 // Close closes the function's environment, if it was made.
@@ -59,7 +62,7 @@ func (h *Handler) Close() error { return h.fn.Close() }
 
 // ServeHTTP handles one push delivery.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logging.Default.With(logging.KeySource, h.name)
+	log := h.log.With(logging.KeySource, h.name)
 	f, err := h.fn.Get(r.Context())
 	if err != nil {
 		log.Error("function not ready", "error", err)
@@ -85,13 +88,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = log.With(logging.KeyRecordID, hd.RecordID, logging.KeyStage, hd.Stage)
 		defer heartbeat(ctx, env.State, hd.RecordID, log)()
 	}
-	if err := h.settle(ctx, f, m, hd, f.Handle(ctx, m, log), log); err != nil {
+	err = recovered(log, func() error { return f.Handle(ctx, m, log) })
+	if err := recovered(log, func() error { return h.settle(ctx, f, m, hd, err, log) }); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		log.Error("not handled; Pub/Sub will redeliver", "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recovered runs fn and turns a panic in it into an error of the retry
+// class, logged with its stack (log carries the record): one bad message
+// must not take down an instance serving others, and the message is then
+// redelivered, and dead-lettered, like any other error.
+func recovered(log *slog.Logger, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+			log.Error("handler panicked; answering with an error so the message is redelivered", "error", err, "stack", string(debug.Stack()))
+		}
+	}()
+	return fn()
 }
 
 // settle turns Handle's outcome into nil (ack) or the error to answer
@@ -105,11 +123,17 @@ func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd messag
 	if class == fault.Fail && hd.RecordID <= 0 {
 		class = fault.Park // nothing to fail: keep the message instead
 	}
-	switch class {
-	case fault.Fail:
+	if class == fault.Fail {
 		log.Error("permanent failure; failing the report", "reason", err.Error())
-		return f.Fail(ctx, m, hd, err.Error(), log)
-	case fault.Park:
+		ferr := f.Fail(ctx, m, hd, err.Error(), log)
+		if fault.ClassOf(ferr) != fault.Park {
+			return ferr
+		}
+		// The report cannot be failed either (its record was deleted):
+		// keep the message, with why.
+		err, class = ferr, fault.Park
+	}
+	if class == fault.Park {
 		return env.Bus.Park(ctx, log, m.Message.Data, m.Message.Attributes, h.name+": "+err.Error(), h.name, m.Subscription)
 	}
 	if hd.RecordID > 0 {
@@ -133,6 +157,12 @@ func heartbeat(ctx context.Context, st *state.Store, id int64, log *slog.Logger)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			// A panic here would end the process, and every request in it.
+			if r := recover(); r != nil {
+				log.Error("heartbeat panicked; the hash's TTL is no longer refreshed for this delivery", "error", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+		}()
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {

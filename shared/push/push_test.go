@@ -1,16 +1,28 @@
 package push
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/shared/fault"
+	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/state"
 )
 
 // fn is a Func whose Handle is a plain function. The fail and park paths
@@ -19,6 +31,7 @@ import (
 type fn struct {
 	serverenv.Env
 	handle func(*message.Push) error
+	fail   func() error // Fail's work; nil: not expected
 	got    *message.Push
 }
 
@@ -28,6 +41,9 @@ func (f *fn) Handle(_ context.Context, m *message.Push, _ *slog.Logger) error {
 }
 
 func (f *fn) Fail(context.Context, *message.Push, message.Header, string, *slog.Logger) error {
+	if f.fail != nil {
+		return f.fail()
+	}
 	return errors.New("not expected")
 }
 
@@ -67,6 +83,116 @@ func TestServe(t *testing.T) {
 			got := f.got
 			if tt.want == http.StatusNoContent && (got == nil || string(got.Message.Data) != "hi" || got.ID() != "7" || got.DeliveryAttempt != 3 || got.Message.Attributes["a"] != "b") {
 				t.Errorf("handler got %+v", got)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a log sink the handler's goroutines may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// A panic in a function's Handle, or in its Fail, is recovered: the answer
+// is 500, so Pub/Sub redelivers (then dead-letters) the message like any
+// other error; the panic is logged with its stack and the record; a
+// Handle's panic is noted in the report's hash for the DLQ function's
+// reason; and the same handler goes on serving. Real Redis for the hash.
+func TestPanicIsRetried(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := fmt.Sprintf("panictest%d:", rand.Uint64())
+	st := state.New(rdb, prefix, time.Minute)
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		id     int64
+		handle func(*message.Push) error
+		fail   func() error
+		frame  string // a function the logged stack must name
+		noted  bool   // the panic is noted in the hash (Handle's errors are; Fail's are not)
+	}{
+		{"Handle panics", 41, func(*message.Push) error { panic("boom in Handle") }, nil, "push.TestPanicIsRetried.func", true},
+		{"Handle indexes out of range", 42, func(m *message.Push) error {
+			var rows []string
+			_ = rows[len(m.Message.Data)] // a runtime error, not a panic call
+			return nil
+		}, nil, "push.TestPanicIsRetried.func", true},
+		{"Fail panics", 43, func(*message.Push) error { return fault.Permanentf("bad params") }, func() error { panic("boom in Fail") }, "push.(*fn).Fail", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			t.Cleanup(func() { rdb.Del(context.Background(), st.Key(tt.id)) })
+			if _, err := st.Create(ctx, tt.id, "withdraw_by_tag", []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			f := &fn{Env: serverenv.Env{Project: "p", State: st}, fail: tt.fail, handle: func(m *message.Push) error {
+				calls++
+				if calls > 1 {
+					return nil // the redelivery finds the fault gone
+				}
+				return tt.handle(m)
+			}}
+			h := New("test", func(context.Context) (Func, error) { return f, nil })
+			logs := &lockedBuffer{}
+			h.log = logging.New(logs, slog.LevelInfo)
+			body := fmt.Sprintf(`{"message":{"data":"e30=","messageId":"m1","attributes":{"recordId":"%d","stage":"1"}},"subscription":"s","deliveryAttempt":1}`, tt.id)
+			for attempt, want := range []int{http.StatusInternalServerError, http.StatusNoContent} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)))
+				if rec.Code != want {
+					t.Fatalf("delivery %d: status %d, want %d", attempt+1, rec.Code, want)
+				}
+			}
+			var found bool
+			for _, l := range logs.lines(t) {
+				if l["message"] != "handler panicked; answering with an error so the message is redelivered" {
+					continue
+				}
+				found = true
+				stack, _ := l["stack"].(string)
+				if !strings.Contains(stack, tt.frame) {
+					t.Errorf("logged stack does not name %s:\n%s", tt.frame, stack)
+				}
+				got := map[string]any{"severity": l["severity"], "recordId": l["recordId"], "source": l["source"], "messageId": l["messageId"]}
+				want := map[string]any{"severity": "ERROR", "recordId": float64(tt.id), "source": "test", "messageId": "m1"}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("panic log line (-want +got):\n%s", diff)
+				}
+			}
+			if !found {
+				t.Error("no log line for the panic")
+			}
+			if tt.noted {
+				note, err := rdb.HGet(ctx, st.Key(tt.id), state.ErrorField("test")).Result()
+				if err != nil || !strings.HasPrefix(note, "panic: ") {
+					t.Errorf("error noted in the hash = %q, %v; want the panic", note, err)
+				}
 			}
 		})
 	}

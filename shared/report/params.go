@@ -30,8 +30,8 @@ func invalid(format string, a ...any) error {
 
 // ParseParams validates the record's params JSON:
 // {"tagIds":[3,7],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}.
-// Unknown fields are ignored; every error names the offending field and
-// quotes what was sent. Times are RFC 3339, within the range the databases
+// Unknown fields are ignored, a field named twice is refused; every error
+// names the offending field and quotes what was sent. Times are RFC 3339, within the range the databases
 // store (years 1000 to 9999 in UTC), and are rounded up to the microsecond.
 func ParseParams(raw []byte) (Params, error) {
 	var fields map[string]json.RawMessage
@@ -39,6 +39,9 @@ func ParseParams(raw []byte) (Params, error) {
 	dec.UseNumber()
 	if err := dec.Decode(&fields); err != nil || fields == nil {
 		return Params{}, invalid("params must be a JSON object, got %s", describe(raw))
+	}
+	if key, ok := duplicateKey(raw); ok {
+		return Params{}, invalid("%s appears more than once; send each field once", quote(key))
 	}
 	var p Params
 	tags, ok := fields["tagIds"]
@@ -79,6 +82,35 @@ func ParseParams(raw []byte) (Params, error) {
 	}
 	p.From, p.To = from.t, to.t
 	return p, nil
+}
+
+// duplicateKey returns a key the JSON object raw (already decoded once, so
+// well-formed) names twice. A map, or a struct, keeps the last of two
+// "tagIds" silently, so the report would run with a filter the sender may
+// not have meant; the trigger's parser refuses duplicates for the same
+// reason. Keys compare after unescaping: "tag\u0049ds" is "tagIds".
+func duplicateKey(raw []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // '{'
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key, true
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // The range of MySQL's and MariaDB's DATETIME(6). A bound outside it fails

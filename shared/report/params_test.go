@@ -156,6 +156,12 @@ func TestParseParamsErrors(t *testing.T) {
 		{"from equals to", `{"tagIds":[3],` + jan + `,"to":"2026-01-01T00:00:00Z"}`, []string{"from", "to"}},
 		{"same instant, other offsets", `{"tagIds":[3],"from":"2026-01-01T09:00:00+09:00","to":"2026-01-01T00:00:00Z"}`, []string{"from", "to"}},
 		{"from after to", `{"tagIds":[3],"from":"2026-02-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}`, []string{"from", "to"}},
+		// A decoder keeps the last of duplicates: these ran with tag 9.
+		{"tagIds twice", `{"tagIds":[3],"tagIds":[9],` + jan + `,` + feb + `}`, []string{"tagIds", "more than once"}},
+		{"tagIds twice, once escaped", `{"tagIds":[3],"tag\u0049ds":[9],` + jan + `,` + feb + `}`, []string{"tagIds", "more than once"}},
+		{"from twice", `{"tagIds":[3],` + jan + `,"from":"2026-01-15T00:00:00Z",` + feb + `}`, []string{"from", "more than once"}},
+		{"to twice, same value", `{"tagIds":[3],` + jan + `,` + feb + `,` + feb + `}`, []string{"to", "more than once"}},
+		{"an unknown field twice", `{"tagIds":[3],` + jan + `,` + feb + `,"note":1,"note":2}`, []string{"note", "more than once"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +174,10 @@ func TestParseParamsErrors(t *testing.T) {
 				t.Errorf("error %q does not say params must be a JSON object", err)
 			}
 			for _, n := range tt.names {
-				if !strings.Contains(err.Error(), `"`+n+`"`) {
+				if !strings.Contains(n, " ") {
+					n = `"` + n + `"`
+				}
+				if !strings.Contains(err.Error(), n) {
 					t.Errorf("error %q does not name field %q", err, n)
 				}
 			}

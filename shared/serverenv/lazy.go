@@ -20,8 +20,8 @@ const CreateTimeout = 30 * time.Second
 //
 // One creation runs at a time, in its own goroutine, with a context
 // detached from the request's cancellation (what it makes outlives the
-// request) but bounded by a timeout (WithoutCancel drops the deadline
-// too). Every caller, the one that started it included, waits for it with
+// request), bounded by a timeout (WithoutCancel drops the deadline too):
+// past it the creation is given up and its context cancelled. Every caller, the one that started it included, waits for it with
 // its own context: a stuck constructor (a metadata server that never
 // answers) costs each request its own deadline, never the instance.
 type Lazy[T any] struct {
@@ -78,16 +78,21 @@ func (l *Lazy[T]) Get(ctx context.Context) (T, error) {
 }
 
 // start runs the constructor for c. Whichever ends c first, the
-// constructor or the timeout, settles it; a value that arrives after the
-// timeout was given up is closed, since nobody holds it.
+// constructor or the timeout, settles it. The constructor's context is
+// cancelled only when the timeout gives the creation up, never after it
+// succeeded: clients keep the context they were built with (credentials
+// are refreshed with it), so it has no deadline. A value that arrives
+// after the timeout is closed, since nobody holds it.
 func (l *Lazy[T]) start(ctx context.Context, c *creation[T]) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(l.timeout, func() {
 		var zero T
-		l.settle(c, zero, fmt.Errorf("creating the clients took longer than %s: %w", l.timeout, context.DeadlineExceeded))
+		err := fmt.Errorf("creating the clients took longer than %s: %w", l.timeout, context.DeadlineExceeded)
+		if l.settle(c, zero, err) {
+			cancel(err)
+		}
 	})
 	go func() {
-		defer cancel()
 		v, err := l.run(ctx)
 		timer.Stop()
 		if !l.settle(c, v, err) && err == nil {

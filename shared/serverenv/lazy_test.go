@@ -261,16 +261,37 @@ func TestWaitersGiveUpOnAStuckConstructor(t *testing.T) {
 	}
 }
 
-// The constructor's context outlives the request but not forever: it has
-// a deadline, so a constructor that honours its context gives up.
-func TestConstructorContextHasDeadline(t *testing.T) {
+// The constructor's context outlives the request but not a stuck
+// creation: when the timeout gives the creation up, a constructor that
+// honours its context is cancelled (the cause says why). A successful
+// one's context has no deadline: clients keep it.
+func TestConstructorContextEndsWithTheTimeout(t *testing.T) {
 	t.Parallel()
-	v := serverenv.NewLazy(func(ctx context.Context) (bool, error) {
-		_, ok := ctx.Deadline()
-		return ok, nil
+	cause := make(chan error, 1)
+	stuck := serverenv.NewLazyTimeout(10*time.Millisecond, func(ctx context.Context) (*client, error) {
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		return nil, ctx.Err()
 	})
-	if got, err := v.Get(context.Background()); err != nil || !got {
-		t.Errorf("constructor's context has a deadline: %v (Get error %v); want true", got, err)
+	if _, err := stuck.Get(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get = %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-cause:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "took longer than 10ms") {
+			t.Errorf("constructor's context ended with %v, want the timeout", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("the constructor's context was not cancelled %s after the timeout", within)
+	}
+
+	ok := serverenv.NewLazy(func(ctx context.Context) (context.Context, error) { return ctx, nil })
+	ctx, err := ok.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, has := ctx.Deadline(); has {
+		t.Errorf("a created value's context has deadline %v; clients keep it, so it must not end", d)
 	}
 }
 

@@ -33,10 +33,10 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
-	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
 // ReasonLost is the fail reason of a PROCESSING record without its hash.
@@ -211,18 +211,14 @@ type publisher struct {
 }
 
 func dial(cfg config.Sweep) (*publisher, error) {
-	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Heartbeat: 10 * time.Second, Properties: amqp.Table{"connection_name": "report-sweep"}})
+	conn, err := rabbitmq.Dial(cfg.AMQPURL, "report-sweep")
 	if err != nil {
-		return nil, fmt.Errorf("amqp dial: %w", err)
+		return nil, err
 	}
 	p := &publisher{conn: conn}
-	if p.ch, err = conn.Channel(); err != nil {
+	if p.ch, err = rabbitmq.ConfirmChannel(conn); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("amqp channel: %w", err)
-	}
-	if err := p.ch.Confirm(false); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("amqp confirm mode: %w", err)
+		return nil, err
 	}
 	// The upstream owns the queue: check it exists rather than publish
 	// into nothing (the default exchange drops unroutable messages).
@@ -238,7 +234,7 @@ func (p *publisher) close() { p.conn.Close() }
 // publish sends the trigger {"recordId":id}, persistent, and waits for the
 // broker's confirm.
 func (p *publisher) publish(ctx context.Context, queue string, id int64) error {
-	return trigger.PublishConfirmed(ctx, p.ch, queue, amqp.Publishing{
+	return rabbitmq.PublishConfirmed(ctx, p.ch, "", queue, amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent,
 		Body: []byte(`{"recordId":` + strconv.FormatInt(id, 10) + `}`),
 	})

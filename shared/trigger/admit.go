@@ -78,15 +78,13 @@ func parseInfoMemory(info string) (used, maxmemory int64, err error) {
 	return used, maxmemory, nil
 }
 
-// behindKey marks a dispatch whose trigger arrived while older triggers
-// wait in the throttle queue (see Consumer.handle).
-type behindKey struct{}
-
 // admit moves PENDING record id to PROCESSING if the limits allow; it
 // reports false if the record was not PENDING any more, and an error
-// wrapping ErrThrottled if the report must wait.
-func (d *Dispatcher) admit(ctx context.Context, id int64, log *slog.Logger) (bool, error) {
-	if behind, _ := ctx.Value(behindKey{}).(bool); behind && d.Limits.MaxInFlight > 0 {
+// wrapping ErrThrottled if the report must wait. behind says the trigger
+// arrived while older ones wait in the throttle queue (see
+// Consumer.handle).
+func (d *Dispatcher) admit(ctx context.Context, id int64, behind bool, log *slog.Logger) (bool, error) {
+	if behind && d.Limits.MaxInFlight > 0 {
 		// Triggers refused a moment ago are still waiting: queue behind
 		// them rather than take the first slot they freed, so reports
 		// start roughly in the order they were requested.

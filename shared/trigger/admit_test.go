@@ -197,7 +197,7 @@ func TestNewReportsWaitAboveRedisHighWater(t *testing.T) {
 	// Each round is what a trigger coming back from the throttle queue
 	// does: it waits again, and the record stays PENDING.
 	for round := range 3 {
-		moved, err := d.admit(ctx, ids[0], log)
+		moved, err := d.admit(ctx, ids[0], false, log)
 		if moved || !errors.Is(err, ErrThrottled) || !strings.Contains(err.Error(), "REDIS_MEMORY_HIGH_WATER") {
 			t.Fatalf("round %d above the mark: admit = %v, %v; want ErrThrottled naming REDIS_MEMORY_HIGH_WATER", round, moved, err)
 		}
@@ -208,7 +208,7 @@ func TestNewReportsWaitAboveRedisHighWater(t *testing.T) {
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if moved, err := d.admit(ctx, ids[0], log); !moved || err != nil {
+	if moved, err := d.admit(ctx, ids[0], false, log); !moved || err != nil {
 		t.Fatalf("below the mark: admit = %v, %v; want admitted", moved, err)
 	}
 	if rec, err := repo.Get(ctx, ids[0]); err != nil || rec.Status != record.Processing {
@@ -220,7 +220,7 @@ func TestNewReportsWaitAboveRedisHighWater(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, rdb)
-	if moved, err := d.admit(ctx, ids[1], log); !moved || err != nil {
+	if moved, err := d.admit(ctx, ids[1], false, log); !moved || err != nil {
 		t.Errorf("maxmemory 0: admit = %v, %v; want admitted", moved, err)
 	}
 }

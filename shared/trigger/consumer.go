@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/googleapis/gax-go/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
@@ -18,6 +18,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/tracing"
@@ -29,7 +30,6 @@ const (
 	HeaderNotFound    = "x-record-missing"   // times the record was not found
 	HeaderParkReason  = "x-park-reason"      // why a trigger was parked
 	processingTimeout = 30 * time.Second     // one trigger's dispatch, end to end
-	reconnectMax      = 10 * time.Second     // backoff cap when RabbitMQ is away
 )
 
 // Consumer moves triggers from RabbitMQ to Pub/Sub. Every trigger is
@@ -49,8 +49,7 @@ type Consumer struct {
 	// consumer throttled comes back: until then, fresh triggers queue
 	// behind it.
 	waitingUntil atomic.Int64
-	sessions     atomic.Int64 // consuming sessions started
-	lastErr      atomic.Value // error of the last failed session
+	sessions     rabbitmq.Reconnect
 }
 
 // NewConsumer builds a Consumer and the clients it owns from cfg.
@@ -90,15 +89,10 @@ func (c *Consumer) Close() error {
 }
 
 // Sessions counts the RabbitMQ sessions that got as far as consuming.
-func (c *Consumer) Sessions() int64 { return c.sessions.Load() }
+func (c *Consumer) Sessions() int64 { return c.sessions.Sessions() }
 
 // LastError is the error that ended the last session, if any.
-func (c *Consumer) LastError() error {
-	if e, ok := c.lastErr.Load().(error); ok {
-		return e
-	}
-	return nil
-}
+func (c *Consumer) LastError() error { return c.sessions.LastError() }
 
 // Handled counts triggers acked since the consumer was made.
 func (c *Consumer) Handled() int64 { return c.handled.Load() }
@@ -157,33 +151,15 @@ func throttleQueue(cfg config.Shim) string {
 
 // Run consumes until ctx ends, reconnecting when RabbitMQ goes away.
 func (c *Consumer) Run(ctx context.Context) error {
-	bo := gax.Backoff{Initial: 200 * time.Millisecond, Max: reconnectMax, Multiplier: 2}
-	for {
-		started := c.Sessions()
-		err := c.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.lastErr.Store(err)
-		if c.Sessions() != started {
-			bo = gax.Backoff{Initial: 200 * time.Millisecond, Max: reconnectMax, Multiplier: 2}
-		}
-		wait := bo.Pause()
-		c.Log.Warn("RabbitMQ session ended; reconnecting", "error", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-	}
+	return c.sessions.Run(ctx, c.Log, "RabbitMQ session", c.session)
 }
 
 // session runs one connection until it fails or ctx ends; in-flight
 // triggers finish before it returns.
-func (c *Consumer) session(ctx context.Context) error {
-	conn, err := amqp.DialConfig(c.Cfg.AMQPURL, amqp.Config{Heartbeat: 10 * time.Second, Properties: amqp.Table{"connection_name": "report-mq1-shim"}})
+func (c *Consumer) session(ctx context.Context, consuming func()) error {
+	conn, err := rabbitmq.Dial(c.Cfg.AMQPURL, "report-mq1-shim")
 	if err != nil {
-		return fmt.Errorf("amqp dial: %w", err)
+		return err
 	}
 	defer conn.Close()
 	sub, err := conn.Channel()
@@ -196,18 +172,15 @@ func (c *Consumer) session(ctx context.Context) error {
 	if err := sub.Qos(c.Cfg.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("amqp qos: %w", err)
 	}
-	pub, err := conn.Channel()
+	pub, err := rabbitmq.ConfirmChannel(conn)
 	if err != nil {
-		return fmt.Errorf("amqp channel: %w", err)
-	}
-	if err := pub.Confirm(false); err != nil {
-		return fmt.Errorf("amqp confirm mode: %w", err)
+		return err
 	}
 	deliveries, err := sub.ConsumeWithContext(ctx, c.Cfg.TriggerQueue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("amqp consume %s: %w", c.Cfg.TriggerQueue, err)
 	}
-	c.sessions.Add(1)
+	consuming()
 	c.Log.Info("consuming triggers", "queue", c.Cfg.TriggerQueue)
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 
@@ -224,11 +197,7 @@ func (c *Consumer) session(ctx context.Context) error {
 			if !ok {
 				return errors.New("amqp delivery channel closed")
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.handle(dl, pub)
-			}()
+			wg.Go(func() { c.handle(dl, pub) })
 		}
 	}
 }
@@ -277,7 +246,10 @@ func cameBackFrom(dl amqp.Delivery, queues ...string) bool {
 // handle settles one delivery. It runs on its own context so a drain's
 // deadline never abandons a trigger half-way. The class of Dispatch's
 // error (package fault) decides the outcome; only a missing record, which
-// the upstream may not have committed yet, is waited for separately.
+// the upstream may not have committed yet, is waited for separately. A
+// panic in Dispatch (or in marking the record FAILED) is an error like
+// any other, retried and in the end FAILED (or parked) by that policy; a
+// panic anywhere else puts the trigger back in its queue.
 func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 	ctx, cancel := context.WithTimeout(context.Background(), processingTimeout)
 	defer cancel()
@@ -286,7 +258,20 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 	ctx, span := tracing.Start(tracing.Extract(ctx, stringHeaders(dl.Headers)), "DrainTriggers")
 	defer span.End()
 	log := tracing.Log(ctx, c.Log, c.Cfg.PubSub.ProjectID)
-	id, err := ParseTrigger(dl.Body)
+	defer func() {
+		// The last resort: log has the record once it is known.
+		if p := recover(); p != nil {
+			log.Error("panic while settling a trigger; it goes back to its queue", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "body", fault.Body(dl.Body, 256))
+			if err := dl.Nack(false, true); err != nil {
+				log.Error("nack failed; RabbitMQ will redeliver on reconnect", "error", err)
+			}
+		}
+	}()
+	var id int64
+	err := fault.Recovered(log, "reading the trigger", func() (err error) {
+		id, err = ParseTrigger(dl.Body)
+		return err
+	})
 	if err != nil {
 		c.settle(dl, c.park(ctx, pub, dl, err.Error(), log), log)
 		return
@@ -297,12 +282,13 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 		attempt = max(headerInt(dl.Headers, HeaderAttempt), 1)
 		missing = headerInt(dl.Headers, HeaderNotFound)
 	}
-	dctx := ctx
-	if !cameBackFrom(dl, throttleQueue(c.Cfg)) && time.Now().UnixNano() < c.waitingUntil.Load() {
-		dctx = context.WithValue(ctx, behindKey{}, true)
-	}
+	behind := !cameBackFrom(dl, throttleQueue(c.Cfg)) && time.Now().UnixNano() < c.waitingUntil.Load()
 
-	outcome, err := c.Dispatcher.Dispatch(dctx, id, log)
+	var outcome Outcome
+	err = fault.Recovered(log, "dispatch", func() (err error) {
+		outcome, err = c.Dispatcher.Dispatch(ctx, id, behind, log)
+		return err
+	})
 	if err == nil {
 		log.Debug("trigger handled", "outcome", outcome.String())
 		c.settle(dl, nil, log)
@@ -348,7 +334,7 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 // fail ends the record FAILED; if even that fails, the trigger is parked
 // with both reasons rather than retried forever.
 func (c *Consumer) fail(ctx context.Context, pub *amqp.Channel, dl amqp.Delivery, id int64, reason string, log *slog.Logger) error {
-	if err := c.Dispatcher.Fail(ctx, id, reason, log); err != nil {
+	if err := fault.Recovered(log, "marking the record FAILED", func() error { return c.Dispatcher.Fail(ctx, id, reason, log) }); err != nil {
 		return c.park(ctx, pub, dl, fmt.Sprintf("%s; marking FAILED (or announcing it) failed too: %v", reason, err), log)
 	}
 	return nil
@@ -391,25 +377,7 @@ func (c *Consumer) republish(ctx context.Context, pub *amqp.Channel, queue strin
 	for k, v := range trace {
 		h[k] = v
 	}
-	return PublishConfirmed(ctx, pub, queue, amqp.Publishing{
+	return rabbitmq.PublishConfirmed(ctx, pub, "", queue, amqp.Publishing{
 		Headers: h, ContentType: dl.ContentType, Body: dl.Body, DeliveryMode: amqp.Persistent, MessageId: dl.MessageId,
 	})
-}
-
-// PublishConfirmed publishes p to queue through the default exchange, on a
-// channel already in confirm mode, and waits for the broker's confirm: a
-// trigger is acked, or a record moved on, only once its copy is durable.
-func PublishConfirmed(ctx context.Context, ch *amqp.Channel, queue string, p amqp.Publishing) error {
-	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, p)
-	if err != nil {
-		return fmt.Errorf("amqp publish to %s: %w", queue, err)
-	}
-	ok, err := conf.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("amqp confirm from %s: %w", queue, err)
-	}
-	if !ok {
-		return fmt.Errorf("amqp publish to %s: nacked by the broker", queue)
-	}
-	return nil
 }

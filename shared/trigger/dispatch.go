@@ -111,9 +111,11 @@ type Dispatcher struct {
 
 // Dispatch starts record id (see dispatch); a trigger naming a final
 // record announces that record again before it is acked, so an upstream
-// that missed the event gets it by republishing the ID.
-func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
-	o, err := d.dispatch(ctx, id, log)
+// that missed the event gets it by republishing the ID. behind says the
+// trigger arrived while older ones wait for capacity: a new report then
+// waits too, behind them.
+func (d *Dispatcher) Dispatch(ctx context.Context, id int64, behind bool, log *slog.Logger) (Outcome, error) {
+	o, err := d.dispatch(ctx, id, behind, log)
 	if err == nil && o == Ignored {
 		if err := d.Announce.Announce(ctx, id, log); err != nil {
 			return 0, err
@@ -127,7 +129,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, id int64, log *slog.Logger) (
 // publish before its transaction commits); a bad report type or params
 // permanent (the record ends FAILED with the error as its reason); a record
 // in a status this code does not know parked; anything else transient.
-func (d *Dispatcher) dispatch(ctx context.Context, id int64, log *slog.Logger) (Outcome, error) {
+func (d *Dispatcher) dispatch(ctx context.Context, id int64, behind bool, log *slog.Logger) (Outcome, error) {
 	rec, err := d.Records.Get(ctx, id)
 	if err != nil {
 		return 0, err
@@ -156,7 +158,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, id int64, log *slog.Logger) (
 	// was not acked: its redelivery finds the record PROCESSING and
 	// creates the hash then.
 	if rec.Status == record.Pending {
-		moved, err := d.admit(ctx, id, log)
+		moved, err := d.admit(ctx, id, behind, log)
 		if err != nil {
 			return 0, err
 		}
