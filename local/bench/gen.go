@@ -216,17 +216,17 @@ type genResult struct {
 // B-trees is what made 10M withdrawals take 32 minutes. method is "infile"
 // (LOAD DATA LOCAL INFILE from a registered reader, falling back to INSERT
 // if the server refuses it) or "insert" (1000-row INSERTs, 50 per
-// transaction). progress, if set, is told each step as it ends, one call
-// at a time although the tables load concurrently.
+// transaction). progress, if set, is told each step as it ends.
 func generate(ctx context.Context, s genSpec, user, fund *sql.DB, runID, method string, progress func(format string, a ...any)) ([]genResult, error) {
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
-	var mu sync.Mutex
+	// The tables load concurrently; progress is told one step at a time.
+	var progressMu sync.Mutex
 	tell := progress
 	progress = func(format string, a ...any) {
-		mu.Lock()
-		defer mu.Unlock()
+		progressMu.Lock()
+		defer progressMu.Unlock()
 		tell(format, a...)
 	}
 	ts := tables(s, user, fund)
