@@ -4,6 +4,7 @@ package output
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -53,23 +54,54 @@ type CSVWriter struct {
 	rows    int64
 }
 
-// New writes the byte-order mark if the format asks for one and the header,
-// and returns a CSVWriter for the data rows.
+// NewCSV writes the byte-order mark if the format asks for one and the
+// header, and returns a CSVWriter for the data rows.
 func NewCSV(w io.Writer, f Format) (*CSVWriter, error) {
+	cw, err := newCSV(w, f)
+	if err != nil {
+		return nil, err
+	}
+	if f.BOM {
+		if _, err := cw.buf.WriteString(bom); err != nil {
+			return nil, fmt.Errorf("csv byte-order mark: %w", err)
+		}
+	}
+	if err := cw.csv.Write(f.Header()); err != nil {
+		return nil, fmt.Errorf("csv header: %w", err)
+	}
+	return cw, nil
+}
+
+// NewSegmentCSV returns a CSVWriter for data rows only: no byte-order
+// mark, no header. It writes one part of a report split into parts:
+// f.Head() followed by the parts' segments in order is byte for byte what
+// NewCSV writes for all their rows, because encoding/csv frames every
+// record on its own (each ends with "\n", and no state crosses records).
+func NewSegmentCSV(w io.Writer, f Format) (*CSVWriter, error) {
+	return newCSV(w, f)
+}
+
+// Head is what NewCSV writes before the first data row: the byte-order
+// mark if the format asks for one, then the header line. It is the head
+// that Store.Compose puts in front of the segments.
+func (f Format) Head() ([]byte, error) {
+	var b bytes.Buffer
+	w, err := NewCSV(&b, f)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func newCSV(w io.Writer, f Format) (*CSVWriter, error) {
 	if len(f.Columns) == 0 {
 		return nil, errors.New("csv format declares no columns")
 	}
 	b := bufio.NewWriterSize(w, 64<<10)
-	if f.BOM {
-		if _, err := b.WriteString(bom); err != nil {
-			return nil, fmt.Errorf("csv byte-order mark: %w", err)
-		}
-	}
-	c := csv.NewWriter(b)
-	if err := c.Write(f.Header()); err != nil {
-		return nil, fmt.Errorf("csv header: %w", err)
-	}
-	cw := &CSVWriter{buf: b, csv: c, escape: make([]bool, len(f.Columns)), scratch: make([]string, len(f.Columns))}
+	cw := &CSVWriter{buf: b, csv: csv.NewWriter(b), escape: make([]bool, len(f.Columns)), scratch: make([]string, len(f.Columns))}
 	for i, col := range f.Columns {
 		cw.escape[i] = col.Escape
 	}

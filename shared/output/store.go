@@ -113,6 +113,23 @@ func (s *Store) write(ctx context.Context, object string, onlyNew bool, write fu
 // report's row_count, so that the object at file_path always has
 // row_count rows. It streams: memory does not grow with the object.
 func (s *Store) CountRows(ctx context.Context, object string) (int64, error) {
+	records, err := s.countRecords(ctx, object)
+	if err != nil {
+		return 0, err
+	}
+	if records == 0 {
+		return 0, fmt.Errorf("read back gs://%s/%s: no header", s.bucket, object)
+	}
+	return records - 1, nil
+}
+
+// CountSegmentRows is CountRows for a segment (NewSegmentCSV), which has
+// no header: every CSV record is a data row, and an empty segment has none.
+func (s *Store) CountSegmentRows(ctx context.Context, object string) (int64, error) {
+	return s.countRecords(ctx, object)
+}
+
+func (s *Store) countRecords(ctx context.Context, object string) (int64, error) {
 	r, err := s.client.Bucket(s.bucket).Object(object).NewReader(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("storage read gs://%s/%s: %w", s.bucket, object, err)
@@ -132,8 +149,5 @@ func (s *Store) CountRows(ctx context.Context, object string) (int64, error) {
 		}
 		records++
 	}
-	if records == 0 {
-		return 0, fmt.Errorf("read back gs://%s/%s: no header", s.bucket, object)
-	}
-	return records - 1, nil
+	return records, nil
 }
