@@ -208,6 +208,14 @@ func generate(ctx context.Context, s genSpec, user, fund *sql.DB, runID, method 
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
+	// The tables load concurrently; progress is told one step at a time.
+	var progressMu sync.Mutex
+	tell := progress
+	progress = func(format string, a ...any) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		tell(format, a...)
+	}
 	ts := tables(s, user, fund)
 	out := make([]genResult, len(ts))
 	errs := make([]error, len(ts))

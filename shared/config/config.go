@@ -189,7 +189,11 @@ type Sweep struct {
 	// ProcessingAfter is how long a record may stay PROCESSING, with its
 	// hash, before it is FAILED.
 	ProcessingAfter time.Duration `env:"SWEEP_PROCESSING_AFTER, default=2h"`
-	Completion      Completion
+	// RetryDelay is the shim's: a PROCESSING record without its hash may
+	// be one whose hash creation the shim retries this far apart, so the
+	// sweeper waits longer than that before it calls the hash lost.
+	RetryDelay time.Duration `env:"RETRY_DELAY, default=60s"`
+	Completion Completion
 }
 
 // Functions lists a zero value of every function's config, for the checks
