@@ -37,10 +37,15 @@ func SegmentName(id int64, part int) string {
 const MaxComposeSources = 32
 
 // Parallel requests one Compose sends at a time: the composes of one level
-// of the tree and the deletes are independent of each other.
+// of the tree and the deletes are independent of each other, and each is
+// a round trip of tens of milliseconds to Cloud Storage, so they overlap.
+// 32 composes are a whole level up to 1024 segments; with a 30 ms round
+// trip, 1000 segments' 1033 deletes take about 1 s at 32 in flight
+// (BenchmarkCompose, latency=30ms). Far under Cloud Storage's initial
+// 1000 object writes a second per bucket.
 const (
-	composeParallel = 8
-	deleteParallel  = 16
+	composeParallel = MaxComposeSources
+	deleteParallel  = 32
 )
 
 // Composed is the final object Compose left at dst, and what it cost.
@@ -70,7 +75,8 @@ type Composed struct {
 // (at the start, by the condition, or because a faster run deleted its
 // sources) composes nothing more, deletes the temporary objects and
 // returns dst's size and generation with an error wrapping ErrExists,
-// as WriteNew does.
+// as WriteNew does. An error from the deletes alone means dst is complete
+// but pieces are left: a rerun finds dst and finishes the cleanup.
 //
 // With no segments the head alone is the object (WriteNew). The segments
 // must all exist and be in dst's bucket.

@@ -316,3 +316,42 @@ func TestPlanPartsEmpty(t *testing.T) {
 		t.Errorf("plan (-want +got):\n%s", diff)
 	}
 }
+
+func TestCalibrate(t *testing.T) {
+	t.Parallel()
+	// rows(j) is what the j-th halving holds: 1M rows, then half each time.
+	rows := func(j int) float64 { return 1e6 / math.Pow(2, float64(j)) }
+	tests := []struct {
+		name  string
+		est   func(rows float64) float64
+		check func(threshold float64) bool
+		want  string
+	}{
+		{"doubled past 7,000 rows", func(n float64) float64 {
+			if n > 7000 {
+				return min(2*n, 5e5)
+			}
+			return n
+		}, func(th float64) bool { return th > 7000 && th < 2*7813 }, "between the largest exact and the smallest doubled estimate"},
+		{"never doubled", func(n float64) float64 { return n }, func(th float64) bool { return math.IsInf(th, 1) }, "+Inf"},
+		{"always doubled", func(n float64) float64 { return 2 * n }, func(th float64) bool { return math.IsInf(th, 1) }, "+Inf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			th, err := calibrate(func(j int) (float64, bool, error) { return tt.est(rows(j)), j < 40, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(th) {
+				t.Errorf("threshold %v, want %s", th, tt.want)
+			}
+			// Undoubled, every estimate is the rows again.
+			for j := range 30 {
+				if got, want := undouble(min(tt.est(rows(j)), 5e5), th), rows(j); !math.IsInf(th, 1) && j > 1 && got != want {
+					t.Errorf("undouble(estimate of %v rows) = %v", want, got)
+				}
+			}
+		})
+	}
+}
