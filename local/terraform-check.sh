@@ -2,9 +2,10 @@
 # Terraform's own checks of terraform/, run by `make test` (make tf-check):
 #
 #   terraform fmt -check, then on a copy of the module under .tmp/:
-#   init -backend=false, validate (the module and examples/basic), and
-#   terraform test (terraform/tests/*.tftest.hcl with mock providers, and
-#   examples/basic/tests with the example's terraform.tfvars.example).
+#   init -backend=false, validate (the module, examples/basic and
+#   examples/shared_vpc), and terraform test (terraform/tests/*.tftest.hcl
+#   with mock providers, and each example's tests with its own
+#   terraform.tfvars.example).
 #
 # Providers come from TF_PLUGIN_DIR if set; else from TF_PLUGIN_ARCHIVE
 # (default ../shared/terraform-plugins/plugins.tar.xz beside the checkout),
@@ -84,6 +85,9 @@ mod=$dest/terraform
 rm -rf "$mod"
 mkdir -p "$dest"
 cp -R "$root/terraform" "$mod"
+# The module archives the directory above it by default (source_dir), as
+# in a checkout: the examples' plans build their archive from these.
+(cd "$root" && tar -cf - go.mod go.sum ./*.go functions shared) | (cd "$dest" && tar -xf -)
 # Whatever a user's own runs left in terraform/ stays out of the copy.
 find "$mod" \( -name .terraform -o -name '.terraform.lock.hcl' -o -name '*.tfstate' -o -name '*.tfstate.*' -o -name terraform.tfvars \) -prune -exec rm -rf {} +
 
@@ -122,14 +126,17 @@ tf_init "$mod"
 printf 'terraform/: '
 terraform -chdir="$mod" validate -no-color
 
-example=$mod/examples/basic
-tf_init "$example"
-printf 'terraform/examples/basic: '
-terraform -chdir="$example" validate -no-color
+for ex in basic shared_vpc; do
+	tf_init "$mod/examples/$ex"
+	printf 'terraform/examples/%s: ' "$ex"
+	terraform -chdir="$mod/examples/$ex" validate -no-color
+done
 
 # The module's tests plan it with mock providers; the archive of the
 # functions' source is built from the real checkout.
 terraform -chdir="$mod" test $nocolor -var "source_dir=$root"
-terraform -chdir="$example" test $nocolor -var-file=terraform.tfvars.example
+for ex in basic shared_vpc; do
+	terraform -chdir="$mod/examples/$ex" test $nocolor -var-file=terraform.tfvars.example
+done
 
 echo "terraform checks passed in $(($(date +%s) - start)) s"

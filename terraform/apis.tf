@@ -27,6 +27,11 @@ locals {
     # Signing V4 URLs with a function's own identity (no key file) calls
     # the IAM Credentials API's signBlob; only needed when signing is on.
     local.sign_urls ? { "iamcredentials.googleapis.com" = "signs report download URLs (SIGNED_URL_TTL)" } : {},
+    # The Cloud SQL Go connector asks the Admin API for each instance's
+    # address and certificate.
+    length(var.cloud_sql_instances) > 0 ? { "sqladmin.googleapis.com" = "the Cloud SQL Go connector (cloud_sql_instances)" } : {},
+    # The private googleapis.com zone of a network created here.
+    local.google_apis_zone ? { "dns.googleapis.com" = "resolves *.googleapis.com to private.googleapis.com (all-traffic egress)" } : {},
   )
 }
 

@@ -26,7 +26,8 @@ locals {
         CLAIM_TTL       = "${var.aggregate_timeout_seconds}s"
         MAX_REPORT_ROWS = tostring(var.max_report_rows)
       }
-      secrets    = { RECORD_DSN = var.record_dsn_secret }
+      dsn_env    = "RECORD_DSN"
+      secrets    = {}
       publishes  = ["report-stage-2", "report-parked", "report-completed"]
       subscribes = []
       announces  = true

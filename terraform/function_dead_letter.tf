@@ -34,7 +34,8 @@ locals {
       database        = "record"
       amqp            = false
       env             = {}
-      secrets         = { RECORD_DSN = var.record_dsn_secret }
+      dsn_env         = "RECORD_DSN"
+      secrets         = {}
       publishes       = ["report-parked", "report-completed"]
       subscribes      = []
       announces       = true

@@ -33,10 +33,8 @@ locals {
         REDIS_MEMORY_HIGH_WATER = tostring(var.redis_memory_high_water)
         COMPLETED_EXCHANGE      = var.completed_exchange
       }
-      secrets = {
-        RECORD_DSN = var.record_dsn_secret
-        AMQP_URL   = var.amqp_url_secret
-      }
+      dsn_env    = "RECORD_DSN"
+      secrets    = { AMQP_URL = var.amqp_url_secret }
       publishes  = ["report-stage-1", "report-parked", "report-completed"]
       subscribes = ["report-completed-amqp"]
       announces  = true

@@ -49,8 +49,9 @@ locals {
       env = {
         MAX_REPORT_ROWS = tostring(var.max_report_rows)
       }
-      # Only its own database's read-only DSN.
-      secrets    = { (l.dsn_env) = var.source_dsn_secrets[l.database] }
+      # Only its own database's read-only DSN (functions.tf).
+      dsn_env    = l.dsn_env
+      secrets    = {}
       publishes  = ["report-aggregate", "report-parked"]
       subscribes = []
       announces  = false

@@ -27,10 +27,8 @@ locals {
         SWEEP_PROCESSING_AFTER = var.sweep_processing_after
         TRIGGER_QUEUE          = var.trigger_queue
       }
-      secrets = {
-        RECORD_DSN = var.record_dsn_secret
-        AMQP_URL   = var.amqp_url_secret
-      }
+      dsn_env    = "RECORD_DSN"
+      secrets    = { AMQP_URL = var.amqp_url_secret }
       publishes  = ["report-completed"]
       subscribes = []
       announces  = true

@@ -12,10 +12,13 @@
 #   timeout_seconds, max_instances, concurrency (requests per instance)
 #   database           the database it connects to (connection budget,
 #                      firewall)
+#   dsn_env            the variable its DSN is read from: the database's
+#                      secret, or a Cloud SQL DSN (cloud_sql_instances)
 #   amqp               whether it connects to RabbitMQ (firewall)
 #   env                plain environment besides local.common_env
 #   secrets            env name => Secret Manager secret ID (read at version
-#                      "latest"), besides the Redis AUTH string and CA
+#                      "latest"), besides the Redis AUTH string, the CA and
+#                      the DSN
 #   publishes          the topics it may publish to
 #   subscribes         the pull subscriptions it consumes (pubsub.tf)
 #   announces          whether it can make a record final: it then publishes
@@ -55,11 +58,25 @@ locals {
     TRACE_EXPORTER       = "gcp"
   }
 
+  # A database's DSN: the secret the deployer made (a plain DSN with its
+  # password), or for Cloud SQL one the module writes, with no password:
+  # the connector signs in as the function's own service account, whose
+  # MySQL user is its email up to the @ (shared/config.CloudSQLNet).
+  dsn_secrets = merge(
+    { record = var.record_dsn_secret },
+    var.source_dsn_secrets,
+  )
+  cloud_sql_dsn = {
+    for ep, f in local.functions : ep => "${split("@", f.service_account.email)[0]}@cloudsql(${local.cloud_sql[f.database].connection_name})/${local.cloud_sql[f.database].database}"
+    if contains(keys(local.cloud_sql), f.database)
+  }
+
   function_env = {
     for ep, f in local.functions : ep => merge(
       local.common_env,
       f.env,
       f.announces && local.sign_urls ? { SIGNED_URL_TTL = "${var.signed_url_ttl_seconds}s" } : {},
+      contains(keys(local.cloud_sql_dsn), ep) ? { (f.dsn_env) = local.cloud_sql_dsn[ep] } : {},
     )
   }
 
@@ -81,9 +98,11 @@ locals {
   # and the AMQP URL are created outside Terraform and rotated by adding a
   # version, so functions read "latest".
   function_secrets = {
-    for ep, f in local.functions : ep => merge(local.redis_secrets, {
-      for env, secret in f.secrets : env => { secret = secret, version = "latest" }
-    })
+    for ep, f in local.functions : ep => merge(
+      local.redis_secrets,
+      { for env, secret in f.secrets : env => { secret = secret, version = "latest" } },
+      contains(keys(local.cloud_sql_dsn), ep) ? {} : { (f.dsn_env) = { secret = local.dsn_secrets[f.database], version = "latest" } },
+    )
   }
 
   # Open connections per database at full scale-out, checked against
@@ -102,6 +121,7 @@ resource "google_cloudfunctions2_function" "function" {
   name        = each.value.name
   location    = var.region
   description = each.value.description
+  labels      = local.labels
 
   build_config {
     runtime           = local.go_runtime
@@ -153,7 +173,7 @@ resource "google_cloudfunctions2_function" "function" {
   lifecycle {
     precondition {
       condition     = local.db_connections[each.value.database] <= var.db_connection_limits[each.value.database]
-      error_message = "The functions using ${each.value.database} could open ${local.db_connections[each.value.database]} connections at max_instance_count x db_connections_per_instance, more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]})."
+      error_message = "The functions using ${each.value.database} (${join(", ", [for ep in sort(keys(local.functions)) : "${ep} ${local.functions[ep].max_instances} instances" if local.functions[ep].database == each.value.database])}) could open ${local.db_connections[each.value.database]} connections at ${var.db_connections_per_instance} per instance (db_connections_per_instance, DB_MAX_CONNS), more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]}). Raise the limit or lower their max instances or pool size."
     }
 
     # Saturation is not failure: with every instance busy Cloud Run answers
@@ -179,6 +199,7 @@ resource "google_pubsub_subscription" "push" {
   name    = "${var.pubsub_name_prefix}${each.value.subscription}"
   topic   = google_pubsub_topic.topic[each.value.topic].id
 
+  labels                     = local.labels
   ack_deadline_seconds       = local.push_ack_deadline_seconds
   message_retention_duration = local.push_message_retention
 
@@ -207,7 +228,10 @@ resource "google_pubsub_subscription" "push" {
 
   # Pushing before the invoker grant and the agent's token grant have
   # propagated would spend deliveries on 403s.
-  depends_on = [time_sleep.invoker_propagation]
+  depends_on = [
+    time_sleep.invoker_propagation,
+    time_sleep.agent_propagation,
+  ]
 }
 
 resource "google_cloud_scheduler_job" "scheduled" {

@@ -7,6 +7,9 @@
 # Identities: each function runs as its own service account (in its
 # function_*.tf), each push subscription and each scheduler job calls its
 # function as another one of its own, and builds run as ${name}-build.
+# Grants to Google's service agents (Pub/Sub's, Cloud Run's) are separate
+# resources (…_iam_member.agent) so that only what needs them waits for
+# the agents to exist.
 
 # Cloud Build builds the functions as this account instead of the default
 # Compute Engine service account (which often holds Editor).
@@ -20,19 +23,35 @@ resource "google_service_account" "build" {
 
 locals {
   function_member = { for ep, f in local.functions : ep => "serviceAccount:${f.service_account.email}" }
+  build_member    = "serviceAccount:${google_service_account.build.email}"
 
   # The functions that make records final sign download URLs with their
   # own identity when signing is on.
   signers = local.sign_urls ? [for ep in sort(keys(local.functions)) : ep if local.functions[ep].announces] : []
 
+  # Databases on Cloud SQL: the instance's project and name (a
+  # domain-scoped project, example.com:p, keeps its colon).
+  cloud_sql = {
+    for db, c in var.cloud_sql_instances : db => {
+      connection_name = c.connection_name
+      project         = join(":", slice(split(":", c.connection_name), 0, length(split(":", c.connection_name)) - 2))
+      instance        = element(split(":", c.connection_name), length(split(":", c.connection_name)) - 1)
+      database        = coalesce(c.database, db == "record" ? "plt_report" : db)
+    }
+  }
+  # The functions that read a database on Cloud SQL.
+  cloud_sql_readers = [for ep in sort(keys(local.functions)) : ep if contains(keys(local.cloud_sql), local.functions[ep].database)]
+
   project_grants = merge(
-    # What Google documents for a custom build service account of gen2
-    # functions: Cloud Run Builder on the project (source, images, logs).
+    # The build identity writes its build logs; the role exists only on
+    # projects. What else a build touches is granted on the resource:
+    # the source bucket (bucket_grants) and the image repository
+    # (repository_grants).
     {
-      "build/run.builder" = {
+      "build/logging.logWriter" = {
         project   = var.project_id
-        role      = "roles/run.builder"
-        member    = "serviceAccount:${google_service_account.build.email}"
+        role      = "roles/logging.logWriter"
+        member    = local.build_member
         condition = null
       }
     },
@@ -46,67 +65,69 @@ locals {
         condition = null
       }
     },
-    # Optional: functions whose DSN dials a Cloud SQL instance through the
-    # Cloud SQL Go connector may connect to that instance only, in the
-    # instance's own project.
-    {
-      for ep in sort(keys(local.functions)) : "${ep}/cloudsql.client" => {
-        project = split(":", var.cloud_sql_instances[local.functions[ep].database])[0]
-        role    = "roles/cloudsql.client"
-        member  = local.function_member[ep]
-        condition = {
-          title      = "only the ${local.functions[ep].database} instance"
-          expression = "resource.name == \"projects/${split(":", var.cloud_sql_instances[local.functions[ep].database])[0]}/instances/${split(":", var.cloud_sql_instances[local.functions[ep].database])[2]}\""
-        }
-      } if contains(keys(var.cloud_sql_instances), local.functions[ep].database)
-    },
-  )
-
-  topic_grants = merge(
-    # A function publishes exactly where its entry says.
+    # A function whose database is on Cloud SQL connects through the
+    # connector (cloudsql.client: the instance's address and an ephemeral
+    # certificate) and signs in as itself (cloudsql.instanceUser: IAM
+    # database authentication), to that instance only, in its project.
     merge([
-      for ep, f in local.functions : {
-        for topic in f.publishes : "${ep}/${topic}" => {
-          topic  = topic
-          role   = "roles/pubsub.publisher"
-          member = local.function_member[ep]
+      for ep in local.cloud_sql_readers : {
+        for role in ["cloudsql.client", "cloudsql.instanceUser"] : "${ep}/${role}" => {
+          project = local.cloud_sql[local.functions[ep].database].project
+          role    = "roles/${role}"
+          member  = local.function_member[ep]
+          condition = {
+            title      = "only the ${local.functions[ep].database} instance"
+            expression = "resource.name == \"projects/${local.cloud_sql[local.functions[ep].database].project}/instances/${local.cloud_sql[local.functions[ep].database].instance}\""
+          }
         }
       }
     ]...),
-    # Pub/Sub forwards undeliverable messages as its service agent: it must
-    # publish to each dead-letter topic (report-dead-letter for the
-    # function subscriptions, report-parked for the DLQ function's own).
-    {
-      for topic in distinct([for p in values(local.push_subscriptions) : p.delivery.dead_letter_topic]) :
-      "pubsub-agent/${topic}" => {
+  )
+
+  # A function publishes exactly where its entry says.
+  topic_grants = merge([
+    for ep, f in local.functions : {
+      for topic in f.publishes : "${ep}/${topic}" => {
         topic  = topic
         role   = "roles/pubsub.publisher"
-        member = local.pubsub_agent
+        member = local.function_member[ep]
       }
-    },
-  )
+    }
+  ]...)
 
-  subscription_grants = merge(
-    # Dead-lettering acks the message on the source subscription as the
-    # agent.
-    {
-      for ep, p in local.push_subscriptions : "pubsub-agent/${p.subscription}" => {
-        subscription = google_pubsub_subscription.push[ep].name
+  # Pub/Sub forwards undeliverable messages as its service agent: it must
+  # publish to each dead-letter topic (report-dead-letter for the function
+  # subscriptions, report-parked for the DLQ function's own). Only the push
+  # subscriptions need the agent's grants, so only they wait for them.
+  agent_topic_grants = {
+    for topic in distinct([for p in values(local.push_subscriptions) : p.delivery.dead_letter_topic]) :
+    "pubsub-agent/${topic}" => {
+      topic  = topic
+      role   = "roles/pubsub.publisher"
+      member = local.pubsub_agent
+    }
+  }
+
+  # A function consumes exactly the pull subscriptions its entry names.
+  subscription_grants = merge([
+    for ep, f in local.functions : {
+      for sub in f.subscribes : "${ep}/${sub}" => {
+        subscription = google_pubsub_subscription.pull[sub].name
         role         = "roles/pubsub.subscriber"
-        member       = local.pubsub_agent
+        member       = local.function_member[ep]
       }
-    },
-    # A function consumes exactly the pull subscriptions its entry names.
-    merge([
-      for ep, f in local.functions : {
-        for sub in f.subscribes : "${ep}/${sub}" => {
-          subscription = google_pubsub_subscription.pull[sub].name
-          role         = "roles/pubsub.subscriber"
-          member       = local.function_member[ep]
-        }
-      }
-    ]...),
-  )
+    }
+  ]...)
+
+  # Dead-lettering acks the message on the source subscription as the
+  # agent.
+  agent_subscription_grants = {
+    for ep, p in local.push_subscriptions : "pubsub-agent/${p.subscription}" => {
+      subscription = google_pubsub_subscription.push[ep].name
+      role         = "roles/pubsub.subscriber"
+      member       = local.pubsub_agent
+    }
+  }
 
   # A function reads exactly the secrets it mounts.
   secret_grants = merge([
@@ -120,6 +141,14 @@ locals {
   ]...)
 
   bucket_grants = merge(
+    # The build reads the source archive, from this bucket only.
+    {
+      "build/source" = {
+        bucket = google_storage_bucket.source.name
+        role   = "roles/storage.objectViewer"
+        member = local.build_member
+      }
+    },
     # Aggregate writes and, on a takeover, overwrites report objects:
     # create and delete on the report bucket only. No other identity may
     # write there.
@@ -141,6 +170,17 @@ locals {
     },
   )
 
+  # The build pushes the function images (and its layer cache) to this
+  # module's repository only.
+  repository_grants = {
+    "build/functions" = {
+      repository = google_artifact_registry_repository.functions.name
+      location   = google_artifact_registry_repository.functions.location
+      role       = "roles/artifactregistry.writer"
+      member     = local.build_member
+    }
+  }
+
   # Each push identity (and each scheduler identity) may invoke its own
   # function and nothing else.
   invoker_grants = merge(
@@ -158,24 +198,26 @@ locals {
     },
   )
 
-  service_account_grants = merge(
-    # Pub/Sub's service agent mints the OIDC token of each push identity
-    # (needed in projects created before 2021-04-08; harmless after).
-    {
-      for ep, p in local.push_subscriptions : "${ep}/push-token" => {
-        service_account = p.identity.name
-        member          = local.pubsub_agent
-      }
-    },
-    # Signing V4 URLs without a key file: a signer may create tokens (sign
-    # blobs) for itself only.
-    {
-      for ep in local.signers : "${ep}/sign-urls" => {
-        service_account = local.functions[ep].service_account.name
-        member          = local.function_member[ep]
-      }
-    },
-  )
+  # Signing V4 URLs without a key file: a signer may sign blobs as itself
+  # only (a custom role holding iam.serviceAccounts.signBlob alone, not
+  # the whole token creator role).
+  service_account_grants = {
+    for ep in local.signers : "${ep}/sign-urls" => {
+      service_account = local.functions[ep].service_account.name
+      role            = google_project_iam_custom_role.url_signer[0].name
+      member          = local.function_member[ep]
+    }
+  }
+
+  # Pub/Sub's service agent mints the OIDC token of each push identity
+  # (needed in projects created before 2021-04-08; harmless after).
+  agent_service_account_grants = {
+    for ep, p in local.push_subscriptions : "${ep}/push-token" => {
+      service_account = p.identity.name
+      role            = "roles/iam.serviceAccountTokenCreator"
+      member          = local.pubsub_agent
+    }
+  }
 
   # Direct VPC egress on a Shared VPC subnet: this project's Cloud Run
   # service agent uses the host's subnet.
@@ -185,9 +227,38 @@ locals {
       region     = split("/", var.subnetwork)[3]
       subnetwork = split("/", var.subnetwork)[5]
       role       = "roles/compute.networkUser"
-      member     = "serviceAccount:service-${data.google_project.this.number}@serverless-robot-prod.iam.gserviceaccount.com"
+      member     = local.run_agent
     }
   } : {}
+}
+
+# Signing a V4 URL needs iam.serviceAccounts.signBlob and nothing else.
+# A deleted custom role's ID stays taken for up to 44 days: a new name
+# gets a new role.
+resource "google_project_iam_custom_role" "url_signer" {
+  count = local.sign_urls ? 1 : 0
+
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_url_signer"
+  title       = "fanout export: signs report download URLs"
+  description = "Signs V4 signed URLs as the service account it is granted on (signBlob only)."
+  permissions = ["iam.serviceAccounts.signBlob"]
+
+  depends_on = [google_project_service.this]
+}
+
+# IAM database users of the functions whose database is on Cloud SQL (IAM
+# database authentication: no password). The database's administrator
+# grants them their privileges in MySQL (README.md, Cloud SQL).
+resource "google_sql_user" "iam" {
+  for_each = { for ep in local.cloud_sql_readers : ep => local.cloud_sql[local.functions[ep].database] }
+
+  project  = each.value.project
+  instance = each.value.instance
+  name     = local.functions[each.key].service_account.email
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_project_iam_member" "grant" {
@@ -214,12 +285,30 @@ resource "google_pubsub_topic_iam_member" "grant" {
   topic   = google_pubsub_topic.topic[each.value.topic].name
   role    = each.value.role
   member  = each.value.member
+}
+
+resource "google_pubsub_topic_iam_member" "agent" {
+  for_each = local.agent_topic_grants
+
+  project = var.project_id
+  topic   = google_pubsub_topic.topic[each.value.topic].name
+  role    = each.value.role
+  member  = each.value.member
 
   depends_on = [time_sleep.pubsub_agent]
 }
 
 resource "google_pubsub_subscription_iam_member" "grant" {
   for_each = local.subscription_grants
+
+  project      = var.project_id
+  subscription = each.value.subscription
+  role         = each.value.role
+  member       = each.value.member
+}
+
+resource "google_pubsub_subscription_iam_member" "agent" {
+  for_each = local.agent_subscription_grants
 
   project      = var.project_id
   subscription = each.value.subscription
@@ -248,6 +337,16 @@ resource "google_storage_bucket_iam_member" "grant" {
   member = each.value.member
 }
 
+resource "google_artifact_registry_repository_iam_member" "grant" {
+  for_each = local.repository_grants
+
+  project    = var.project_id
+  location   = each.value.location
+  repository = each.value.repository
+  role       = each.value.role
+  member     = each.value.member
+}
+
 resource "google_cloud_run_v2_service_iam_member" "grant" {
   for_each = local.invoker_grants
 
@@ -262,18 +361,27 @@ resource "google_service_account_iam_member" "grant" {
   for_each = local.service_account_grants
 
   service_account_id = each.value.service_account
-  role               = "roles/iam.serviceAccountTokenCreator"
+  role               = each.value.role
+  member             = each.value.member
+}
+
+resource "google_service_account_iam_member" "agent" {
+  for_each = local.agent_service_account_grants
+
+  service_account_id = each.value.service_account
+  role               = each.value.role
   member             = each.value.member
 
   depends_on = [time_sleep.pubsub_agent]
 }
 
 # IAM changes take up to a few minutes to reach every Google service. A
-# build that starts before its identity's grant arrives fails, and so does a
+# build that starts before its identity's grants arrive fails, and so does a
 # function whose first instance reads a secret it may not read yet (the
 # provider's own gen2 example waits 60 s). The functions wait for this,
-# which waits for every grant they use at build and start; a new grant (a
-# new function, a new secret) waits again.
+# which waits for every grant they use at build and start, and for none of
+# the Pub/Sub service agent's (only the push subscriptions need those); a
+# new grant (a new function, a new secret) waits again.
 resource "time_sleep" "iam_propagation" {
   create_duration = "${var.iam_propagation_seconds}s"
 
@@ -281,8 +389,10 @@ resource "time_sleep" "iam_propagation" {
     grants = join(",", concat(
       [for k in sort(keys(local.project_grants)) : "project:${k}"],
       [for k in sort(keys(local.topic_grants)) : "topic:${k}"],
+      [for k in sort(keys(local.subscription_grants)) : "subscription:${k}"],
       [for k in sort(keys(local.secret_grants)) : "secret:${k}"],
       [for k in sort(keys(local.bucket_grants)) : "bucket:${k}"],
+      [for k in sort(keys(local.repository_grants)) : "repository:${k}"],
       [for k in sort(keys(local.service_account_grants)) : "service-account:${k}"],
       [for k in sort(keys(local.subnetwork_grants)) : "subnetwork:${k}"],
     ))
@@ -291,10 +401,13 @@ resource "time_sleep" "iam_propagation" {
   depends_on = [
     google_project_iam_member.grant,
     google_pubsub_topic_iam_member.grant,
+    google_pubsub_subscription_iam_member.grant,
     google_secret_manager_secret_iam_member.grant,
     google_storage_bucket_iam_member.grant,
+    google_artifact_registry_repository_iam_member.grant,
     google_service_account_iam_member.grant,
     google_compute_subnetwork_iam_member.grant,
+    google_sql_user.iam,
   ]
 }
 
@@ -308,4 +421,21 @@ resource "time_sleep" "invoker_propagation" {
   }
 
   depends_on = [google_cloud_run_v2_service_iam_member.grant]
+}
+
+# And for the Pub/Sub service agent's grants, which only the push
+# subscriptions need: a push whose OIDC token the agent may not mint yet
+# would spend a delivery, a dead letter it may not publish yet would be
+# lost. Nothing else waits for the agent.
+resource "time_sleep" "agent_propagation" {
+  create_duration = "${var.iam_propagation_seconds}s"
+
+  triggers = {
+    grants = join(",", concat(sort(keys(local.agent_topic_grants)), sort(keys(local.agent_service_account_grants))))
+  }
+
+  depends_on = [
+    google_pubsub_topic_iam_member.agent,
+    google_service_account_iam_member.agent,
+  ]
 }

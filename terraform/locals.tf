@@ -50,13 +50,26 @@ locals {
   # Signed download URLs are on when they have a lifetime.
   sign_urls = var.signed_url_ttl_seconds > 0
 
+  # The project's number names its service agents. Given (project_number),
+  # nothing is read; else it is read from the project at plan time.
+  project_number = coalesce(var.project_number, one(data.google_project.this[*].number))
+
   # The Pub/Sub service agent pushes, dead-letters and signs OIDC tokens.
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # Cloud Run's service agent uses a Shared VPC host's subnet.
+  run_agent = "serviceAccount:service-${local.project_number}@serverless-robot-prod.iam.gserviceaccount.com"
+
+  # Every resource that takes labels gets these.
+  labels = var.labels
 }
 
-# Read at plan time (no depends_on on the APIs): the call is billed to the
-# caller's quota project, which has the Resource Manager API, so the
-# project number (hence the service agents' addresses) is known in the plan.
+# Read at plan time, before this module has enabled any API: it needs the
+# Cloud Resource Manager API already on in the project that pays for the
+# deployer's calls (the deployer's quota project, or the project itself).
+# project_number avoids the read (README.md, Deploy).
 data "google_project" "this" {
+  count = var.project_number == null ? 1 : 0
+
   project_id = var.project_id
 }

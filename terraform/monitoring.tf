@@ -24,6 +24,7 @@ locals {
 # within Cloud Monitoring's 6 conditions however many listeners there are.
 resource "google_monitoring_alert_policy" "dead_letters" {
   project               = var.project_id
+  user_labels           = local.labels
   display_name          = "${var.name}: messages dead-lettered"
   combiner              = "OR"
   notification_channels = var.notification_channels
@@ -83,6 +84,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 # report, so any 429 means max_in_flight is not covered somewhere.
 resource "google_monitoring_alert_policy" "throttled" {
   project               = var.project_id
+  user_labels           = local.labels
   display_name          = "${var.name}: function answered 429 (saturated)"
   combiner              = "OR"
   notification_channels = var.notification_channels
@@ -119,6 +121,7 @@ resource "google_monitoring_alert_policy" "throttled" {
 
 resource "google_monitoring_alert_policy" "oldest_unacked" {
   project               = var.project_id
+  user_labels           = local.labels
   display_name          = "${var.name}: subscription backlog is old"
   combiner              = "OR"
   notification_channels = var.notification_channels
@@ -155,6 +158,7 @@ resource "google_monitoring_alert_policy" "oldest_unacked" {
 
 resource "google_monitoring_alert_policy" "redis_memory" {
   project               = var.project_id
+  user_labels           = local.labels
   display_name          = "${var.name}: Redis memory high"
   combiner              = "OR"
   notification_channels = var.notification_channels
@@ -189,6 +193,7 @@ resource "google_monitoring_alert_policy" "redis_memory" {
 
 resource "google_monitoring_alert_policy" "function_errors" {
   project               = var.project_id
+  user_labels           = local.labels
   display_name          = "${var.name}: function error rate"
   combiner              = "OR"
   notification_channels = var.notification_channels

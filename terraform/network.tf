@@ -1,10 +1,15 @@
 # The functions reach Memorystore, the MySQL servers and RabbitMQ through
 # Direct VPC egress (no Serverless VPC Access connector), in the caller's
 # VPC and subnet (a Shared VPC host's included) or, with create_network, in
-# a VPC created here. Egress to private ranges is denied except where each
-# function needs it: every function Redis; a listener its own database; the
-# shim and the sweeper the record database and RabbitMQ; the aggregator and
-# the DLQ function the record database.
+# a VPC created here. Egress is denied except where each function needs it:
+# every function Redis (and, with all-traffic egress, Google APIs at
+# private.googleapis.com); a listener its own database; the shim and the
+# sweeper the record database and RabbitMQ; the aggregator and the DLQ
+# function the record database. With the default VPC_EGRESS_ALL_TRAFFIC
+# the deny covers every destination, the internet included; with
+# VPC_EGRESS_PRIVATE_RANGES_ONLY only private ones pass through the VPC, so
+# only they can be denied. The deny sits just below this module's allows
+# and above the network's usual rules (var.firewall_priority).
 #
 # Destroying: Cloud Run keeps a subnet's Direct VPC addresses for 1-2 hours
 # after the functions that used them are deleted, so `terraform destroy`
@@ -28,12 +33,33 @@ locals {
   # workloads, so the number is an output (subnet_addresses_needed).
   subnet_addresses_needed = sum([for f in values(local.functions) : ceil(2 * f.max_instances / 16) * 16])
 
-  private_ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+  # What VPC_EGRESS_PRIVATE_RANGES_ONLY sends through the VPC: RFC 1918
+  # and RFC 6598 (shared address space, used by some networks' services).
+  private_ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+
+  all_traffic = var.vpc_egress == "VPC_EGRESS_ALL_TRAFFIC"
+
+  # With all-traffic egress Google APIs go through the VPC too: to
+  # private.googleapis.com (Private Google Access), which a network created
+  # here resolves *.googleapis.com to (the zone at the end of this file).
+  google_apis_zone = var.create_network && local.all_traffic
+  google_apis_host = var.google_apis_cidr == "199.36.153.4/30" ? "restricted.googleapis.com." : "private.googleapis.com."
+
+  # A database on Cloud SQL is reached through the connector's port only.
+  database_ports = { for db in ["plt_user", "plt_fund", "record"] : db => contains(keys(var.cloud_sql_instances), db) ? 3307 : var.database_port }
 
   # Allowed egress, keyed by destination: which functions (by network tag),
   # where, which port. Redis is every function's; a database only its
   # readers'; RabbitMQ only the functions that set amqp.
   egress_rules = merge(
+    local.all_traffic ? {
+      google-apis = {
+        description = "Every function: Google APIs (Pub/Sub, Cloud Storage, Cloud Trace, IAM Credentials, Cloud SQL Admin) at private.googleapis.com."
+        tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep]]
+        ranges      = [var.google_apis_cidr]
+        port        = 443
+      }
+    } : {},
     {
       redis = {
         description = "Every function: Memorystore over TLS with AUTH."
@@ -53,7 +79,7 @@ locals {
         description = "Only the functions that read ${db}."
         tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep] if local.functions[ep].database == db]
         ranges      = var.database_cidrs[db]
-        port        = var.database_port
+        port        = local.database_ports[db]
       }
     },
   )
@@ -95,6 +121,11 @@ resource "google_compute_subnetwork" "functions" {
 # egress with a Shared VPC network"). The deployer needs to set IAM on the
 # host's subnet; grant_shared_vpc_access = false leaves that to the host's
 # administrators.
+#
+# The agent exists only once the Cloud Run API is enabled in this project,
+# and IAM may not know it at once: the grant waits for the API and then
+# time_sleep.run_agent, or it fails with "service account does not exist"
+# on a fresh service project.
 resource "google_compute_subnetwork_iam_member" "grant" {
   for_each = local.subnetwork_grants
 
@@ -103,6 +134,18 @@ resource "google_compute_subnetwork_iam_member" "grant" {
   subnetwork = each.value.subnetwork
   role       = each.value.role
   member     = each.value.member
+
+  depends_on = [time_sleep.run_agent]
+}
+
+resource "time_sleep" "run_agent" {
+  count = length(local.subnetwork_grants) > 0 ? 1 : 0
+
+  create_duration = "${var.iam_propagation_seconds}s"
+
+  triggers = {
+    run_api = google_project_service.this["run.googleapis.com"].id
+  }
 }
 
 resource "google_compute_firewall" "egress_allow" {
@@ -113,7 +156,7 @@ resource "google_compute_firewall" "egress_allow" {
   description        = each.value.description
   network            = local.network_id
   direction          = "EGRESS"
-  priority           = 1000
+  priority           = var.firewall_priority
   target_tags        = each.value.tags
   destination_ranges = each.value.ranges
 
@@ -125,22 +168,62 @@ resource "google_compute_firewall" "egress_allow" {
   depends_on = [google_project_service.this]
 }
 
-# Everything else private is out of bounds for the functions.
-resource "google_compute_firewall" "egress_deny_private" {
+# Everything else is out of bounds for the functions: every destination
+# with all-traffic egress, the private ranges otherwise. Evaluated right
+# after the allows above and before the network's own rules, so an allow
+# rule the network already has (a Shared VPC's "allow all egress" at 1000)
+# does not open it again.
+resource "google_compute_firewall" "egress_deny" {
   count = var.manage_firewall ? 1 : 0
 
   project            = local.network_project
-  name               = "${var.name}-fn-deny-private"
-  description        = "The functions may reach only the private destinations allowed above."
+  name               = "${var.name}-fn-deny-egress"
+  description        = "The functions may reach only the destinations allowed above."
   network            = local.network_id
   direction          = "EGRESS"
-  priority           = 65000
+  priority           = var.firewall_priority + 1
   target_tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep]]
-  destination_ranges = local.private_ranges
+  destination_ranges = local.all_traffic ? ["0.0.0.0/0"] : local.private_ranges
 
   deny {
     protocol = "all"
   }
 
   depends_on = [google_project_service.this]
+}
+
+# Private Google Access for a network created here: *.googleapis.com
+# resolves to private.googleapis.com, which the google-apis egress rule
+# allows and the subnet reaches without NAT (private_ip_google_access).
+resource "google_dns_managed_zone" "googleapis" {
+  count = local.google_apis_zone ? 1 : 0
+
+  project     = var.project_id
+  name        = "${var.name}-googleapis"
+  dns_name    = "googleapis.com."
+  description = "Google APIs through private.googleapis.com for the functions' all-traffic egress."
+  visibility  = "private"
+  labels      = local.labels
+
+  private_visibility_config {
+    networks {
+      network_url = google_compute_network.vpc[0].id
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_dns_record_set" "googleapis" {
+  for_each = local.google_apis_zone ? {
+    (local.google_apis_host) = { type = "A", rrdatas = [for i in range(4) : cidrhost(var.google_apis_cidr, i)] }
+    "*.googleapis.com."      = { type = "CNAME", rrdatas = [local.google_apis_host] }
+  } : {}
+
+  project      = var.project_id
+  managed_zone = google_dns_managed_zone.googleapis[0].name
+  name         = each.key
+  type         = each.value.type
+  ttl          = 300
+  rrdatas      = each.value.rrdatas
 }

@@ -39,6 +39,26 @@ output "service_accounts" {
   value       = { for ep, f in local.functions : ep => f.service_account.email }
 }
 
+output "build_service_account" {
+  description = "The service account Cloud Build builds the functions as."
+  value       = google_service_account.build.email
+}
+
+output "push_service_accounts" {
+  description = "The identity each push subscription presents (OIDC) to its function, keyed by entry point."
+  value       = { for ep, p in local.push_subscriptions : ep => p.identity.email }
+}
+
+output "scheduler_service_accounts" {
+  description = "The identity each Cloud Scheduler job presents (OIDC) to its function, keyed by entry point."
+  value       = { for ep, s in local.scheduled_functions : ep => s.identity.email }
+}
+
+output "function_names" {
+  description = "Function (and Cloud Run service) names, keyed by entry point."
+  value       = { for ep, f in google_cloudfunctions2_function.function : ep => f.name }
+}
+
 output "scheduler_jobs" {
   description = "Cloud Scheduler jobs, keyed by the entry point they call (DrainTriggers every minute, Sweep every 5 minutes)."
   value       = { for ep, j in google_cloud_scheduler_job.scheduled : ep => j.name }
@@ -70,12 +90,13 @@ output "iam_grants" {
     for member, grants in {
       for g in concat(
         [for r in google_project_iam_member.grant : { member = r.member, grant = "${r.role} on project ${r.project}${length(r.condition) > 0 ? " if ${r.condition[0].expression}" : ""}" }],
-        [for r in google_pubsub_topic_iam_member.grant : { member = r.member, grant = "${r.role} on topic ${r.topic}" }],
-        [for r in google_pubsub_subscription_iam_member.grant : { member = r.member, grant = "${r.role} on subscription ${r.subscription}" }],
+        [for r in concat(values(google_pubsub_topic_iam_member.grant), values(google_pubsub_topic_iam_member.agent)) : { member = r.member, grant = "${r.role} on topic ${r.topic}" }],
+        [for r in concat(values(google_pubsub_subscription_iam_member.grant), values(google_pubsub_subscription_iam_member.agent)) : { member = r.member, grant = "${r.role} on subscription ${r.subscription}" }],
         [for r in google_secret_manager_secret_iam_member.grant : { member = r.member, grant = "${r.role} on secret ${r.secret_id}" }],
         [for r in google_storage_bucket_iam_member.grant : { member = r.member, grant = "${r.role} on bucket ${r.bucket}" }],
         [for r in google_cloud_run_v2_service_iam_member.grant : { member = r.member, grant = "${r.role} on service ${r.name}" }],
-        [for r in google_service_account_iam_member.grant : { member = r.member, grant = "${r.role} on service account ${r.service_account_id}" }],
+        [for r in concat(values(google_service_account_iam_member.grant), values(google_service_account_iam_member.agent)) : { member = r.member, grant = "${r.role} on service account ${r.service_account_id}" }],
+        [for r in google_artifact_registry_repository_iam_member.grant : { member = r.member, grant = "${r.role} on repository ${r.repository}" }],
         [for r in google_compute_subnetwork_iam_member.grant : { member = r.member, grant = "${r.role} on subnetwork ${r.subnetwork}" }],
       ) : g.member => g.grant...
     } : member => sort(grants)

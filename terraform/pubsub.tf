@@ -7,6 +7,7 @@ resource "google_pubsub_topic" "topic" {
 
   project = var.project_id
   name    = "${var.pubsub_name_prefix}${each.key}"
+  labels  = local.labels
 
   # Parked messages can be replayed (seek) for the whole retention.
   message_retention_duration = each.key == "report-parked" ? local.parked_message_retention : null
@@ -41,6 +42,7 @@ resource "google_pubsub_subscription" "pull" {
   name    = "${var.pubsub_name_prefix}${each.key}"
   topic   = google_pubsub_topic.topic[each.value.topic].id
 
+  labels                     = local.labels
   ack_deadline_seconds       = 60
   message_retention_duration = each.value.retention
   retain_acked_messages      = false

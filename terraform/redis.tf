@@ -31,5 +31,17 @@ resource "google_redis_instance" "state" {
     "maxmemory-policy" = "noeviction"
   }
 
-  depends_on = [google_project_service.this]
+  labels = local.labels
+
+  # Deleting or replacing the instance loses every report in flight: by
+  # default any plan that would do so fails (redis_deletion_policy; the
+  # inputs that replace it are listed in README.md, Destroying).
+  deletion_policy = var.redis_deletion_policy
+
+  # Not created before the external secrets are known to be there: a
+  # missing one would otherwise fail the functions after Redis exists.
+  depends_on = [
+    google_project_service.this,
+    data.google_secret_manager_secret_version.external,
+  ]
 }

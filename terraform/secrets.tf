@@ -23,6 +23,7 @@
 resource "google_secret_manager_secret" "redis_auth" {
   project   = var.project_id
   secret_id = "${var.name}-redis-auth"
+  labels    = local.labels
 
   replication {
     auto {}
@@ -40,6 +41,7 @@ resource "google_secret_manager_secret_version" "redis_auth" {
 resource "google_secret_manager_secret" "redis_ca" {
   project   = var.project_id
   secret_id = "${var.name}-redis-ca"
+  labels    = local.labels
 
   replication {
     auto {}
@@ -54,4 +56,34 @@ resource "google_secret_manager_secret_version" "redis_ca" {
   # Every current server CA: during a CA rotation both are trusted.
   secret_data     = join("\n", google_redis_instance.state.server_ca_certs[*].cert)
   deletion_policy = "DISABLE"
+}
+
+# The secrets made outside Terraform are checked when planning, not 15
+# minutes into an apply when the first function starts: the plan fails if
+# a secret, or any version of it, is missing, or if its latest version is
+# destroyed. Only metadata is read (fetch_secret_data = false): no value
+# enters the plan or the state. The provider's data source reports every
+# version it finds as enabled, so a latest version that is disabled is not
+# caught here (README.md, "Not verified against a real project").
+locals {
+  external_secrets = merge(
+    { for db, s in local.dsn_secrets : "dsn-${replace(db, "_", "-")}" => s if s != null && !contains(keys(var.cloud_sql_instances), db) },
+    { amqp-url = var.amqp_url_secret },
+  )
+}
+
+data "google_secret_manager_secret_version" "external" {
+  for_each = local.external_secrets
+
+  project           = var.project_id
+  secret            = each.value
+  version           = "latest"
+  fetch_secret_data = false
+
+  lifecycle {
+    postcondition {
+      condition     = self.destroy_time == null || self.destroy_time == ""
+      error_message = "Secret ${each.value} (${each.key}): its latest version ${self.version} is destroyed; add a version (gcloud secrets versions add ${each.value} --data-file=-) before applying."
+    }
+  }
 }

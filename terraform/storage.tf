@@ -8,15 +8,18 @@ resource "google_storage_bucket" "reports" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = var.force_destroy_buckets
+  labels                      = local.labels
 
   # A takeover overwrites the same object name; old generations are not kept.
   versioning {
     enabled = false
   }
 
-  # Deleted reports are gone, not kept another week in soft delete.
+  # A deleted or overwritten report stays recoverable for
+  # report_soft_delete_days (a mistaken delete, a force_destroy_buckets
+  # destroy); the lifecycle rule's deletions too, for that long.
   soft_delete_policy {
-    retention_duration_seconds = 0
+    retention_duration_seconds = var.report_soft_delete_days * 86400
   }
 
   lifecycle_rule {

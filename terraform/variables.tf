@@ -40,15 +40,50 @@ variable "pubsub_name_prefix" {
   default     = ""
 
   validation {
-    condition     = can(regex("^([a-zA-Z][a-zA-Z0-9._~%+-]{0,59})?$", var.pubsub_name_prefix))
-    error_message = "pubsub_name_prefix must be empty or start with a letter and use only letters, digits and . _ ~ % + - (at most 60 characters)."
+    # Pub/Sub would also take . ~ % +, but the names go unescaped into the
+    # alerts' and the dashboard's regular expressions (monitoring.tf).
+    condition     = can(regex("^([a-zA-Z][a-zA-Z0-9_-]{0,59})?$", var.pubsub_name_prefix))
+    error_message = "pubsub_name_prefix must be empty or start with a letter and use only letters, digits, _ and - (at most 60 characters)."
   }
 }
 
 variable "source_dir" {
-  description = "Directory archived as the functions' source: the repository root (go.mod, register.go). Null means the directory above this module, which is right when the module is used from this repository."
+  description = "Directory whose allow-listed files (go.mod, go.sum, the root package's and functions/ and shared/ Go files, no tests) are archived as the functions' source: the repository root. Null means the directory above this module, which is right when the module is used from this repository. Ignored with source_archive."
   type        = string
   default     = null
+}
+
+variable "source_archive" {
+  description = "Path of a zip of the repository built elsewhere (e.g. by CI from a tagged commit: git archive --format=zip -o source.zip TAG go.mod go.sum '*.go' functions shared), uploaded as is instead of archiving source_dir. Null archives source_dir."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.source_archive == null || endswith(coalesce(var.source_archive, "x"), ".zip")
+    error_message = "source_archive must be the path of a .zip file."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every resource of the module that takes labels (functions, buckets, Memorystore, secrets, topics, subscriptions, the image repository, alert policies, the DNS zone)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "labels keys must start with a lowercase letter, and keys and values use only lowercase letters, digits, _ and - (at most 63 characters)."
+  }
+}
+
+variable "project_number" {
+  description = "The project's number. Null reads it from the project at plan time (data.google_project), which needs the Cloud Resource Manager API already enabled in the project that pays for the deployer's calls; giving it avoids that read."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.project_number == null || can(regex("^[0-9]{6,20}$", coalesce(var.project_number, "x")))
+    error_message = "project_number must be the project's number (digits only)."
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -94,6 +129,28 @@ variable "subnet_cidr" {
   }
 }
 
+variable "firewall_priority" {
+  description = "Priority of the egress allow rules; the rule that denies the functions everything else takes the next number (priority + 1), so it is evaluated before any allow rule of the network with a larger number (1000, the default, included) and after this module's allows. Lower it if the network already has allow rules below 101."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.firewall_priority >= 0 && var.firewall_priority <= 64999 && floor(var.firewall_priority) == var.firewall_priority
+    error_message = "firewall_priority must be a whole number from 0 to 64999."
+  }
+}
+
+variable "google_apis_cidr" {
+  description = "With VPC_EGRESS_ALL_TRAFFIC: where the functions reach Google APIs, private.googleapis.com (199.36.153.8/30) or restricted.googleapis.com (199.36.153.4/30, with VPC Service Controls). The network must resolve *.googleapis.com to it: the module creates that DNS zone with create_network; an existing network needs it already (a Shared VPC's usually has it)."
+  type        = string
+  default     = "199.36.153.8/30"
+
+  validation {
+    condition     = contains(["199.36.153.8/30", "199.36.153.4/30"], var.google_apis_cidr)
+    error_message = "google_apis_cidr must be 199.36.153.8/30 (private.googleapis.com) or 199.36.153.4/30 (restricted.googleapis.com)."
+  }
+}
+
 variable "grant_shared_vpc_access" {
   description = "With a network in another (Shared VPC host) project: whether to grant this project's Cloud Run service agent roles/compute.networkUser on the subnet, which Direct VPC egress needs. False leaves it to the host project's administrators."
   type        = bool
@@ -107,9 +164,9 @@ variable "manage_firewall" {
 }
 
 variable "vpc_egress" {
-  description = "Which traffic leaves the functions through the VPC: VPC_EGRESS_PRIVATE_RANGES_ONLY (Redis, databases, RabbitMQ on private addresses; Google APIs directly) or VPC_EGRESS_ALL_TRAFFIC (everything; then the VPC needs Cloud NAT for public destinations)."
+  description = "Which traffic leaves the functions through the VPC. VPC_EGRESS_ALL_TRAFFIC (the default): everything, so the firewall decides, and it denies all but each function's destinations and Google APIs at private.googleapis.com (199.36.153.8/30; the network must resolve *.googleapis.com there, which the module sets up with create_network). VPC_EGRESS_PRIVATE_RANGES_ONLY: only private destinations (RFC 1918 and 100.64.0.0/10) go through the VPC; public ones, the internet included, do not, and no firewall rule applies to them."
   type        = string
-  default     = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
+  default     = "VPC_EGRESS_ALL_TRAFFIC"
 
   validation {
     condition     = contains(["VPC_EGRESS_PRIVATE_RANGES_ONLY", "VPC_EGRESS_ALL_TRAFFIC"], var.vpc_egress)
@@ -211,6 +268,17 @@ variable "redis_connect_mode" {
   }
 }
 
+variable "redis_deletion_policy" {
+  description = "Whether Terraform may delete Memorystore, which holds every report in flight. PREVENT (the default) fails any apply or destroy that would delete or replace it (README.md, Destroying, lists the inputs that replace it); to go through, set DELETE and apply once (it changes only the state), then apply the change or destroy."
+  type        = string
+  default     = "PREVENT"
+
+  validation {
+    condition     = contains(["PREVENT", "DELETE"], var.redis_deletion_policy)
+    error_message = "redis_deletion_policy must be PREVENT or DELETE."
+  }
+}
+
 variable "redis_reserved_ip_range" {
   description = "With DIRECT_PEERING: the /29 (or larger) range Memorystore takes, not overlapping the subnet or anything peered. With PRIVATE_SERVICE_ACCESS: the name of an allocated private services access range, or null to let Memorystore pick."
   type        = string
@@ -229,22 +297,27 @@ variable "redis_reserved_ip_range" {
 # ---------------------------------------------------------------------------
 
 variable "record_dsn_secret" {
-  description = "Secret Manager secret ID (in project_id) holding RECORD_DSN, the go-sql-driver DSN of plt_report, e.g. user:pass@tcp(10.1.0.5:3306)/plt_report. Read by DrainTriggers, Aggregate, DeadLetter and Sweep."
+  description = "Secret Manager secret ID (in project_id) holding RECORD_DSN, the go-sql-driver DSN of plt_report, e.g. user:pass@tcp(10.1.0.5:3306)/plt_report. Read by DrainTriggers, Aggregate, DeadLetter and Sweep. Null (and not needed) when cloud_sql_instances has record."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.record_dsn_secret))
-    error_message = "record_dsn_secret must be a secret ID (letters, digits, _ and -), not a full resource name."
+    condition     = var.record_dsn_secret == null ? contains(keys(var.cloud_sql_instances), "record") : can(regex("^[A-Za-z0-9_-]{1,255}$", var.record_dsn_secret))
+    error_message = "record_dsn_secret must be a secret ID (letters, digits, _ and -), not a full resource name; it may be null only when cloud_sql_instances has record."
   }
 }
 
 variable "source_dsn_secrets" {
-  description = "Secret Manager secret IDs (in project_id) of the source databases' DSNs, keyed by database (plt_user, plt_fund). Each DSN must name a read-only database user; each listener reads only its own database's secret."
+  description = "Secret Manager secret IDs (in project_id) of the source databases' DSNs, keyed by database (plt_user, plt_fund), except a database of cloud_sql_instances. Each DSN must name a read-only database user; each listener reads only its own database's secret."
   type        = map(string)
+  default     = {}
 
   validation {
-    condition     = alltrue([for db in ["plt_user", "plt_fund"] : contains(keys(var.source_dsn_secrets), db)]) && alltrue([for s in values(var.source_dsn_secrets) : can(regex("^[A-Za-z0-9_-]{1,255}$", s))])
-    error_message = "source_dsn_secrets must have a secret ID for plt_user and plt_fund (letters, digits, _ and -)."
+    condition = (
+      alltrue([for db in ["plt_user", "plt_fund"] : contains(keys(var.source_dsn_secrets), db) != contains(keys(var.cloud_sql_instances), db)]) &&
+      alltrue([for k, s in var.source_dsn_secrets : contains(["plt_user", "plt_fund"], k) && can(regex("^[A-Za-z0-9_-]{1,255}$", s))])
+    )
+    error_message = "source_dsn_secrets must have a secret ID (letters, digits, _ and -) for each of plt_user and plt_fund that is not in cloud_sql_instances, and no other key."
   }
 }
 
@@ -259,13 +332,16 @@ variable "amqp_url_secret" {
 }
 
 variable "cloud_sql_instances" {
-  description = "Optional Cloud SQL instances behind the DSNs, as connection names (project:region:instance) keyed by plt_user, plt_fund or record. Each function that reads that database gets roles/cloudsql.client in the instance's project, limited to that instance, for DSNs that dial through the Cloud SQL Go connector. Leave empty for private-IP DSNs."
-  type        = map(string)
-  default     = {}
+  description = "Databases on Cloud SQL for MySQL, keyed by plt_user, plt_fund or record: the instance's connection_name (PROJECT:REGION:INSTANCE, instance with a private IP and the cloudsql_iam_authentication flag on) and the database (default: the key, plt_report for record). The functions that read it reach it through the Cloud SQL Go connector with IAM database authentication: no DSN secret, no password; the module creates their IAM database users, grants them roles/cloudsql.client and roles/cloudsql.instanceUser on that instance only, and opens port 3307 to database_cidrs. The database's administrator grants the users SELECT (read-write on plt_report)."
+  type = map(object({
+    connection_name = string
+    database        = optional(string)
+  }))
+  default = {}
 
   validation {
-    condition     = alltrue([for k, v in var.cloud_sql_instances : contains(["plt_user", "plt_fund", "record"], k) && can(regex("^[a-z][a-z0-9-]*:[a-z]+-[a-z]+[0-9]+:[a-z][a-z0-9-]*$", v))])
-    error_message = "cloud_sql_instances keys must be plt_user, plt_fund or record and values project:region:instance connection names."
+    condition     = alltrue([for k, v in var.cloud_sql_instances : contains(["plt_user", "plt_fund", "record"], k) && can(regex("^[a-z][a-z0-9.-]*(:[a-z][a-z0-9-]*)?:[a-z]+-[a-z]+[0-9]+:[a-z][a-z0-9-]*$", v.connection_name)) && can(regex("^[A-Za-z0-9_$]{1,64}$", coalesce(v.database, k)))])
+    error_message = "cloud_sql_instances keys must be plt_user, plt_fund or record, each connection_name PROJECT:REGION:INSTANCE and each database a MySQL database name."
   }
 }
 
@@ -592,6 +668,17 @@ variable "signed_url_ttl_seconds" {
   validation {
     condition     = var.signed_url_ttl_seconds >= 0 && var.signed_url_ttl_seconds <= 604800 && floor(var.signed_url_ttl_seconds) == var.signed_url_ttl_seconds
     error_message = "signed_url_ttl_seconds must be a whole number from 0 to 604800 (V4 signed URLs last at most 7 days)."
+  }
+}
+
+variable "report_soft_delete_days" {
+  description = "Days a deleted or overwritten report CSV stays recoverable in the report bucket's soft delete (7 is Cloud Storage's default; 0 turns it off, so a mistaken delete or a bucket emptied by force_destroy_buckets is final)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.report_soft_delete_days == 0 || (var.report_soft_delete_days >= 7 && var.report_soft_delete_days <= 90 && floor(var.report_soft_delete_days) == var.report_soft_delete_days)
+    error_message = "report_soft_delete_days must be 0 or a whole number from 7 to 90 (Cloud Storage's bounds)."
   }
 }
 

@@ -33,6 +33,7 @@ func TestParseFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-withdrawals", "0"}, {"-tags", "2", "-tags-per-user", "3"}, {"-select-tags", "0"},
 		{"-load", "copy"}, {"-report", "nope"}, {"-repeat", "0"}, {"-small-rows", "0"}, {"extra"},
+		{"-part-rows", "-1"}, {"-max-parts", "-1"}, {"-small-per-day", "-1"},
 	} {
 		if _, err := ParseFlags(args); err == nil {
 			t.Errorf("ParseFlags(%q) accepted", args)

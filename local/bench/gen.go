@@ -25,7 +25,13 @@ type genSpec struct {
 	Payments    int   `json:"payments"`
 	Tags        int   `json:"tags"`
 	MaxTags     int   `json:"maxTagsPerUser"`
+	// Skew puts half the withdrawals and payments in the first 1% of the
+	// users (hotUsers), instead of a fifth in the first 5%.
+	Skew bool `json:"skew,omitempty"`
 }
+
+// hotUsers is how many users hold half the activity of a skewed data set.
+func hotUsers(users int) int { return max(1, users/100) }
 
 var (
 	year2026 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -90,8 +96,15 @@ func tsIn(rng *rand.Rand, start time.Time) string {
 	return start.Add(time.Duration(rng.Intn(yearSecs)) * time.Second).Format(sqlLayout)
 }
 
-// pickUser: a fifth of the activity comes from the first 5% of users.
-func pickUser(rng *rand.Rand, users int) int {
+// pickUser: a fifth of the activity comes from the first 5% of users;
+// skewed, half of it from the first 1%.
+func pickUser(rng *rand.Rand, users int, skew bool) int {
+	if skew {
+		if rng.Intn(2) == 0 {
+			return 1 + rng.Intn(hotUsers(users))
+		}
+		return 1 + rng.Intn(users)
+	}
 	if rng.Intn(5) == 0 {
 		return 1 + rng.Intn(max(1, users/20))
 	}
@@ -146,7 +159,7 @@ func tables(s genSpec, user, fund *sql.DB) []table {
 					if id%10000 == 0 && ctx.Err() != nil {
 						return id, ctx.Err()
 					}
-					u := pickUser(rng, s.Users)
+					u := pickUser(rng, s.Users, s.Skew)
 					cur := homeCurrency(s.Seed, u)
 					if rng.Intn(10) == 0 {
 						cur = otherCurrency(cur)
@@ -169,7 +182,7 @@ func tables(s genSpec, user, fund *sql.DB) []table {
 					if id%10000 == 0 && ctx.Err() != nil {
 						return id, ctx.Err()
 					}
-					u := pickUser(rng, s.Users)
+					u := pickUser(rng, s.Users, s.Skew)
 					cur := homeCurrency(s.Seed, u)
 					if rng.Intn(100) < 15 {
 						cur = otherCurrency(cur)
@@ -207,6 +220,14 @@ type genResult struct {
 func generate(ctx context.Context, s genSpec, user, fund *sql.DB, runID, method string, progress func(format string, a ...any)) ([]genResult, error) {
 	if progress == nil {
 		progress = func(string, ...any) {}
+	}
+	// The tables load concurrently; progress is told one step at a time.
+	var progressMu sync.Mutex
+	tell := progress
+	progress = func(format string, a ...any) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		tell(format, a...)
 	}
 	ts := tables(s, user, fund)
 	out := make([]genResult, len(ts))

@@ -1,8 +1,11 @@
 // Package bench measures the export pipeline end to end on generated data:
 // publish→SUCCESS time compared with MariaDB's own single-query join on
-// the same data (the reference query of local/seed), peak RSS of every
-// function process, Redis growth compared with the CSV size, and the
-// latency of small reports. local/cmd/bench is its command.
+// the same data (the reference query of local/seed), peak RSS and CPU of
+// every process (the shared servers' included) and the floor they imply,
+// each function's pushes and longest delivery, Redis growth compared with
+// the CSV size, Pub/Sub and Cloud Storage usage, the parts, the latency of
+// small reports, and what it all costs (cost.go: prices.json, sizes from
+// the Terraform module). local/cmd/bench is its command.
 //
 // It works like the end-to-end tests: throwaway databases
 // bench_<random>_plt_report/_plt_user/_plt_fund, its own Redis key prefix
@@ -26,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -48,6 +52,10 @@ type Options struct {
 	mysqlBase, redisAddr, amqpURL                   string
 	moduleRoot                                      string
 	cpuProfile                                      string
+	skew                                            bool
+	partRows, maxParts                              int
+	terraformDir                                    string
+	workload                                        Workload
 }
 
 func envOr(k, def string) string {
@@ -89,6 +97,13 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.StringVar(&o.redisAddr, "redis", envOr("TEST_REDIS_ADDR", "127.0.0.1:6379"), "Redis address")
 	fs.StringVar(&o.amqpURL, "amqp", envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
 	fs.StringVar(&o.moduleRoot, "module", ".", "module root to build the functions from")
+	fs.BoolVar(&o.skew, "skew", false, "skewed data: half the withdrawals and payments belong to 1% of the users (the first ones); the part sizes show how the reports split")
+	fs.IntVar(&o.partRows, "part-rows", 0, "PART_ROWS for the functions, the target rows of a report's part (0: the functions' default)")
+	fs.IntVar(&o.maxParts, "max-parts", 0, "MAX_PARTS for the functions, the most parts of one report (0: the functions' default)")
+	fs.StringVar(&o.terraformDir, "terraform", "", "the Terraform module the cost model reads the functions' sizes from (default: terraform/ under -module)")
+	o.workload = DefaultWorkload
+	fs.IntVar(&o.workload.SmallPerDay, "small-per-day", DefaultWorkload.SmallPerDay, "monthly cost: small reports a day")
+	fs.IntVar(&o.workload.BigPerDay, "big-per-day", DefaultWorkload.BigPerDay, "monthly cost: big reports a day")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (push relay, pstest, fake-gcs-server, the client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -121,6 +136,15 @@ report over most of the data, and compares with MariaDB's single-query join.
 	}
 	if o.repeat < 1 {
 		return o, errors.New("-repeat must be ≥ 1")
+	}
+	if o.terraformDir == "" {
+		o.terraformDir = filepath.Join(o.moduleRoot, "terraform")
+	}
+	if o.partRows < 0 || o.maxParts < 0 {
+		return o, errors.New("-part-rows and -max-parts must be ≥ 0")
+	}
+	if o.workload.SmallPerDay < 0 || o.workload.BigPerDay < 0 {
+		return o, errors.New("-small-per-day and -big-per-day must be ≥ 0")
 	}
 	if o.smallRows < 1 {
 		return o, errors.New("-small-rows must be ≥ 1")

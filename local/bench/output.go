@@ -46,8 +46,16 @@ func PrintSummary(w io.Writer, r *Results) {
 		parts = append(parts, fmt.Sprintf("%s %d rows %.2fs: load %.2fs (%s), indexes %.2fs, analyze %.2fs",
 			l.Table, l.Rows, l.Seconds, l.LoadSec, l.Method, l.IndexSec, l.AnalyzeSec))
 	}
+	if s.Skew {
+		fmt.Fprintf(w, "skewed: half the withdrawals and payments belong to users 1..%d\n", hotUsers(s.Users))
+	}
+	if r.PartRows > 0 || r.MaxParts > 0 {
+		fmt.Fprintf(w, "PART_ROWS=%d MAX_PARTS=%d (0: the functions' default)\n", r.PartRows, r.MaxParts)
+	}
 	fmt.Fprintf(w, "generation: %.2fs [%s]\n", r.GenerateSec, strings.Join(parts, "; "))
 	fmt.Fprintf(w, "build: %.2fs, stack start: %.2fs, total run: %.1fs\n", r.BuildSec, r.StartSec, r.TotalSec)
+	fmt.Fprintf(w, "machine: %d CPUs, load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end (1, 5, 15 min)\n",
+		r.CPUs, r.LoadStart[0], r.LoadStart[1], r.LoadStart[2], r.LoadEnd[0], r.LoadEnd[1], r.LoadEnd[2])
 
 	if len(r.Reports) > 0 {
 		fmt.Fprintln(w, "\nbig reports (publish -> SUCCESS vs MariaDB's single-query join, rows read on the client):")
@@ -84,6 +92,17 @@ func PrintSummary(w io.Writer, r *Results) {
 		}
 		sort.Strings(sorted)
 		sorted = append(sorted, selfName)
+		servers := map[string]bool{}
+		for _, b := range r.Reports {
+			for n := range b.ServerCPU {
+				servers[n] = true
+			}
+		}
+		var serverNames []string
+		for n := range servers {
+			serverNames = append(serverNames, n)
+		}
+		sort.Strings(serverNames)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		hdr := "process\t"
 		for _, b := range r.Reports {
@@ -98,7 +117,49 @@ func PrintSummary(w io.Writer, r *Results) {
 			}
 			fmt.Fprintln(tw, line)
 		}
+		for _, n := range serverNames {
+			line := n + "\t"
+			for _, b := range r.Reports {
+				line += fmt.Sprintf("-\t%.2f\t", b.ServerCPU[n])
+			}
+			fmt.Fprintln(tw, line)
+		}
+		total, floor, wall := "all processes (CPU s)\t", fmt.Sprintf("floor on %d CPUs (s)\t", r.CPUs), "wall (s)\t"
+		for _, b := range r.Reports {
+			total += fmt.Sprintf("\t%.2f\t", b.CPUSec)
+			floor += fmt.Sprintf("\t%.2f\t", b.FloorSec)
+			wall += fmt.Sprintf("\t%.2f\t", b.PipelineSec)
+		}
+		fmt.Fprintln(tw, total)
+		fmt.Fprintln(tw, floor)
+		fmt.Fprintln(tw, wall)
 		tw.Flush()
+		fmt.Fprintln(w, "  (the shared servers' CPU includes whatever else this machine ran meanwhile)")
+
+		fmt.Fprintln(w, "\nusage and cost of each big report (pushes by function: requests, handler s, longest single delivery s, CPU s here; billed s = the larger of the handler time and CPU s / the size's vCPU; vCPU-s and GiB-s at the Terraform module's sizes):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "report\tfunction\tsize\trequests\tfailed\thandler s\tlongest s\tCPU s\tbilled s\tvCPU-s\tGiB-s\t")
+		for _, b := range r.Reports {
+			for _, fn := range sortedKeys(b.Functions) {
+				u, sz := b.Functions[fn], r.Deployment.Sizes[fn]
+				fmt.Fprintf(tw, "%s\t%s\t%.3g vCPU %s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t\n", b.label(), fn, sz.VCPU, sz.Memory,
+					u.Requests, u.Failed, u.Seconds, u.LongestSec, u.CPUSec, u.BilledSec, u.VCPUSeconds, u.GiBSeconds)
+			}
+		}
+		tw.Flush()
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "report\twall s\tCPU s\tfloor s\tlongest delivery\tparts\tpart rows (max/median)\tPub/Sub msgs\tKiB\tbillable KiB\tGCS up(+parts)/compose/del/read\thash MiB-s\tload 1m\t$ report\t")
+		for _, b := range r.Reports {
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f s %s\t%d\t%s\t%d\t%.1f\t%.1f\t%d(+%d)/%d/%d/%d\t%.1f\t%.1f\t%.5f\t\n", b.label(), b.PipelineSec, b.CPUSec, b.FloorSec,
+				b.LongestDeliverySec, b.LongestDeliveryFn, b.Parts.Parts, partRows(b.Parts), b.PubSub.Messages, float64(b.PubSub.Bytes)/1024,
+				float64(b.PubSub.BillableBytes)/1024, b.GCS.Uploads, b.GCS.UploadParts, b.GCS.Composes, b.GCS.Deletes, b.GCS.Reads, b.HashByteSec/(1<<20), b.LoadAvg[0], b.Cost.TotalUSD)
+		}
+		tw.Flush()
+		for _, b := range r.Reports {
+			if len(b.Parts.Rows) > 1 {
+				fmt.Fprintf(w, "  %s part sizes (%s rows): %v\n", b.label(), b.Parts.Source, b.Parts.Rows)
+			}
+		}
 
 		for _, b := range r.Reports {
 			fmt.Fprintf(w, "\ntimeline of %s (record %d; seconds after the request):\n", b.label(), b.RecordID)
@@ -128,6 +189,19 @@ func PrintSummary(w io.Writer, r *Results) {
 				sr.WallP50Ms, sr.WallP95Ms, sr.WallMaxMs, sr.ServerP50Ms, sr.ServerP95Ms)
 		}
 		tw.Flush()
+		fmt.Fprintln(w, "\nusage and cost per small report (means over the runs; CPU includes the stack's idle work between them):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "report\tCPU s\tfunction requests\thandler s\tvCPU-s\tGiB-s\tlongest s\tPub/Sub msgs\tbillable KiB\tGCS ops (all runs) up/compose/del/read\tload 1m\t$ report\t")
+		for _, sr := range r.Small {
+			var req int
+			var sec, vcpu, gib float64
+			for _, u := range sr.Functions {
+				req, sec, vcpu, gib = req+u.Requests, sec+u.Seconds, vcpu+u.VCPUSeconds, gib+u.GiBSeconds
+			}
+			fmt.Fprintf(tw, "%s\t%.3f\t%d\t%.3f\t%.4f\t%.4f\t%.2f\t%d\t%.1f\t%d/%d/%d/%d\t%.1f\t%.7f\t\n", sr.Type, sr.CPUSec, req, sec, vcpu, gib, sr.LongestDeliverySec,
+				sr.PubSub.Messages, float64(sr.PubSub.BillableBytes)/1024, sr.GCS.Uploads, sr.GCS.Composes, sr.GCS.Deletes, sr.GCS.Reads, sr.LoadAvg[0], sr.Cost.TotalUSD)
+		}
+		tw.Flush()
 		for _, sr := range r.Small {
 			if sr.Succeeded == 0 {
 				continue
@@ -141,6 +215,11 @@ func PrintSummary(w io.Writer, r *Results) {
 		}
 	}
 
+	if r.Monthly != nil {
+		fmt.Fprintf(w, "\nmonthly cost (prices as of %s, to be checked: %s):\n", r.PricesAsOf, r.PricesSource)
+		PrintMonthly(w, *r.Monthly)
+	}
+
 	fmt.Fprintln(w, "\nscale targets:")
 	for _, b := range r.Best {
 		if !b.AllSucceeded {
@@ -149,6 +228,8 @@ func PrintSummary(w io.Writer, r *Results) {
 		fmt.Fprintf(w, "  %s: peak RSS ≤ %d MiB: %s (max %.1f, %s); Redis growth ≤ %.1f× CSV: %s (%.2f×); pipeline ≤ %.0f× MariaDB: %s (%.2f× = %.2fs / %.2fs, best of %d); CSV equals MariaDB's: %v\n",
 			b.Type, targetRSSMiB, okIf(b.PeakRSSMiB <= targetRSSMiB), b.PeakRSSMiB, b.PeakRSSProc, targetRedis, okIf(b.RedisRatio <= targetRedis), b.RedisRatio,
 			targetRatio, okIf(b.Ratio <= targetRatio), b.Ratio, b.PipelineSec, b.MariaDBSec, b.Attempts, b.AllMatch)
+		fmt.Fprintf(w, "  %s: longest single delivery %.2f s (%s); best attempt %.2f CPU s, floor %.2f s on %d CPUs; %d part(s), largest/median %.2f; $%.5f a report\n",
+			b.Type, b.LongestDeliverySec, b.LongestDeliveryFn, b.CPUSec, b.FloorSec, r.CPUs, b.Parts.Parts, b.Parts.MaxOverMedian, b.Cost.TotalUSD)
 	}
 	for _, sr := range r.Small {
 		if sr.Succeeded == 0 {
@@ -160,4 +241,47 @@ func PrintSummary(w io.Writer, r *Results) {
 	if r.LogDir != "" {
 		fmt.Fprintf(w, "process logs: %s\n", r.LogDir)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// partRows is "max/median" of a report's part sizes, or "?" when unknown.
+func partRows(p PartSizes) string {
+	if len(p.Rows) == 0 {
+		return "?"
+	}
+	mx := p.Rows[0]
+	for _, r := range p.Rows {
+		mx = max(mx, r)
+	}
+	if p.MaxOverMedian == 0 {
+		return fmt.Sprintf("%d/0", mx)
+	}
+	return fmt.Sprintf("%d/%.0f", mx, float64(mx)/p.MaxOverMedian)
+}
+
+// PrintMonthly writes the monthly table: one line per cost, fixed costs
+// marked, the total, and the alternatives beside it.
+func PrintMonthly(w io.Writer, m Monthly) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  item\tUSD/month\tidle too\tbasis\n")
+	for _, l := range m.Lines {
+		fixed := ""
+		if l.Fixed {
+			fixed = "yes"
+		}
+		fmt.Fprintf(tw, "  %s\t%.2f\t%s\t%s\n", l.Item, l.USD, fixed, l.Basis)
+	}
+	fmt.Fprintf(tw, "  total\t%.2f\t%.2f\t%d small + %d big reports a day, %.0f days\n", m.TotalUSD, m.FixedUSD, m.Workload.SmallPerDay, m.Workload.BigPerDay, m.Workload.Days)
+	for _, l := range m.Alternatives {
+		fmt.Fprintf(tw, "  (%s\t%.2f\t\t%s)\n", l.Item, l.USD, l.Basis)
+	}
+	tw.Flush()
 }

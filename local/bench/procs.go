@@ -23,6 +23,63 @@ type fnProc struct {
 	Name string // FUNCTION_TARGET, or the executable's name
 }
 
+// sharedServers are the servers the pipeline uses that run outside the
+// stack, by their processes' command names (/proc/<pid>/comm). They are
+// shared with everything else on this machine, so their CPU seconds
+// during a report include other clients' work.
+var sharedServers = map[string]string{
+	"mariadbd":     "MariaDB (shared)",
+	"mysqld":       "MariaDB (shared)",
+	"redis-server": "Redis (shared)",
+	"beam.smp":     "RabbitMQ (shared)",
+}
+
+// serverProcs finds the shared servers' processes under procDir
+// ("/proc"). A second process of the same server is named with its PID.
+func serverProcs(procDir string) []fnProc {
+	ents, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil
+	}
+	var out []fnProc
+	seen := map[string]bool{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(procDir + "/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		name, ok := sharedServers[strings.TrimSpace(string(comm))]
+		if !ok {
+			continue
+		}
+		if seen[name] {
+			name = fmt.Sprintf("%s pid %d", name, pid)
+		}
+		seen[name] = true
+		out = append(out, fnProc{PID: pid, Name: name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// loadAvg reads the 1-, 5- and 15-minute load averages.
+func loadAvg() [3]float64 {
+	var l [3]float64
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
 // userHZ is the unit of utime/stime in /proc/<pid>/stat on Linux.
 const userHZ = 100
 
@@ -109,8 +166,9 @@ type ProcMem struct {
 // sampler watches the stack's processes, this process and Redis while one
 // report runs.
 type sampler struct {
-	procs []fnProc
-	rdb   *redis.Client
+	procs   []fnProc
+	servers []fnProc // shared servers: CPU only (their peak memory is not ours to reset)
+	rdb     *redis.Client
 
 	mu        sync.Mutex
 	key       string // the report's hash, once its record ID is known
@@ -120,12 +178,19 @@ type sampler struct {
 	redisMax  int64
 	hashMax   int64
 	samples   int
+	// hashByteSec integrates the report hash's size over time: what the
+	// report holds in Redis, for how long.
+	hashByteSec float64
+	last        time.Time
 }
 
 func pidKey(p fnProc) string { return strconv.Itoa(p.PID) }
 
-func newSampler(ctx context.Context, procs []fnProc, rdb *redis.Client) *sampler {
-	s := &sampler{procs: procs, rdb: rdb, maxRSS: map[string]int64{}, cpu0: map[string]int64{}}
+func newSampler(ctx context.Context, procs, servers []fnProc, rdb *redis.Client) *sampler {
+	s := &sampler{procs: procs, servers: servers, rdb: rdb, maxRSS: map[string]int64{}, cpu0: map[string]int64{}}
+	for _, p := range servers {
+		s.cpu0[pidKey(p)] = cpuTicks(pidKey(p))
+	}
 	for _, p := range append(append([]fnProc{}, procs...), fnProc{Name: selfName}) {
 		pid := pidKey(p)
 		if p.Name == selfName {
@@ -183,10 +248,15 @@ func (s *sampler) sample(ctx context.Context) {
 	if key != "" {
 		hash, _ = s.rdb.MemoryUsage(ctx, key, 0).Result()
 	}
+	now := time.Now()
 	s.mu.Lock()
 	s.redisMax = max(s.redisMax, used)
 	s.hashMax = max(s.hashMax, hash)
 	s.samples++
+	if !s.last.IsZero() {
+		s.hashByteSec += float64(hash) * now.Sub(s.last).Seconds()
+	}
+	s.last = now
 	s.mu.Unlock()
 }
 
@@ -202,6 +272,15 @@ func (s *sampler) run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// serverCPU is each shared server's CPU seconds since the sampler started.
+func (s *sampler) serverCPU() map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range s.servers {
+		out[p.Name] = float64(cpuTicks(pidKey(p))-s.cpu0[pidKey(p)]) / userHZ
+	}
+	return out
 }
 
 // finish reads every process's VmHWM and CPU time.

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/local/relay"
 	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/local/stack"
@@ -32,8 +34,11 @@ import (
 
 // Results is everything one bench run measured.
 type Results struct {
-	RunID       string        `json:"runId"`
-	Spec        genSpec       `json:"spec"`
+	RunID string  `json:"runId"`
+	Spec  genSpec `json:"spec"`
+	// PartRows and MaxParts are what the run set (0: the functions' defaults).
+	PartRows    int           `json:"partRows,omitempty"`
+	MaxParts    int           `json:"maxParts,omitempty"`
 	Load        []genResult   `json:"load"`
 	GenerateSec float64       `json:"generateSec"`
 	BuildSec    float64       `json:"buildSec"`
@@ -45,6 +50,22 @@ type Results struct {
 	TotalSec    float64       `json:"totalSec"`
 	LogDir      string        `json:"logDir,omitempty"`
 	Kept        []string      `json:"keptDatabases,omitempty"`
+
+	// CPUs is this machine's cores: the floor of a report is its CPU
+	// seconds over them.
+	CPUs int `json:"cpus"`
+	// Servers are the shared servers whose CPU each report counts.
+	Servers []fnProc `json:"servers"`
+	// Deployment is what the cost model read from the Terraform module.
+	Deployment Deployment `json:"deployment"`
+	// PricesAsOf and PricesSource say which price list priced the costs.
+	PricesAsOf   string   `json:"pricesAsOf"`
+	PricesSource string   `json:"pricesSource"`
+	Monthly      *Monthly `json:"monthly,omitempty"`
+	// LoadStart and LoadEnd are the machine's load averages (1, 5, 15
+	// minutes) when the run started and ended: how noisy it was.
+	LoadStart [3]float64 `json:"loadAvgStart"`
+	LoadEnd   [3]float64 `json:"loadAvgEnd"`
 }
 
 // Best sums up the big reports of one type over the -repeat attempts.
@@ -59,6 +80,20 @@ type Best struct {
 	RedisRatio   float64 `json:"maxRedisGrowthPerCsvByte"`
 	AllMatch     bool    `json:"csvMatchesMariaDB"`
 	AllSucceeded bool    `json:"allSucceeded"`
+	// LongestDeliverySec is the longest single push over the attempts,
+	// LongestDeliveryFn its function.
+	LongestDeliverySec float64 `json:"longestDeliverySec"`
+	LongestDeliveryFn  string  `json:"longestDeliveryFunction"`
+	// CPUSec and FloorSec are the best attempt's CPU seconds of every
+	// process and the wall time they imply at best on this machine.
+	CPUSec   float64   `json:"cpuSec"`
+	FloorSec float64   `json:"floorSec"`
+	Parts    PartSizes `json:"parts"` // the last attempt's
+	// Cost is the mean over the attempts that succeeded.
+	Cost ReportCost `json:"cost"`
+	// CSVBytes is the CSV's size (the last attempt's).
+	CSVBytes int64 `json:"csvBytes"`
+	costs    int
 }
 
 // BigResult is one report over most of the data.
@@ -89,6 +124,26 @@ type BigResult struct {
 
 	Procs    map[string]ProcMem `json:"processes"`
 	Timeline []Event            `json:"timeline"`
+
+	// ServerCPU is the shared servers' CPU seconds during the report
+	// (other clients' work included).
+	ServerCPU map[string]float64 `json:"serverCpuSec"`
+	// CPUSec sums every process's CPU seconds (Procs and ServerCPU);
+	// FloorSec is CPUSec over this machine's cores: no wall time below it.
+	CPUSec   float64 `json:"cpuSec"`
+	FloorSec float64 `json:"floorSec"`
+	// Functions are the pushes of the report by function (requests,
+	// handler seconds, longest delivery, vCPU- and GiB-seconds).
+	Functions          map[string]FnUsage `json:"functions"`
+	LongestDeliverySec float64            `json:"longestDeliverySec"`
+	LongestDeliveryFn  string             `json:"longestDeliveryFunction"`
+	PubSub             PubSubUsage        `json:"pubsub"`
+	GCS                GCSOps             `json:"gcsOps"`
+	// HashByteSec is the report hash's bytes integrated over the report.
+	HashByteSec float64    `json:"hashByteSeconds"`
+	Parts       PartSizes  `json:"parts"`
+	Cost        ReportCost `json:"cost"`
+	LoadAvg     [3]float64 `json:"loadAvg"` // at the end
 }
 
 // SmallResult summarises the small reports of one type.
@@ -106,6 +161,19 @@ type SmallResult struct {
 	ServerP95Ms float64 `json:"serverP95Ms"`
 	// Timeline is the median time of each log event over the runs.
 	Timeline []Event `json:"medianTimeline"`
+
+	// Per report, the mean over the runs: CPU seconds of every process
+	// (idle work of the stack during the runs included), pushes by
+	// function, Pub/Sub, Cloud Storage, cost.
+	CPUSec    float64            `json:"cpuSecPerReport"`
+	Functions map[string]FnUsage `json:"functionsPerReport"`
+	PubSub    PubSubUsage        `json:"pubsubPerReport"`
+	GCS       GCSOps             `json:"gcsOpsAllRuns"` // over all the runs: counts do not divide
+	Cost      ReportCost         `json:"costPerReport"`
+	CSVBytes  int64              `json:"csvBytesPerReport"`
+	// LongestDeliverySec is the longest single push over the runs.
+	LongestDeliverySec float64    `json:"longestDeliverySec"`
+	LoadAvg            [3]float64 `json:"loadAvg"` // at the end
 }
 
 // Event is one log line of a function about the report.
@@ -118,6 +186,7 @@ type Event struct {
 	Message  string `json:"message"`
 	Stage    any    `json:"stage,omitempty"`
 	Rows     any    `json:"rows,omitempty"`
+	Part     any    `json:"part,omitempty"`
 }
 
 // bigFrom/bigTo select eleven of the twelve months of withdrawals.
@@ -135,15 +204,25 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 	t0 := time.Now()
 	runID := randomID()
 	id := "bench_" + runID
-	spec := genSpec{Seed: o.seed, Users: o.users, Withdrawals: o.withdrawals, Payments: o.payments, Tags: o.tags, MaxTags: o.tagsPerUser}
-	res = &Results{RunID: id, Spec: spec}
+	spec := genSpec{Seed: o.seed, Users: o.users, Withdrawals: o.withdrawals, Payments: o.payments, Tags: o.tags, MaxTags: o.tagsPerUser, Skew: o.skew}
+	res = &Results{RunID: id, Spec: spec, CPUs: runtime.NumCPU(), LoadStart: loadAvg(), PartRows: o.partRows, MaxParts: o.maxParts}
 	var cleanups []func()
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
 			cleanups[i]()
 		}
 		res.TotalSec = time.Since(t0).Seconds()
+		res.LoadEnd = loadAvg()
 	}()
+	prices, err := LoadPrices()
+	if err != nil {
+		return res, err
+	}
+	res.PricesAsOf, res.PricesSource = prices.AsOf, prices.Source
+	if res.Deployment, err = ReadDeployment(o.terraformDir); err != nil {
+		return res, fmt.Errorf("the functions' sizes: %w", err)
+	}
+	res.Servers = serverProcs("/proc")
 	bg := context.Background()
 
 	// Databases.
@@ -189,6 +268,9 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		return res, err
 	}
 	step("generated in %.2fs", res.GenerateSec)
+	if spec.Skew {
+		step("skewed: half the withdrawals and payments belong to users 1..%d (1%% of %d)", hotUsers(spec.Users), spec.Users)
+	}
 
 	// Redis and RabbitMQ names of our own.
 	iso := stack.Isolation{ID: id, DSNs: dsns, RedisAddr: o.redisAddr, AMQPURL: o.amqpURL}
@@ -238,17 +320,36 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		"TZ=America/Sao_Paulo",
 		"LOG_LEVEL=INFO",
 	)
+	if o.partRows > 0 {
+		vars = append(vars, fmt.Sprintf("PART_ROWS=%d", o.partRows))
+	}
+	if o.maxParts > 0 {
+		vars = append(vars, fmt.Sprintf("MAX_PARTS=%d", o.maxParts))
+	}
+	// The functions reach Cloud Storage through a counter (the later
+	// STORAGE_EMULATOR_HOST wins over the stack's own), and every push is
+	// observed, for the usage each report is billed for.
+	gcs, err := startGCSCounter()
+	if err != nil {
+		return res, err
+	}
+	cleanups = append(cleanups, func() { gcs.Close() })
+	vars = append(vars, "STORAGE_EMULATOR_HOST="+gcs.Host())
+	dl := newDeliveries()
 	step("starting the stack")
 	sstart := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: binDir, Project: "bench-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
 		Bucket: "reports", Backoff: time.Second, AckDeadline: 30 * time.Second,
-		Env: vars, LogDir: logDir, Log: logger(),
+		Env: vars, LogDir: logDir, Log: logger(), Observe: dl.observe,
 	})
 	if err != nil {
 		return res, err
 	}
 	cleanups = append(cleanups, func() { step("stopping the stack"); st.Close() })
+	if err := gcs.setTarget(st.StorageURL); err != nil {
+		return res, err
+	}
 	res.StartSec = time.Since(sstart).Seconds()
 	if res.Procs, err = stackProcs(st); err != nil {
 		return res, err
@@ -268,7 +369,8 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		Records: record.NewRepo(recDB), State: state.New(rdb, prefix, 10*time.Minute),
 		AMQPURL: o.amqpURL, TriggerQueue: iso.Queues()["TRIGGER_QUEUE"], StorageURL: st.StorageURL,
 	}
-	b := &bench{o: o, c: c, rdb: rdb, fund: fundDB, userName: userName, fundName: fundName, logDir: logDir, procs: res.Procs}
+	b := &bench{o: o, c: c, rdb: rdb, fund: fundDB, userName: userName, fundName: fundName, logDir: logDir, procs: res.Procs,
+		servers: res.Servers, st: st, dl: dl, gcs: gcs, prices: prices, sizes: res.Deployment.Sizes}
 
 	types := report.Types()
 	if o.report != "all" {
@@ -297,7 +399,39 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 			}
 		}
 	}
+	if len(res.Best) > 0 && len(res.Small) > 0 {
+		m, err := prices.Monthly(o.workload, res.Deployment, meanSmall(res.Small), meanBig(res.Best))
+		if err != nil {
+			return res, err
+		}
+		res.Monthly = &m
+	}
 	return res, nil
+}
+
+// meanSmall is the mean small report over the report types.
+func meanSmall(ss []SmallResult) PerReport {
+	var p PerReport
+	for _, s := range ss {
+		p.Cost = addCost(p.Cost, s.Cost, 1/float64(len(ss)))
+		p.CSVBytes += s.CSVBytes / int64(len(ss))
+	}
+	return p
+}
+
+// meanBig is the mean big report over the report types.
+func meanBig(bs []Best) PerReport {
+	var p PerReport
+	for _, b := range bs {
+		p.Cost = addCost(p.Cost, b.Cost, 1/float64(len(bs)))
+		p.CSVBytes += b.CSVBytes / int64(len(bs))
+	}
+	return p
+}
+
+// addCost is a + w*b.
+func addCost(a, b ReportCost, w float64) ReportCost {
+	return ReportCost{a.FunctionsUSD + w*b.FunctionsUSD, a.PubSubUSD + w*b.PubSubUSD, a.StorageUSD + w*b.StorageUSD, a.TotalUSD + w*b.TotalUSD}
 }
 
 type bench struct {
@@ -308,6 +442,42 @@ type bench struct {
 	userName, fundName string
 	logDir             string
 	procs              []fnProc
+	servers            []fnProc
+	st                 *stack.Stack
+	dl                 *deliveries
+	gcs                *gcsCounter
+	prices             Prices
+	sizes              map[string]Size
+}
+
+// usage fills in what record rid used (pushes, Pub/Sub, the Cloud
+// Storage operations ops, the parts) and what it cost.
+func (b *bench) usage(rid int64, ops GCSOps, procs map[string]ProcMem) (map[string]FnUsage, PubSubUsage, ReportCost) {
+	pushes := b.dl.of(rid)
+	fns := atSize(fnUsage(pushes, b.dl.functionName, b.sizes), procCPU(procs, 1), b.sizes)
+	ps := pubsubUsage(b.st.PubSub.Messages(), rid, pushes)
+	return fns, ps, b.prices.Report(fns, ps, ops)
+}
+
+// procCPU is each process's CPU seconds divided by n.
+func procCPU(procs map[string]ProcMem, n float64) map[string]float64 {
+	out := map[string]float64{}
+	for name, p := range procs {
+		out[name] = p.CPUSec / n
+	}
+	return out
+}
+
+// cpuTotal sums the CPU seconds of the stack's processes and the servers'.
+func cpuTotal(procs map[string]ProcMem, servers map[string]float64) float64 {
+	var t float64
+	for _, p := range procs {
+		t += p.CPUSec
+	}
+	for _, s := range servers {
+		t += s
+	}
+	return t
 }
 
 func paramsJSON(tags []int64, from, to time.Time) string {
@@ -331,7 +501,8 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 	br = BigResult{Type: typ, Params: params}
 	step("%s: requesting tags 1..%d, %s to %s", typ, b.o.selectTags, bigFrom.Format(time.DateOnly), bigTo.Format(time.DateOnly))
 
-	smp := newSampler(ctx, b.procs, b.rdb)
+	smp := newSampler(ctx, b.procs, b.servers, b.rdb)
+	ops0 := b.gcs.snapshot()
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -350,12 +521,22 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 	stop()
 	wg.Wait()
 	br.Procs = smp.finish()
+	br.ServerCPU = smp.serverCPU()
+	br.CPUSec = cpuTotal(br.Procs, br.ServerCPU)
+	br.FloorSec = br.CPUSec / float64(runtime.NumCPU())
+	br.LoadAvg = loadAvg()
 	br.RecordID, br.PipelineSec = rid, wall.Seconds()
 	br.RedisBaseline, br.RedisGrowth, br.HashPeak, br.Samples = smp.redisBase, smp.redisMax-smp.redisBase, smp.hashMax, smp.samples
-	// Read the logs last: a function may log after the client saw SUCCESS.
+	br.HashByteSec = smp.hashByteSec
+	// Read the logs and the usage last: a function may log, delete or
+	// publish after the client saw SUCCESS (the MariaDB joins run first).
 	defer func() {
 		tl, terr := timelines(b.logDir, map[int64]time.Time{rid: start})
 		br.Timeline = tl[rid]
+		br.GCS = b.gcs.snapshot().sub(ops0)
+		br.Functions, br.PubSub, br.Cost = b.usage(rid, br.GCS, br.Procs)
+		br.LongestDeliveryFn, br.LongestDeliverySec = longest(br.Functions)
+		br.Parts = partsOf(br.Timeline, b.dl.of(rid), br.Rows)
 		if err == nil {
 			err = terr
 		}
@@ -407,12 +588,27 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 	step("%s: %d small reports (tag %d, ~%d rows each)", typ, b.o.smallRuns, smallTag, b.o.smallRows)
 	var wall, server []float64
 	starts := map[int64]time.Time{}
+	smp := newSampler(ctx, b.procs, b.servers, b.rdb)
+	ops0 := b.gcs.snapshot()
+	var csvBytes int64
 	// Whatever ran is summed up, even if a later run fails.
 	defer func() {
 		sr.Succeeded = len(wall)
+		sr.LoadAvg = loadAvg()
 		if len(wall) == 0 {
 			return
 		}
+		n := float64(len(starts))
+		procs := smp.finish()
+		sr.CPUSec = cpuTotal(procs, smp.serverCPU()) / n
+		sr.CSVBytes = csvBytes / int64(len(starts))
+		sr.GCS = b.gcs.snapshot().sub(ops0)
+		var ids []int64
+		for id := range starts {
+			ids = append(ids, id)
+		}
+		b.smallUsage(&sr, ids, procCPU(procs, n))
+		step("%s: per small report: %.2f CPU s, $%.7f", typ, sr.CPUSec, sr.Cost.TotalUSD)
 		sr.WallP50Ms, sr.WallP95Ms, sr.WallMaxMs = percentile(wall, 50), percentile(wall, 95), percentile(wall, 100)
 		sr.ServerP50Ms, sr.ServerP95Ms = percentile(server, 50), percentile(server, 95)
 		// Read the logs last: a function may log after the client saw SUCCESS.
@@ -449,6 +645,9 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 			continue
 		}
 		starts[rid] = t
+		if body, err := b.c.Fetch(ctx, rec.FilePath); err == nil {
+			csvBytes += int64(len(body))
+		}
 		wall = append(wall, float64(d.Microseconds())/1000)
 		server = append(server, float64(rec.UpdatedAt.Sub(rec.CreatedAt).Microseconds())/1000)
 		if len(wall) == 1 {
@@ -461,6 +660,38 @@ func (b *bench) small(ctx context.Context, typ string) (sr SmallResult, err erro
 	}
 	step("%s: small reports p50 %.0f ms, p95 %.0f ms", typ, percentile(wall, 50), percentile(wall, 95))
 	return sr, nil
+}
+
+// smallUsage fills in the small reports' usage: pushes, Pub/Sub and cost
+// per report (means over ids), and the longest push.
+func (b *bench) smallUsage(sr *SmallResult, ids []int64, cpuPerReport map[string]float64) {
+	msgs := b.st.PubSub.Messages()
+	var all []relay.Delivery
+	var ps PubSubUsage
+	for _, id := range ids {
+		pushes := b.dl.of(id)
+		all = append(all, pushes...)
+		u := pubsubUsage(msgs, id, pushes)
+		ps.Messages += u.Messages
+		ps.Bytes += u.Bytes
+		ps.Deliveries += u.Deliveries
+		ps.BillableBytes += u.BillableBytes
+	}
+	fns := fnUsage(all, b.dl.functionName, b.sizes)
+	_, sr.LongestDeliverySec = longest(fns)
+	n := float64(len(ids))
+	total := b.prices.Report(fns, ps, sr.GCS)
+	sr.PubSub = PubSubUsage{Messages: int(math.Round(float64(ps.Messages) / n)), Bytes: int64(float64(ps.Bytes) / n),
+		Deliveries: int(math.Round(float64(ps.Deliveries) / n)), BillableBytes: int64(float64(ps.BillableBytes) / n)}
+	per := map[string]FnUsage{}
+	for fn, u := range fns {
+		per[fn] = FnUsage{Requests: int(math.Round(float64(u.Requests) / n)), Failed: u.Failed, Seconds: u.Seconds / n,
+			BilledSec: u.BilledSec / n, LongestSec: u.LongestSec}
+	}
+	sr.Functions = atSize(per, cpuPerReport, b.sizes)
+	sr.Cost = b.prices.Report(sr.Functions, sr.PubSub, GCSOps{})
+	sr.Cost.StorageUSD = total.StorageUSD / n
+	sr.Cost.TotalUSD += sr.Cost.StorageUSD
 }
 
 // medianTimeline is the median time of each distinct log event over the
@@ -506,6 +737,19 @@ func (b *Best) add(r BigResult) {
 		}
 	}
 	b.RedisRatio = max(b.RedisRatio, r.RedisGrowthRatio)
+	if r.LongestDeliverySec > b.LongestDeliverySec {
+		b.LongestDeliverySec, b.LongestDeliveryFn = r.LongestDeliverySec, r.LongestDeliveryFn
+	}
+	b.Parts = r.Parts
+	if r.Status == "SUCCESS" {
+		if r.PipelineSec == b.PipelineSec {
+			b.CPUSec, b.FloorSec = r.CPUSec, r.FloorSec
+		}
+		b.CSVBytes = r.CSVBytes
+		// Cost is the running mean of the successful attempts.
+		b.costs++
+		b.Cost = addCost(addCost(ReportCost{}, b.Cost, float64(b.costs-1)/float64(b.costs)), r.Cost, 1/float64(b.costs))
+	}
 }
 
 // percentile is the nearest-rank percentile p of xs.
@@ -528,6 +772,7 @@ type logLine struct {
 	Source   string    `json:"source"`
 	Stage    any       `json:"stage"`
 	Rows     any       `json:"rows"`
+	Part     any       `json:"part"`
 }
 
 // timelines collects the functions' log lines about the given records,
@@ -556,7 +801,7 @@ func timelines(logDir string, starts map[int64]time.Time) (map[int64][]Event, er
 				return
 			}
 			all[m.RecordID] = append(all[m.RecordID], timed{m.Time, Event{AtSec: m.Time.Sub(start).Seconds(),
-				Process: proc, Source: m.Source, Severity: m.Severity, Message: m.Message, Stage: m.Stage, Rows: m.Rows}})
+				Process: proc, Source: m.Source, Severity: m.Severity, Message: m.Message, Stage: m.Stage, Rows: m.Rows, Part: m.Part}})
 		})
 		if err != nil {
 			return nil, err

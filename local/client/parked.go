@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,10 +37,13 @@ const PubSubParked Server = "Pub/Sub (the parked messages)"
 type Parked struct {
 	// Where is InRabbitMQ or InPubSub.
 	Where string `json:"where"`
-	// Requeue is what Requeue takes to move it back: the position for a
-	// trigger, "pubsub:" and the message ID for a message.
+	// Requeue is what -requeue takes to move it back: "rabbitmq:" and the
+	// trigger's digest (TriggerKey), or "pubsub:" and the message ID. It
+	// names the message itself, never its place in a listing: a listing
+	// running at the same time holds some triggers, and the rest shift.
 	Requeue string `json:"requeue"`
-	// Position is a trigger's place in the queue, from 1.
+	// Position is a trigger's place in this listing, from 1: for reading
+	// only, since another listing shifts it.
 	Position int `json:"position,omitempty"`
 	// Body is a trigger's body; a message's, cut to 512 bytes.
 	Body      string    `json:"body"`
@@ -53,8 +59,31 @@ type Parked struct {
 	Redelivered bool  `json:"-"`
 }
 
-// ErrNoParked means the parking queue holds no trigger at that position.
+// ErrNoParked means no parked trigger or message has that key or ID.
 var ErrNoParked = errors.New("no parked trigger")
+
+// TriggerKey names a parked trigger by its content: a digest of its body,
+// message ID, timestamp, content type and headers (the park reason and
+// the trace context among them, so two parkings of one body differ).
+// Triggers with equal keys are identical, so moving either is the same.
+func TriggerKey(d amqp.Delivery) string {
+	h := sha256.New()
+	field := func(s string) { fmt.Fprintf(h, "%d:%s;", len(s), s) }
+	field(d.MessageId)
+	field(d.Timestamp.UTC().Format(time.RFC3339Nano))
+	field(d.ContentType)
+	field(string(d.Body))
+	keys := make([]string, 0, len(d.Headers))
+	for k := range d.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field(k)
+		field(fmt.Sprintf("%T %v", d.Headers[k], d.Headers[k]))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
 
 // Parked lists up to limit triggers of the parking queue, oldest first,
 // then up to limit messages of the parked topic, oldest first, leaving
@@ -85,20 +114,19 @@ func (c *Client) ParkedTriggers(ctx context.Context, limit int) ([]Parked, error
 	return out, err
 }
 
-// Requeue moves the trigger at position n (as Parked lists them) back to
-// the trigger queue, without its park reason and attempt counts so the
-// shim gives it a fresh set of attempts, and acks it in the parking queue
-// only after RabbitMQ confirmed the copy.
-func (c *Client) Requeue(ctx context.Context, n int) (Parked, error) {
-	if n < 1 {
-		return Parked{}, fmt.Errorf("requeue: position %d: positions start at 1", n)
-	}
+// Requeue moves the parked trigger whose TriggerKey is key back to the
+// trigger queue, without its park reason and attempt counts so the shim
+// gives it a fresh set of attempts, and acks it in the parking queue only
+// after RabbitMQ confirmed the copy. It looks through up to requeueScan
+// triggers; one that another listing holds at that moment is not seen.
+func (c *Client) Requeue(ctx context.Context, key string) (Parked, error) {
 	var moved Parked
-	err := c.parked(ctx, n, func(ch *amqp.Channel, ds []amqp.Delivery) error {
-		if len(ds) < n {
-			return fmt.Errorf("%w at position %d of %s (it holds %d)", ErrNoParked, n, c.ParkedQueue, len(ds))
+	err := c.parked(ctx, requeueScan, func(ch *amqp.Channel, ds []amqp.Delivery) error {
+		i := slices.IndexFunc(ds, func(d amqp.Delivery) bool { return TriggerKey(d) == key })
+		if i < 0 {
+			return fmt.Errorf("%w %s:%s in %s (it holds %d that this saw; another `reportctl parked` may hold it right now, or it was requeued already; `reportctl parked` lists them)", ErrNoParked, InRabbitMQ, key, c.ParkedQueue, len(ds))
 		}
-		d := ds[n-1]
+		d := ds[i]
 		h := amqp.Table{}
 		for k, v := range d.Headers {
 			h[k] = v
@@ -116,7 +144,7 @@ func (c *Client) Requeue(ctx context.Context, n int) (Parked, error) {
 		if err := d.Ack(false); err != nil {
 			return fmt.Errorf("amqp ack in %s (the trigger is now in both queues): %w", c.ParkedQueue, err)
 		}
-		moved = parkedOf(n, d)
+		moved = parkedOf(i+1, d)
 		return nil
 	})
 	return moved, err
@@ -158,7 +186,7 @@ func (c *Client) parked(ctx context.Context, limit int, f func(*amqp.Channel, []
 
 func parkedOf(pos int, d amqp.Delivery) Parked {
 	reason, _ := d.Headers[trigger.HeaderParkReason].(string)
-	return Parked{Where: InRabbitMQ, Requeue: strconv.Itoa(pos), Position: pos, Body: string(d.Body), Reason: reason, MessageID: d.MessageId, Timestamp: d.Timestamp, Redelivered: d.Redelivered}
+	return Parked{Where: InRabbitMQ, Requeue: InRabbitMQ + ":" + TriggerKey(d), Position: pos, Body: string(d.Body), Reason: reason, MessageID: d.MessageId, Timestamp: d.Timestamp, Redelivered: d.Redelivered}
 }
 
 // pubsubTimeout bounds the Pub/Sub side of parked and requeue: the client
@@ -166,8 +194,8 @@ func parkedOf(pos int, d amqp.Delivery) Parked {
 // terminal should hear about it before then.
 const pubsubTimeout = 15 * time.Second
 
-// requeueScan is how many parked messages RequeueMessage looks through
-// for the one it was asked for.
+// requeueScan is how many parked triggers Requeue, or messages
+// RequeueMessage, looks through for the one it was asked for.
 const requeueScan = 1000
 
 // ParkedMessages lists up to limit messages of the parked topic

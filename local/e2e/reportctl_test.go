@@ -476,10 +476,10 @@ func TestReportctl(t *testing.T) {
 		}
 	}
 	reasons := map[string]string{}
-	pos := map[string]int{}
+	keys := map[string]string{}
 	for i, p := range parked {
-		reasons[p.Body], pos[p.Body] = p.Reason, p.Position
-		if p.Position != i+1 || p.Requeue != strconv.Itoa(i+1) {
+		reasons[p.Body], keys[p.Body] = p.Reason, p.Requeue
+		if p.Position != i+1 || !strings.HasPrefix(p.Requeue, client.InRabbitMQ+":") {
 			t.Errorf("parked[%d]: position %d, requeue %q", i, p.Position, p.Requeue)
 		}
 	}
@@ -505,7 +505,7 @@ func TestReportctl(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `INSERT INTO file_download_record (id, report_type, params) VALUES (?, 'withdraw_by_tag', ?)`, missing, seed.Params); err != nil {
 		t.Fatal(err)
 	}
-	rq := ctlJSON[reportctl.Requeued](e, 0, "parked", "-requeue", strconv.Itoa(pos[strconv.Itoa(missing)]))
+	rq := ctlJSON[reportctl.Requeued](e, 0, "parked", "-requeue", keys[strconv.Itoa(missing)])
 	if rq.Body != strconv.Itoa(missing) || rq.Queue != e.iso.Queues()["TRIGGER_QUEUE"] {
 		t.Errorf("parked -requeue -json = %+v", rq)
 	}
@@ -515,7 +515,7 @@ func TestReportctl(t *testing.T) {
 	if left := parkedIn(ctlJSON[[]client.Parked](e, 0, "parked"), client.InRabbitMQ); len(left) != 1 || left[0].Body != "hello" {
 		t.Errorf("parked after requeue = %+v, want only hello", left)
 	}
-	e.ctlWant(4, "parked", "-requeue", "5")
+	e.ctlWant(4, "parked", "-requeue", keys[strconv.Itoa(missing)]) // moved already
 	r = e.ctl([]string{"AMQP_URL=amqp://guest:guest@" + down + "/"}, "parked")
 	wantUnreachable(t, r, "RabbitMQ", down)
 	r = e.ctl([]string{"RECORD_DSN=root@tcp(" + down + ")/plt_report"}, "list")

@@ -28,8 +28,8 @@ const sweepLimit = time.Minute
 // (its first failure is retried only after 10 minutes, so its report stays
 // PROCESSING with its hash). In order:
 //
-//  1. a record PROCESSING with no hash, quiet for two minutes, ends FAILED
-//     "report state lost";
+//  1. a record PROCESSING with no hash, quiet for five minutes (longer
+//     than RETRY_DELAY + sweep.LostMargin), ends FAILED "report state lost";
 //  2. the two-stage report is admitted and stalls at stage 2, holding the
 //     one slot;
 //  3. one record whose trigger was published and one whose trigger never
@@ -76,7 +76,7 @@ func TestSweeper(t *testing.T) {
 		t.Fatal(err)
 	}
 	setStatus(t, db, lost, record.Pending, record.Processing)
-	age(t, db, lost, record.Processing, 2*sweepLimit)
+	age(t, db, lost, record.Processing, 5*time.Minute)
 	if rec := e.wait(lost, 30*time.Second); rec.Status != record.Failed || rec.FailReason != "report state lost" {
 		t.Fatalf("record %d PROCESSING without a hash: %s %q, want FAILED %q", lost, rec.Status, rec.FailReason, "report state lost")
 	}

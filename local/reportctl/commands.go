@@ -505,15 +505,15 @@ type Requeued struct {
 	Queue string `json:"requeuedTo"`
 }
 
-func (k *cmd) requeue(ctx context.Context, n int) error {
-	p, err := k.c.Requeue(ctx, n)
+func (k *cmd) requeue(ctx context.Context, key string) error {
+	p, err := k.c.Requeue(ctx, key)
 	if err != nil {
 		return err
 	}
 	if k.asJSON {
 		return k.printJSON(Requeued{Parked: p, Queue: k.c.TriggerQueue})
 	}
-	fmt.Fprintf(k.o.Stderr, "moved parked trigger %d (body %q, parked because: %s) back to %s\n", n, oneLine(p.Body, 40), p.Reason, k.c.TriggerQueue)
+	fmt.Fprintf(k.o.Stderr, "moved parked trigger %s (body %q, parked because: %s) back to %s\n", p.Requeue, oneLine(p.Body, 40), p.Reason, k.c.TriggerQueue)
 	return nil
 }
 

@@ -64,15 +64,16 @@ const Usage = `usage: reportctl COMMAND [flags]
   retry ID              FAILED records only: a new record with the same type and params, requested
   cancel ID             a PENDING or PROCESSING record ends FAILED ("cancelled by operator"),
                         its hash removed and its completion event published
-  parked [-limit 100] [-requeue N | -requeue pubsub:MESSAGE_ID]
+  parked [-limit 100] [-requeue rabbitmq:KEY | -requeue pubsub:MESSAGE_ID]
                         list the parked triggers (RabbitMQ) and messages (Pub/Sub) with their
-                        reasons, up to -limit of each; after a fix, -requeue N moves the Nth trigger
-                        back to the trigger queue, -requeue pubsub:ID the message back to the topic
-                        it was parked from
+                        reasons, up to -limit of each; after a fix, -requeue with what the listing
+                        shows under REQUEUE moves that trigger back to the trigger queue, or that
+                        message back to the topic it was parked from
   publish BODY          publish a raw trigger body
 
 Every command takes -json: one JSON object on stdout (an array for list and parked; for request
-the final record; a CSV only through -out).
+the final record; a CSV only through -out); a refusal or error is {"error": "...", "exitCode": N}
+on stdout as well as the message on stderr.
 Exit codes: 0 ok, 1 report FAILED or request refused, 2 usage, 3 a server unreachable, 4 not found.
 Servers come from the functions' variables (RECORD_DSN, REDIS_ADDR, AMQP_URL, TRIGGER_QUEUE,
 PARKED_QUEUE, GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST, PUBSUB_NAME_PREFIX, ...), by default
@@ -121,17 +122,46 @@ func Main(ctx context.Context, args []string, o IO, open Opener) int {
 	if o.Tick == 0 {
 		o.Tick = 200 * time.Millisecond
 	}
-	err := run(ctx, args, o, open)
+	asJSON, err := run(ctx, args, o, open)
 	if err != nil && !errors.Is(err, errReportFailed) && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(o.Stderr, "reportctl:", err)
 		if Code(err) == ExitUsage {
 			fmt.Fprintln(o.Stderr, "(`reportctl help` lists the commands and their flags)")
+		}
+		if asJSON {
+			// A script reading stdout learns why, not only that it failed.
+			// A FAILED report is not a refusal: its record was printed.
+			(&cmd{o: o}).printJSON(Refusal{Error: err.Error(), ExitCode: Code(err)})
 		}
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
 	return Code(err)
+}
+
+// Refusal is what a command run with -json prints on stdout when it
+// refuses or fails (the message is also on stderr).
+type Refusal struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exitCode"`
+}
+
+// wantsJSON reports whether args ask for -json, for refusals that come
+// before the flags are parsed, or from parsing them.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, val, hasVal := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "json" {
+			if b, err := strconv.ParseBool(val); !hasVal || err == nil && b {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cmd is one command's state.
@@ -141,14 +171,15 @@ type cmd struct {
 	asJSON bool
 }
 
-func run(ctx context.Context, args []string, o IO, open Opener) error {
+// run runs one command and reports whether its output is JSON.
+func run(ctx context.Context, args []string, o IO, open Opener) (asJSON bool, err error) {
 	if len(args) == 0 {
-		return usagef("no command")
+		return false, usagef("no command")
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "-help" || name == "--help" {
 		fmt.Fprint(o.Stdout, Usage)
-		return nil
+		return false, nil
 	}
 	fs := flag.NewFlagSet("reportctl "+name, flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
@@ -239,7 +270,7 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 		}
 	case "parked":
 		limit := fs.Int("limit", 100, "list at most this many")
-		requeue := fs.String("requeue", "", "after a fix, move one back: N, the trigger at this position (as listed), to the trigger queue; pubsub:MESSAGE_ID, the message, to the topic it was parked from")
+		requeue := fs.String("requeue", "", "after a fix, move one back, as listed under REQUEUE: rabbitmq:KEY, the trigger, to the trigger queue; pubsub:MESSAGE_ID, the message, to the topic it was parked from")
 		do = func(ctx context.Context, pos []string) error {
 			if len(pos) != 0 {
 				return usagef("parked takes no arguments, got %q", pos)
@@ -256,14 +287,13 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 				}
 				return k.requeueMessage(ctx, id)
 			}
-			n, err := strconv.Atoi(strings.TrimPrefix(*requeue, client.InRabbitMQ+":"))
-			if err != nil {
-				return usagef("parked: -requeue %q is neither a position (N) nor pubsub:MESSAGE_ID", *requeue)
+			key, ok := strings.CutPrefix(*requeue, client.InRabbitMQ+":")
+			if !ok || key == "" {
+				// Not a position: another listing running at the same time
+				// holds some triggers and shifts the rest.
+				return usagef("parked: -requeue %q: give what `reportctl parked` lists under REQUEUE (rabbitmq:KEY or pubsub:MESSAGE_ID), not a position", *requeue)
 			}
-			if n < 1 {
-				return usagef("parked: -requeue %d: positions start at 1", n)
-			}
-			return k.requeue(ctx, n)
+			return k.requeue(ctx, key)
 		}
 	case "publish":
 		do = func(ctx context.Context, pos []string) error {
@@ -273,22 +303,22 @@ func run(ctx context.Context, args []string, o IO, open Opener) error {
 			return k.publish(ctx, pos[0])
 		}
 	default:
-		return usagef("unknown command %q", name)
+		return wantsJSON(args[1:]), usagef("unknown command %q", name)
 	}
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return false, err
 		}
-		return &exitError{ExitUsage, err}
+		return k.asJSON || wantsJSON(args[1:]), &exitError{ExitUsage, err}
 	}
 	c, closeFn, err := open(ctx)
 	if err != nil {
-		return err
+		return k.asJSON, err
 	}
 	defer closeFn()
 	k.c = c
-	return do(ctx, pos)
+	return k.asJSON, do(ctx, pos)
 }
 
 // parse parses flags anywhere among the arguments ("status 42 -json" as

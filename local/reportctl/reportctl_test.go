@@ -3,8 +3,10 @@ package reportctl_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -47,9 +49,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"list", "extra"}, 2, "no arguments"},
 		{[]string{"request"}, 2, "-params is required"},
 		{[]string{"request", "-params", "{"}, 2, "not JSON"},
-		{[]string{"parked", "-requeue", "-1"}, 2, "positions start at 1"},
-		{[]string{"parked", "-requeue", "0"}, 2, "positions start at 1"},
-		{[]string{"parked", "-requeue", "x"}, 2, "neither a position"},
+		{[]string{"parked", "-requeue", "-1"}, 2, "not a position"},
+		{[]string{"parked", "-requeue", "2"}, 2, "not a position"},
+		{[]string{"parked", "-requeue", "x"}, 2, "rabbitmq:KEY or pubsub:MESSAGE_ID"},
+		{[]string{"parked", "-requeue", "rabbitmq:"}, 2, "not a position"},
 		{[]string{"parked", "-requeue", "pubsub:"}, 2, "needs the message ID"},
 		{[]string{"publish"}, 2, "one BODY"},
 		{[]string{"cancel", "-h"}, 0, "-json"},
@@ -175,5 +178,102 @@ func TestList(t *testing.T) {
 	}
 	if _, err := repo.List(ctx, record.Query{}); err == nil {
 		t.Error("List with limit 0 succeeded")
+	}
+}
+
+// Under -json every command's refusal is one JSON object on stdout,
+// {"error": …, "exitCode": N}, as well as the message on stderr: a script
+// piping stdout to jq learns why. Without -json stdout stays empty.
+func TestJSONRefusals(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs MariaDB and RabbitMQ")
+	}
+	db := testdb.New(t, "rctljson", record.DDL)
+	repo := record.NewRepo(db)
+	ctx := context.Background()
+	failed, err := repo.Insert(ctx, "withdraw_by_tag", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.MarkFailed(ctx, failed, "boom"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := repo.Insert(ctx, "withdraw_by_tag", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The local RabbitMQ, or a port where nothing listens.
+	opener := func(amqpURL string) reportctl.Opener {
+		return func(context.Context) (*client.Client, func(), error) {
+			return &client.Client{Records: repo, DB: db, AMQPURL: amqpURL, TriggerQueue: "rctljson.unused",
+				Where: map[client.Server]string{client.RabbitMQ: amqpURL}}, func() {}, nil
+		}
+	}
+	live, dead := opener("amqp://guest:guest@127.0.0.1:5672/"), opener("amqp://guest:guest@127.0.0.1:1/")
+	id := func(n int64) string { return fmt.Sprint(n) }
+	out := t.TempDir() + "/x.csv"
+	tests := []struct {
+		args []string
+		open reportctl.Opener
+		code int
+		say  string
+	}{
+		{[]string{"frobnicate", "-json"}, live, 2, `unknown command "frobnicate"`},
+		{[]string{"request", "-json"}, live, 2, "-params is required"},
+		{[]string{"request", "-json", "-params", "{}"}, dead, 3, "RabbitMQ"},
+		{[]string{"status", "-json", "-bogus"}, live, 2, "flag provided but not defined: -bogus"},
+		{[]string{"status", "-json", "999999999"}, live, 4, "999999999"},
+		{[]string{"fetch", id(failed), "-json", "-out", out}, live, 1, "FAILED, so it has no file: boom"},
+		{[]string{"fetch", id(pending), "-json", "-out", out}, live, 1, "no file yet"},
+		{[]string{"list", "-json", "-limit", "0"}, live, 2, "-limit 0"},
+		{[]string{"retry", id(pending), "-json"}, live, 1, "only FAILED records are retried"},
+		{[]string{"retry", id(failed), "-json"}, dead, 3, "RabbitMQ"},
+		{[]string{"cancel", id(failed), "-json"}, live, 1, "already FAILED"},
+		{[]string{"cancel", "-json=true", "x"}, live, 2, `"x" is not a record ID`},
+		{[]string{"parked", "-json", "-requeue", "x"}, live, 2, "-requeue"},
+		{[]string{"parked", "-json"}, dead, 3, "RabbitMQ"},
+		{[]string{"publish", "-json"}, live, 2, "one BODY"},
+		{[]string{"publish", "-json", "5"}, dead, 3, "RabbitMQ"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := reportctl.Main(ctx, tt.args, reportctl.IO{Stdout: &stdout, Stderr: &stderr}, tt.open)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			dec := json.NewDecoder(&stdout)
+			dec.DisallowUnknownFields()
+			var got struct {
+				Error    string `json:"error"`
+				ExitCode int    `json:"exitCode"`
+			}
+			if err := dec.Decode(&got); err != nil {
+				t.Fatalf("stdout is not a JSON refusal: %v\nstdout:\n%s", err, stdout.String())
+			}
+			if dec.More() {
+				t.Errorf("stdout holds more than one JSON value:\n%s", stdout.String())
+			}
+			if got.ExitCode != code || !strings.Contains(got.Error, tt.say) {
+				t.Errorf("stdout = %+v; want exitCode %d and an error saying %q", got, code, tt.say)
+			}
+			if !strings.Contains(stderr.String(), got.Error) {
+				t.Errorf("stderr does not carry the message %q:\n%s", got.Error, stderr.String())
+			}
+
+			// The same refusal without -json: the message only on stderr.
+			var plain []string
+			for _, a := range tt.args {
+				if !strings.HasPrefix(a, "-json") {
+					plain = append(plain, a)
+				}
+			}
+			stdout.Reset()
+			if code := reportctl.Main(ctx, plain, reportctl.IO{Stdout: &stdout, Stderr: io.Discard}, tt.open); code != tt.code || stdout.Len() != 0 {
+				t.Errorf("without -json: exit %d, stdout %q; want exit %d and nothing on stdout", code, stdout.String(), tt.code)
+			}
+		})
 	}
 }

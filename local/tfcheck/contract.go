@@ -21,9 +21,10 @@ type Expect struct {
 	PullSubscriptions []string
 	GoRuntime         string             // "go" + major + minor of go.mod's go directive
 	Env               map[string]EnvRule // by entry point
-	// Secret reports whether an environment variable may only come from
-	// Secret Manager (credentials, DSNs, the Redis AUTH string and CA).
-	Secret func(name string) bool
+	// Secret reports whether an environment variable holding value may
+	// only come from Secret Manager (credentials, DSNs, the Redis AUTH
+	// string and CA; not a Cloud SQL DSN, which holds no password).
+	Secret func(name, value string) bool
 	// StateTTL is the report hash's lifetime (STATE_TTL), a fixed contract.
 	StateTTL time.Duration
 }
@@ -219,7 +220,7 @@ func checkEnv(e Expect, fns map[string]function) []Problem {
 		}
 		for _, k := range sortedKeys(f.env) {
 			switch {
-			case e.Secret != nil && e.Secret(k):
+			case e.Secret != nil && e.Secret(k, f.env[k]):
 				add(RuleSecretEnv, "%s: %s is a plain environment variable: it must come from Secret Manager", ep, k)
 			case !slices.Contains(rule.Known, k):
 				add(RuleEnv, "%s: %s is not read by its config", ep, k)
@@ -237,7 +238,7 @@ func checkEnv(e Expect, fns map[string]function) []Problem {
 			}
 		}
 		for _, k := range rule.Secret {
-			if !f.secrets[k] {
+			if v, plain := f.env[k]; !f.secrets[k] && !(plain && e.Secret != nil && !e.Secret(k, v)) {
 				add(RuleSecretEnv, "%s: %s does not come from Secret Manager", ep, k)
 			}
 		}

@@ -1,10 +1,12 @@
 package tfcheck
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -50,12 +54,17 @@ func expect(t *testing.T) Expect {
 		PullSubscriptions: []string{topology.SubParked, topology.SubCompletedAMQP},
 		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
 		Env:               map[string]EnvRule{},
-		Secret: func(name string) bool {
-			switch name {
-			case "REDIS_PASSWORD", "REDIS_CA_CERT", "RECORD_DSN", "AMQP_URL":
+		Secret: func(name, value string) bool {
+			switch {
+			case name == "REDIS_PASSWORD", name == "REDIS_CA_CERT", name == "AMQP_URL":
 				return true
+			case name == "RECORD_DSN", strings.HasPrefix(name, "DSN_"):
+				// A Cloud SQL DSN holds no password (IAM database
+				// authentication): it may be plain, if the code accepts it.
+				c, err := mysql.ParseDSN(value)
+				return err != nil || c.Net != config.CloudSQLNet || c.Passwd != "" || config.CheckDSN(name, value) != nil
 			}
-			return strings.HasPrefix(name, "DSN_")
+			return false
 		},
 		StateTTL: ttl,
 	}
@@ -210,6 +219,7 @@ var tf struct {
 	once        sync.Once
 	err         error
 	dir         string // removed by TestMain
+	src         string // the repository's copy the archive is built from, with strays
 	real, bad   string // module copies: as it is, with every fixture applied
 	realRuns    []Run
 	badRuns     []Run
@@ -249,7 +259,10 @@ func planned(t *testing.T) {
 		if tf.badFixtures, tf.err = applyFixtures(moduleDir, fixturesDir, tf.bad); tf.err != nil {
 			return
 		}
-		args := []string{"-filter=" + planFile, "-var", "source_dir=" + root}
+		if tf.src, tf.err = sourceTree(root, filepath.Join(tf.dir, "src")); tf.err != nil {
+			return
+		}
+		args := []string{"-filter=" + planFile, "-var", "source_dir=" + tf.src}
 		var wg sync.WaitGroup
 		var realErr, badErr, realGraphErr, badGraphErr error
 		wg.Go(func() {
@@ -313,8 +326,64 @@ func TestFirstApplyOrder(t *testing.T) {
 	}
 }
 
+// strays are files an operator's working tree may hold that must never
+// reach Cloud Build.
+var strays = []string{
+	".env",
+	"deploy-key.json",
+	"notes.md",
+	"local/scratch/main.go",
+	"terraform/terraform.tfvars",
+	"shared/config/testdata/dsn.go",
+	"functions/listener/wip_test.go",
+	".git/config",
+}
+
+// sourceTree copies the repository at root (without .git and .tmp) to dst
+// and adds the strays: the module archives that copy, so a test can see
+// what an allow-list keeps out.
+func sourceTree(root, dst string) (string, error) {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == ".git" || rel == ".tmp" { // .git is a file in a worktree
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		return "", fmt.Errorf("copy the repository: %w", err)
+	}
+	for _, s := range strays {
+		p := filepath.Join(dst, s)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, []byte("package stray\n// SECRET=do-not-ship\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
+}
+
 // TestSourceArchive checks the zip Terraform's archive provider built while
-// planning the module.
+// planning the module, from a copy of the repository with stray files: it
+// holds what the build needs and none of the strays.
 func TestSourceArchive(t *testing.T) {
 	t.Parallel()
 	planned(t)
@@ -322,12 +391,23 @@ func TestSourceArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := CheckArchive(filepath.Join(tf.real, ".terraform", "fanoutexport-source.zip"), root)
+	zipPath := filepath.Join(tf.real, ".terraform", "fanoutexport-source.zip")
+	problems, err := CheckArchive(zipPath, root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("%s", p)
+	}
+	zr, err := zip.OpenReader(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if slices.Contains(strays, f.Name) {
+			t.Errorf("the source archive holds the stray file %s", f.Name)
+		}
 	}
 }
 
@@ -386,7 +466,7 @@ func TestBrokenModulesFail(t *testing.T) {
 func TestVariablesAndOutputsAreDescribed(t *testing.T) {
 	t.Parallel()
 	seen := 0
-	for _, dir := range []string{moduleDir, filepath.Join(moduleDir, "examples", "basic")} {
+	for _, dir := range []string{moduleDir, filepath.Join(moduleDir, "examples", "basic"), filepath.Join(moduleDir, "examples", "shared_vpc")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
 		if err != nil {
 			t.Fatal(err)
@@ -416,5 +496,108 @@ func TestVariablesAndOutputsAreDescribed(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Error("no variables or outputs found")
+	}
+}
+
+// parseHCL parses file, failing the test on a syntax error.
+func parseHCL(t *testing.T, file string) *hclsyntax.Body {
+	t.Helper()
+	f, diags := hclparse.NewParser().ParseHCLFile(file)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return f.Body.(*hclsyntax.Body)
+}
+
+// TestExamplesPassTheirInputs: an example passes on every input it
+// declares (a documented networking input that reaches nothing is how
+// examples/basic once could not express a Shared VPC), and its
+// terraform.tfvars.example sets only inputs it declares.
+func TestExamplesPassTheirInputs(t *testing.T) {
+	t.Parallel()
+	for _, ex := range []string{"basic", "shared_vpc"} {
+		dir := filepath.Join(moduleDir, "examples", ex)
+		declared := map[string]bool{}
+		used := map[string]bool{}
+		files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range files {
+			body := parseHCL(t, file)
+			for _, b := range body.Blocks {
+				if b.Type == "variable" {
+					declared[b.Labels[0]] = true
+				}
+			}
+			hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+				if e, ok := n.(*hclsyntax.ScopeTraversalExpr); ok && e.Traversal.RootName() == "var" && len(e.Traversal) > 1 {
+					if a, ok := e.Traversal[1].(hcl.TraverseAttr); ok {
+						used[a.Name] = true
+					}
+				}
+				return nil
+			})
+		}
+		if len(declared) == 0 {
+			t.Fatalf("%s: no variables", ex)
+		}
+		for _, v := range sortedKeys(declared) {
+			if !used[v] {
+				t.Errorf("examples/%s declares variable %s but passes it nowhere", ex, v)
+			}
+		}
+		tfvars := parseHCL(t, filepath.Join(dir, "terraform.tfvars.example"))
+		for _, k := range sortedKeys(tfvars.Attributes) {
+			if !declared[k] {
+				t.Errorf("examples/%s/terraform.tfvars.example sets %s, which the example does not declare", ex, k)
+			}
+		}
+	}
+}
+
+// TestEveryValidationIsExercised: every validation block of the module's
+// variables is broken by a run of tests/rules.tftest.hcl that expects its
+// failure (a variable with n validations in n runs at least), so a rule
+// that stopped working fails a test.
+func TestEveryValidationIsExercised(t *testing.T) {
+	t.Parallel()
+	rules := map[string]int{}
+	for _, b := range parseHCL(t, filepath.Join(moduleDir, "variables.tf")).Blocks {
+		if b.Type != "variable" {
+			continue
+		}
+		for _, inner := range b.Body.Blocks {
+			if inner.Type == "validation" {
+				rules[b.Labels[0]]++
+			}
+		}
+	}
+	if len(rules) == 0 {
+		t.Fatal("no validations found in variables.tf")
+	}
+	runs := map[string]int{}
+	for _, b := range parseHCL(t, filepath.Join(moduleDir, "tests", "rules.tftest.hcl")).Blocks {
+		if b.Type != "run" {
+			continue
+		}
+		a, ok := b.Body.Attributes["expect_failures"]
+		if !ok {
+			continue
+		}
+		tuple, ok := a.Expr.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("run %s: expect_failures is not a list", b.Labels[0])
+		}
+		for _, e := range tuple.Exprs {
+			if tr, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && tr.Traversal.RootName() == "var" {
+				runs[tr.Traversal[1].(hcl.TraverseAttr).Name]++
+			}
+		}
+	}
+	for _, v := range sortedKeys(rules) {
+		if runs[v] < rules[v] {
+			t.Errorf("variable %s has %d validation(s) but only %d run(s) of tests/rules.tftest.hcl expect it to fail", v, rules[v], runs[v])
+		}
 	}
 }

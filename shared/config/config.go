@@ -189,7 +189,11 @@ type Sweep struct {
 	// ProcessingAfter is how long a record may stay PROCESSING, with its
 	// hash, before it is FAILED.
 	ProcessingAfter time.Duration `env:"SWEEP_PROCESSING_AFTER, default=2h"`
-	Completion      Completion
+	// RetryDelay is the shim's: a PROCESSING record without its hash may
+	// be one whose hash creation the shim retries this far apart, so the
+	// sweeper waits longer than that before it calls the hash lost.
+	RetryDelay time.Duration `env:"RETRY_DELAY, default=60s"`
+	Completion Completion
 }
 
 // Functions lists a zero value of every function's config, for the checks
@@ -265,11 +269,15 @@ func LoadListener(ctx context.Context, s report.Source) (Listener, error) {
 	return c, nil
 }
 
-// SourceDSN returns DSN_{DATABASE}; off the cloud it defaults to the local
-// server, in a deployed function its absence is an error naming it.
+// SourceDSN returns DSN_{DATABASE}, checked by CheckDSN; off the cloud it
+// defaults to the local server, in a deployed function its absence is an
+// error naming it.
 func SourceDSN(database string) (string, error) {
 	name := report.DSNEnv(database)
 	if v := os.Getenv(name); v != "" {
+		if err := CheckDSN(name, v); err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
 		return v, nil
 	}
 	if Deployed() {
@@ -381,6 +389,9 @@ func (c *Aggregator) validate() error {
 	if err := validateMaxReportRows(c.MaxReportRows); err != nil {
 		return err
 	}
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -388,6 +399,9 @@ func (c *Aggregator) validate() error {
 }
 
 func (c *DeadLetter) validate() error {
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -416,6 +430,9 @@ func (c *Shim) validate() error {
 	if c.CompletedExchange == "" || len(c.CompletedExchange) > 255 {
 		return fmt.Errorf("COMPLETED_EXCHANGE %q must be a name of 1 to 255 bytes", c.CompletedExchange)
 	}
+	if err := c.Records.validate(); err != nil {
+		return err
+	}
 	if err := c.Completion.validate(); err != nil {
 		return err
 	}
@@ -428,6 +445,9 @@ func (c *Sweep) validate() error {
 	}
 	if c.ProcessingAfter < time.Minute {
 		return fmt.Errorf("SWEEP_PROCESSING_AFTER %s is below one minute", c.ProcessingAfter)
+	}
+	if err := c.Records.validate(); err != nil {
+		return err
 	}
 	if err := c.Completion.validate(); err != nil {
 		return err

@@ -188,6 +188,15 @@ func (r *Repo) TouchStale(ctx context.Context, id int64, status Status, olderTha
 WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND`, id, status, olderThan.Microseconds())
 }
 
+// Touch bumps updated_at of record id if it is still in status, and
+// reports whether it did. The shim touches a PROCESSING record each time it
+// schedules another attempt to dispatch it, so the sweeper, which judges a
+// record by how long it has been quiet, sees a report being retried as
+// alive.
+func (r *Repo) Touch(ctx context.Context, id int64, status Status) (bool, error) {
+	return r.update(ctx, id, `UPDATE file_download_record SET updated_at = CURRENT_TIMESTAMP(3) WHERE id = ? AND status = ?`, id, status)
+}
+
 // FailStale ends record id with reason if it is still in status (PENDING
 // or PROCESSING) and still not updated for olderThan. It reports false,
 // changing nothing, if the record moved on meanwhile.

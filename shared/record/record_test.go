@@ -289,3 +289,52 @@ func TestStatusString(t *testing.T) {
 		t.Errorf("final statuses (-want +got):\n%s", diff)
 	}
 }
+
+// Touch makes a quiet record in the given status fresh again (Stale no
+// longer lists it) and leaves a record in any other status as it was.
+func TestTouch(t *testing.T) {
+	t.Parallel()
+	repo, db := newRepo(t)
+	ctx := context.Background()
+	insert := func(status record.Status) int64 {
+		t.Helper()
+		id, err := repo.Insert(ctx, "withdraw_by_tag", []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `UPDATE file_download_record SET status = ?, updated_at = CURRENT_TIMESTAMP(3) - INTERVAL 10 MINUTE WHERE id = ?`, status, id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	processing, failed := insert(record.Processing), insert(record.Failed)
+	failedBefore, err := repo.Get(ctx, failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for name, id := range map[string]int64{"processing": processing, "failed": failed} {
+		ok, err := repo.Touch(ctx, id, record.Processing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[name] = ok
+	}
+	if diff := cmp.Diff(map[string]bool{"processing": true, "failed": false}, got); diff != "" {
+		t.Errorf("Touch(…, PROCESSING) (-want +got):\n%s", diff)
+	}
+	stale, err := repo.Stale(ctx, record.Processing, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) != 0 {
+		t.Errorf("Stale(PROCESSING, 1m) after Touch = %+v, want none", stale)
+	}
+	failedAfter, err := repo.Get(ctx, failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(failedBefore, failedAfter); diff != "" {
+		t.Errorf("FAILED record changed by Touch(…, PROCESSING) (-before +after):\n%s", diff)
+	}
+}

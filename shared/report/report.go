@@ -30,6 +30,9 @@ type Report struct {
 	Between func(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int) (next bool, err error)
 	// Join streams the CSV rows, in order, from the finished datasets.
 	Join func(ctx context.Context, st dataset.Store, emit func(row []string) error) error
+	// SplitBy says how Split estimates the report's rows to cut its key
+	// space into parts; nil keeps every report of this type one part.
+	SplitBy *SplitBy
 }
 
 // DoneAfter is queryDoneCount once every listener up to stage n is done:
@@ -151,16 +154,28 @@ var withdrawColumns = []output.Column{
 	{Name: "currency", Escape: true}, {Name: "status", Escape: true}, {Name: "created_at"},
 }
 
+// byWithdrawals splits both reports by the withdrawals in the time range:
+// every CSV row is one of them, and their listener reads them all, tagged
+// users or not, so they are what a part's work grows with.
+var byWithdrawals = &SplitBy{
+	Source:   withdraw,
+	KeyIndex: "idx_user",
+	Filter: func(p Params) RangeFilter {
+		return RangeFilter{Column: "created_at", Index: "idx_created", From: p.From, To: p.To}
+	},
+}
+
 func init() {
 	// CSV.BOM stays off (the default) for both: set it on a report whose
 	// readers open non-ASCII text in a spreadsheet.
 	withdrawCSV := output.Format{Columns: withdrawColumns}
 	withPaymentsCSV := output.Format{Columns: slices.Concat(withdrawColumns, []output.Column{{Name: "payment_count"}, {Name: "payment_total"}})}
 	addReport(Report{
-		Type:   "withdraw_by_tag",
-		CSV:    withdrawCSV,
-		Header: withdrawCSV.Header(),
-		Stages: [][]Source{{userTagRelation, withdraw}},
+		Type:    "withdraw_by_tag",
+		CSV:     withdrawCSV,
+		Header:  withdrawCSV.Header(),
+		Stages:  [][]Source{{userTagRelation, withdraw}},
+		SplitBy: byWithdrawals,
 		Join: func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
 			return joinWithdrawals(ctx, st, func(w withdrawRow) error { return emit(w.out) })
 		},
@@ -172,5 +187,6 @@ func init() {
 		Stages:  [][]Source{{userTagRelation, withdraw}, {payment}},
 		Between: writeStage1Pairs,
 		Join:    joinWithPayments,
+		SplitBy: byWithdrawals,
 	})
 }

@@ -6,10 +6,13 @@ package serverenv
 
 import (
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/fanoutexport/fanoutexport/shared/config"
 )
 
 // DefaultMaxConns bounds a pool when the config does not (DB_MAX_CONNS).
@@ -20,7 +23,8 @@ const DefaultMaxConns = 2
 func OpenDB(dsn string) (*sql.DB, error) { return OpenDBPool(dsn, DefaultMaxConns) }
 
 // OpenDBPool returns a pool of at most maxConns connections for dsn, with
-// parseTime=true and loc=UTC forced.
+// parseTime=true and loc=UTC forced. A DSN of protocol config.CloudSQLNet
+// dials its instance through the Cloud SQL Go connector.
 func OpenDBPool(dsn string, maxConns int) (*sql.DB, error) {
 	if maxConns < 1 {
 		maxConns = DefaultMaxConns
@@ -43,9 +47,16 @@ func OpenDBPool(dsn string, maxConns int) (*sql.DB, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	c, err := mysql.NewConnector(cfg)
+	// A Cloud SQL DSN dials through the connector (cloudsql.go), any
+	// other over plain TCP.
+	var c driver.Connector
+	if cfg.Net == config.CloudSQLNet {
+		c, err = cloudSQLConnector(cfg)
+	} else if c, err = mysql.NewConnector(cfg); err != nil {
+		err = fmt.Errorf("mysql connector: %w", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("mysql connector: %w", err)
+		return nil, err
 	}
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(maxConns)

@@ -3,7 +3,8 @@
 // bounded database pool, the Pub/Sub publisher, Cloud Storage), creates
 // them together with a context that outlives the request, closes what it
 // opened when a later step fails, and closes everything on Close (the
-// local function server calls it on SIGTERM). Compare serverenv in
+// root package calls it on SIGTERM). The tracer provider is the process's,
+// not an Env's: Setup installs it once (package tracing). Compare serverenv in
 // google/exposure-notifications-server.
 package serverenv
 
@@ -35,7 +36,8 @@ type Options struct {
 	Storage bool
 	// PubSubOptions are passed to the Pub/Sub client (tests dial pstest).
 	PubSubOptions []option.ClientOption
-	// TraceExporter is TRACE_EXPORTER: where the process's spans go.
+	// TraceExporter is TRACE_EXPORTER: where the process's spans go (the
+	// first environment of the process installs it).
 	TraceExporter string
 }
 
@@ -61,11 +63,11 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 			err = errors.Join(err, e.Close())
 		}
 	}()
-	shutdown, err := tracing.Setup(ctx, o.TraceExporter, o.PubSub.ProjectID)
-	if err != nil {
+	// The process's tracer provider, installed by the first environment;
+	// it is not this Env's to close: the process flushes it on SIGTERM.
+	if err := tracing.Setup(ctx, o.TraceExporter, o.PubSub.ProjectID); err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, func() error { return shutdown(context.Background()) })
 	rdb, err := OpenRedis(o.Redis)
 	if err != nil {
 		return nil, err

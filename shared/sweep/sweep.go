@@ -7,9 +7,9 @@
 //     limit still applies, at most once per interval: the record's
 //     updated_at is bumped first, by one guarded UPDATE that only one of
 //     two concurrent sweepers can win. A PENDING record is never FAILED.
-//   - FAILs every record PROCESSING (and quiet for a minute, so a hash
-//     being created is not mistaken for a lost one) whose report hash is
-//     gone: "report state lost".
+//   - FAILs every record PROCESSING whose report hash is gone, once it
+//     has been quiet longer than the shim's retries of the hash's creation
+//     leave it (LostAfter): "report state lost".
 //   - FAILs every record PROCESSING for longer than SWEEP_PROCESSING_AFTER
 //     with its hash, naming the stage and the listeners done and missing.
 //
@@ -43,10 +43,21 @@ import (
 // ReasonLost is the fail reason of a PROCESSING record without its hash.
 var ReasonLost = failreason.StateLost.Text()
 
-// LostAfter is how long a PROCESSING record must have been quiet before a
-// missing hash counts as lost: the shim marks the record PROCESSING just
-// before it creates the hash.
-const LostAfter = time.Minute
+// LostMargin is how much longer than the shim's RETRY_DELAY a PROCESSING
+// record without its hash must have been quiet before the hash counts as
+// lost (see LostAfter).
+const LostMargin = 2 * time.Minute
+
+// LostAfter is how long a PROCESSING record without its hash must have
+// been quiet before the hash counts as lost. The shim marks the record
+// PROCESSING before it creates the hash; when creating it fails (Redis
+// refusing, unreachable), it tries again RETRY_DELAY later, up to
+// MAX_ATTEMPTS times, and touches the record each time it schedules a
+// retry. So a record whose dispatch is being retried is never quiet much
+// longer than retryDelay: the margin covers the wait for the next
+// scheduled drain (every minute) and the attempt itself. Anything quieter
+// for longer is no longer being retried.
+func LostAfter(retryDelay time.Duration) time.Duration { return retryDelay + LostMargin }
 
 // Batch bounds the records of each kind one run looks at; the rest wait
 // for the next run.
@@ -116,7 +127,9 @@ func (s *Sweeper) republish(ctx context.Context) ([]int64, error) {
 }
 
 func (s *Sweeper) failProcessing(ctx context.Context) (lost, timedOut []int64, _ error) {
-	recs, err := s.Repo.Stale(ctx, record.Processing, LostAfter, Batch)
+	// Every record either check may end; each FailStale below applies its own age.
+	lostAfter := LostAfter(s.Cfg.RetryDelay)
+	recs, err := s.Repo.Stale(ctx, record.Processing, min(lostAfter, s.Cfg.ProcessingAfter), Batch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -131,7 +144,7 @@ func (s *Sweeper) failProcessing(ctx context.Context) (lost, timedOut []int64, _
 		snap, err := s.State.Read(ctx, rec.ID, stages)
 		switch {
 		case errors.Is(err, state.ErrGone):
-			if s.fail(ctx, log, rec.ID, LostAfter, ReasonLost, &errs) {
+			if s.fail(ctx, log, rec.ID, lostAfter, ReasonLost, &errs) {
 				lost = append(lost, rec.ID)
 			}
 		case err != nil:

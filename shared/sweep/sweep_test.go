@@ -76,7 +76,8 @@ func newEnv(t *testing.T) *env {
 	})
 	return &env{
 		db: db, repo: record.NewRepo(db), state: state.New(rdb, prefix, 10*time.Minute), ch: ch,
-		cfg: config.Sweep{AMQPURL: amqpURL, TriggerQueue: queue, PendingAfter: 15 * time.Minute, ProcessingAfter: 2 * time.Hour},
+		cfg: config.Sweep{AMQPURL: amqpURL, TriggerQueue: queue, PendingAfter: 15 * time.Minute, ProcessingAfter: 2 * time.Hour,
+			RetryDelay: time.Minute},
 	}
 }
 
@@ -131,9 +132,14 @@ func TestProcessingWithoutHashIsLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	stranded := e.insert(t, "withdraw_by_tag", record.Processing, 2*time.Minute)
+	stranded := e.insert(t, "withdraw_by_tag", record.Processing, 10*time.Minute)
 	// Just made PROCESSING: its hash may be on the way, so it is left alone.
 	fresh := e.insert(t, "withdraw_by_tag", record.Processing, 0)
+	// Quiet for longer than a minute but less than RETRY_DELAY (1m) plus
+	// the margin: the shim may be retrying the hash's creation (it touches
+	// the record each time it schedules a retry), so it is not lost yet.
+	// The sweeper used to fail it after one quiet minute.
+	retried := e.insert(t, "withdraw_by_tag", record.Processing, 90*time.Second)
 	// A finished record is never touched.
 	finished := e.insert(t, "withdraw_by_tag", record.Success, 3*time.Hour)
 
@@ -145,13 +151,14 @@ func TestProcessingWithoutHashIsLost(t *testing.T) {
 		t.Errorf("Run (-want +got):\n%s", diff)
 	}
 	got := map[int64][2]string{}
-	for _, id := range []int64{stranded, fresh, finished} {
+	for _, id := range []int64{stranded, fresh, retried, finished} {
 		r := e.get(t, id)
 		got[id] = [2]string{r.Status.String(), r.FailReason}
 	}
 	want := map[int64][2]string{
 		stranded: {"FAILED", sweep.ReasonLost},
 		fresh:    {"PROCESSING", ""},
+		retried:  {"PROCESSING", ""},
 		finished: {"SUCCESS", ""},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -10,9 +10,11 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	texporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/trace"
 	"go.opentelemetry.io/otel"
@@ -40,13 +42,62 @@ func tracer() trace.Tracer {
 	return otel.GetTracerProvider().Tracer("github.com/fanoutexport/fanoutexport")
 }
 
-// Setup installs the process's tracer provider for exporter and returns
-// its shutdown (which flushes). "none" still samples and propagates, so
-// log lines carry a trace ID locally too; it only exports nothing.
-func Setup(ctx context.Context, exporter, project string) (func(context.Context) error, error) {
+// process is the process's tracer provider: one per process, whatever
+// number of functions' environments it builds, so no environment replaces
+// or shuts down another's, and spans are flushed once, when the process
+// stops (Shutdown).
+var process struct {
+	mu       sync.Mutex
+	tp       *sdktrace.TracerProvider
+	exporter string
+}
+
+// Setup installs the process's tracer provider for exporter, unless one is
+// installed already: every function environment calls it, and the first
+// call wins. A later call naming another exporter is an error (one
+// process reads one TRACE_EXPORTER). "none" still samples and propagates,
+// so log lines carry a trace ID locally too; it only exports nothing. The
+// exporter keeps ctx (the Cloud Trace one dials and refreshes credentials
+// with it), so ctx must outlive the process's requests.
+func Setup(ctx context.Context, exporter, project string) error {
+	if exporter == "" {
+		exporter = ExporterNone
+	}
+	process.mu.Lock()
+	installed, tp := process.exporter, process.tp
+	process.mu.Unlock()
+	if tp != nil {
+		return sameExporter(installed, exporter)
+	}
+	// Built without the lock: a Cloud Trace exporter that hangs (a stuck
+	// metadata server) must not hold the next environment's Setup.
+	tp, err := newProvider(ctx, exporter, project)
+	if err != nil {
+		return err
+	}
+	process.mu.Lock()
+	defer process.mu.Unlock()
+	if process.tp != nil {
+		// Another environment installed one meanwhile: keep it.
+		return errors.Join(sameExporter(process.exporter, exporter), tp.Shutdown(ctx))
+	}
+	process.tp, process.exporter = tp, exporter
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagator)
+	return nil
+}
+
+func sameExporter(installed, exporter string) error {
+	if installed != exporter {
+		return fmt.Errorf("TRACE_EXPORTER %q: this process already exports its spans to %q", exporter, installed)
+	}
+	return nil
+}
+
+func newProvider(ctx context.Context, exporter, project string) (*sdktrace.TracerProvider, error) {
 	var opts []sdktrace.TracerProviderOption
 	switch exporter {
-	case "", ExporterNone:
+	case ExporterNone:
 	case ExporterStdout:
 		e, err := stdouttrace.New(stdouttrace.WithWriter(os.Stderr))
 		if err != nil {
@@ -62,10 +113,26 @@ func Setup(ctx context.Context, exporter, project string) (func(context.Context)
 	default:
 		return nil, fmt.Errorf("TRACE_EXPORTER %q: want none, stdout or gcp", exporter)
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagator)
-	return tp.Shutdown, nil
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// Shutdown exports the spans the process's provider still holds (the
+// batcher sends every 5 s) and stops it, within ctx: what a process does
+// when it is told to stop (SIGTERM), or they are lost. Spans started
+// after it export nothing; a later Setup installs a new provider. Without
+// a provider it does nothing.
+func Shutdown(ctx context.Context) error {
+	process.mu.Lock()
+	defer process.mu.Unlock()
+	if process.tp == nil {
+		return nil
+	}
+	tp := process.tp
+	process.tp, process.exporter = nil, ""
+	if err := tp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("flushing the process's spans: %w", err)
+	}
+	return nil
 }
 
 // Extract returns ctx carrying the trace that carrier (message attributes

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/tracing"
@@ -14,14 +17,20 @@ import (
 
 // Not parallel: Setup installs the process's tracer provider.
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := tracing.Shutdown(context.Background()); err != nil {
+		panic(err)
+	}
+	os.Exit(code)
+}
+
 // A trace carried in attributes survives a hop: the next handler's span
 // is in the same trace, with a new span ID, and its log lines name both.
 func TestTraceCrossesAHop(t *testing.T) {
-	shutdown, err := tracing.Setup(context.Background(), tracing.ExporterNone, "p")
-	if err != nil {
+	if err := tracing.Setup(context.Background(), tracing.ExporterNone, "p"); err != nil {
 		t.Fatal(err)
 	}
-	defer shutdown(context.Background())
 
 	const upstream = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	ctx, span := tracing.Start(tracing.Extract(context.Background(), map[string]string{"traceparent": upstream}), "DrainTriggers")
@@ -51,11 +60,9 @@ func TestTraceCrossesAHop(t *testing.T) {
 // Without a trace in the carrier a new one starts; a log line without a
 // span gets no trace fields.
 func TestNewTraceAndNoTrace(t *testing.T) {
-	shutdown, err := tracing.Setup(context.Background(), tracing.ExporterNone, "p")
-	if err != nil {
+	if err := tracing.Setup(context.Background(), tracing.ExporterNone, "p"); err != nil {
 		t.Fatal(err)
 	}
-	defer shutdown(context.Background())
 	ctx, span := tracing.Start(tracing.Extract(context.Background(), map[string]string{}), "DrainTriggers")
 	defer span.End()
 	attrs := map[string]string{}
@@ -71,7 +78,37 @@ func TestNewTraceAndNoTrace(t *testing.T) {
 }
 
 func TestSetupRejectsUnknownExporter(t *testing.T) {
-	if _, err := tracing.Setup(context.Background(), "zipkin", "p"); err == nil || !strings.Contains(err.Error(), "TRACE_EXPORTER") {
+	if err := tracing.Setup(context.Background(), "zipkin", "p"); err == nil || !strings.Contains(err.Error(), "TRACE_EXPORTER") {
 		t.Errorf("Setup(zipkin) = %v; want an error naming TRACE_EXPORTER", err)
+	}
+}
+
+// One provider per process: every function environment calls Setup, and
+// none replaces the provider another installed (spans it still batches
+// would be dropped); another exporter is refused; Shutdown ends it, and
+// only then does Setup install a new one.
+func TestSetupOncePerProcess(t *testing.T) {
+	ctx := context.Background()
+	if err := tracing.Setup(ctx, tracing.ExporterNone, "p"); err != nil {
+		t.Fatal(err)
+	}
+	first := otel.GetTracerProvider()
+	if err := tracing.Setup(ctx, "", "p"); err != nil {
+		t.Fatalf("second Setup: %v", err)
+	}
+	if otel.GetTracerProvider() != first {
+		t.Error("a second Setup replaced the process's tracer provider")
+	}
+	if err := tracing.Setup(ctx, tracing.ExporterStdout, "p"); err == nil || !strings.Contains(err.Error(), `already exports its spans to "none"`) {
+		t.Errorf("Setup(stdout) after Setup(none) = %v; want it refused", err)
+	}
+	if err := tracing.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tracing.Setup(ctx, tracing.ExporterNone, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if otel.GetTracerProvider() == first {
+		t.Error("Setup after Shutdown kept the provider that was shut down")
 	}
 }

@@ -328,6 +328,11 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 			return
 		}
 		log.Warn("dispatch failed; retrying later", "error", err, "attempt", attempt, "delay", c.Cfg.RetryDelay)
+		// The sweeper judges a PROCESSING record without its hash by how
+		// long it has been quiet: keep a record being retried visibly alive.
+		if _, terr := c.Dispatcher.Records.Touch(ctx, id, record.Processing); terr != nil {
+			log.Warn("could not touch the record before retrying", "error", terr)
+		}
 		c.settle(dl, c.republish(ctx, pub, c.Cfg.RetryQueue, dl, amqp.Table{HeaderAttempt: int32(attempt + 1), HeaderNotFound: int32(missing)}), log)
 	}
 }

@@ -27,11 +27,35 @@ import (
 // ErrNotTrigger marks a body that names no record: it is parked.
 var ErrNotTrigger = errors.New("not a trigger")
 
-// ParseTrigger reads a trigger body: the record ID as ASCII decimal digits
-// (surrounding whitespace ignored) or JSON {"recordId":1111}.
+// ParseTrigger reads a trigger body: the record ID as ASCII decimal
+// digits, as a JSON string of them ("1111", what Spring AMQP's
+// Jackson2JsonMessageConverter sends for a String ID; no escapes), or as
+// JSON {"recordId":1111} (surrounding whitespace ignored); or, as Spring
+// AMQP's default SimpleMessageConverter sends it, a Java-serialized
+// java.lang.Long, Integer or String of digits (see parseJava).
 func ParseTrigger(body []byte) (int64, error) {
+	if bytes.HasPrefix(body, javaStream) {
+		return parseJava(body)
+	}
+	id, err := parseText(body)
+	if err != nil {
+		// Said to the person who reads the park reason.
+		return 0, fmt.Errorf("%w; %s", err, bodyHint)
+	}
+	return id, nil
+}
+
+// bodyHint says what a trigger is; it ends every refusal of a body that
+// is not Java-serialized.
+const bodyHint = "a trigger is the record ID as text (1111), as JSON (1111, \"1111\" or {\"recordId\":1111}) or Java-serialized (a Long, Integer or String); " +
+	"from Spring AMQP, RabbitTemplate.convertAndSend(exchange, routingKey, id) with a Long id and Jackson2JsonMessageConverter sends 1111"
+
+// parseText reads a body that is not Java-serialized.
+func parseText(body []byte) (int64, error) {
 	b := bytes.TrimSpace(body)
-	if len(b) > 0 && b[0] == '{' {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		b = b[1 : len(b)-1]
+	} else if len(b) > 0 && b[0] == '{' {
 		// Unmarshal checks the syntax and rejects trailing text. The keys
 		// are then read one by one: decoding into a struct would match
 		// "RecordId" too and keep the last of two "recordId"s, guessing
@@ -72,11 +96,23 @@ func ParseTrigger(body []byte) (int64, error) {
 	if len(b) == 0 || len(b) > 19 {
 		return 0, fmt.Errorf("%w: want a record ID of 1 to 19 digits", ErrNotTrigger)
 	}
+	if !allDigits(b) {
+		return 0, fmt.Errorf("%w: want decimal digits", ErrNotTrigger)
+	}
+	return parseDigits(b)
+}
+
+func allDigits(b []byte) bool {
 	for _, c := range b {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: want decimal digits", ErrNotTrigger)
+			return false
 		}
 	}
+	return true
+}
+
+// parseDigits reads 1 to 19 ASCII digits as a positive record ID.
+func parseDigits(b []byte) (int64, error) {
 	id, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil || id <= 0 {
 		return 0, fmt.Errorf("%w: want a positive 64-bit record ID", ErrNotTrigger)

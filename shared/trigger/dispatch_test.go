@@ -19,6 +19,8 @@ func TestParseTrigger(t *testing.T) {
 		{`{"recordId":1111,"reportType":"withdraw_by_tag"}`, 1111},
 		{"1", 1},
 		{"9223372036854775807", 9223372036854775807},
+		{`"1111"`, 1111}, // Spring's Jackson2JsonMessageConverter, a String ID
+		{` "1111"` + "\n", 1111},
 	}
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {
@@ -39,7 +41,7 @@ func TestParseTriggerRejects(t *testing.T) {
 		"12345678901234567890", // 20 digits
 		`{"id":1}`, `{"recordId":"x"}`, `{"recordId":0}`, `{"recordId":-5}`, `{"recordId":1.5}`,
 		`{"recordId":1e3}`, `{"recordId":null}`, `{"recordId":12345678901234567890}`,
-		`{"recordId":1111`, `{}`, `[1111]`, `"1111"`, "null", `{"recordId":1111}xyz`, `{"recordId":"1111"}`,
+		`{"recordId":1111`, `{}`, `[1111]`, `"1111`, `"1111" "2"`, `""`, `"0"`, `"x"`, "null", `{"recordId":1111}xyz`, `{"recordId":"1111"}`,
 	} {
 		t.Run(body, func(t *testing.T) {
 			t.Parallel()

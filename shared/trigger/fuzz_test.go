@@ -2,8 +2,10 @@ package trigger_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"testing"
 
@@ -11,10 +13,27 @@ import (
 )
 
 // FuzzParseTrigger: ParseTrigger never panics, refuses with ErrNotTrigger,
-// and what it accepts is unambiguous: the digits of the ID alone, or a JSON
-// object whose one "recordId" key (no other key folds to it) holds them.
+// and what it accepts is unambiguous: the digits of the ID alone, or in a
+// JSON string, or a JSON object whose one "recordId" key (no other key
+// folds to it) holds them, or exactly the Java serialization of the ID as
+// a Long, an Integer or a String of its digits (the layouts written out
+// in spring_test.go), byte for byte.
 func FuzzParseTrigger(f *testing.F) {
+	long, integer, str := unhex(f, javaLongHead), unhex(f, javaIntegerHead), unhex(f, javaStringHead)
+	for _, b := range [][]byte{
+		binary.BigEndian.AppendUint64(bytes.Clone(long), 1111),
+		binary.BigEndian.AppendUint64(bytes.Clone(long), 1<<63),
+		binary.BigEndian.AppendUint32(bytes.Clone(integer), 1111),
+		binary.BigEndian.AppendUint32(bytes.Clone(integer), 1<<31),
+		append(bytes.Clone(str), 0, 4, '1', '1', '1', '1'),
+		append(bytes.Clone(str), 0, 5, '1', '1', '1', '1'),
+		append(bytes.Clone(str), 0, 2, '0', '7'),
+		long[:len(long)-1],
+	} {
+		f.Add(b)
+	}
 	for _, s := range []string{
+		`"1111"`, ` "0042" `, `""`, `"1111`, `"12345678901234567890"`, `"\u0031"`,
 		"1111", "  1111\n", "00000001", "9223372036854775807", "9223372036854775808", "0", "-1", "1e3", "",
 		`{"recordId":1111}`, ` {"recordId": 1111} `, `{"recordId":1111,"reportType":"withdraw_by_tag"}`,
 		`{"recordId":"1111"}`, `{"recordId":null}`, `{"recordId":1.5}`, `{"recordId":1111}xyz`, `[1111]`,
@@ -36,7 +55,26 @@ func FuzzParseTrigger(f *testing.F) {
 			t.Fatalf("ParseTrigger(%q) = %d, want a positive ID", body, id)
 		}
 		digits := strconv.FormatInt(id, 10)
+		if bytes.HasPrefix(body, long[:4]) {
+			// Exactly one of the three layouts, with this ID.
+			isLong := bytes.Equal(body, binary.BigEndian.AppendUint64(bytes.Clone(long), uint64(id)))
+			isInt := id <= math.MaxInt32 && bytes.Equal(body, binary.BigEndian.AppendUint32(bytes.Clone(integer), uint32(id)))
+			var isStr bool
+			if s, ok := bytes.CutPrefix(body, str); ok && len(s) >= 2 && int(binary.BigEndian.Uint16(s)) == len(s)-2 {
+				isStr = len(s) > 2 && string(bytes.TrimLeft(s[2:], "0")) == digits && len(bytes.Trim(s[2:], "0123456789")) == 0
+			}
+			if !isLong && !isInt && !isStr {
+				t.Fatalf("ParseTrigger(%x) = %d, but the body is not that ID serialized as a Long, Integer or String", body, id)
+			}
+			return
+		}
 		b := bytes.TrimSpace(body)
+		if q, ok := bytes.CutPrefix(b, []byte(`"`)); ok {
+			if q, ok = bytes.CutSuffix(q, []byte(`"`)); !ok || string(bytes.TrimLeft(q, "0")) != digits {
+				t.Fatalf("ParseTrigger(%q) = %d, but the body is not a JSON string of those digits", body, id)
+			}
+			return
+		}
 		if len(b) == 0 || b[0] != '{' {
 			// Leading zeros are allowed: "0042" is still only 42.
 			if trimmed := bytes.TrimLeft(b, "0"); string(trimmed) != digits {

@@ -31,6 +31,10 @@ variables {
     plt_fund = "fanout-dsn-plt-fund"
   }
   amqp_url_secret = "fanout-amqp-url"
+  labels = {
+    team = "reports"
+    env  = "test"
+  }
 
   # What the assertions compare against (not module variables).
   entry_points = ["Aggregate", "DeadLetter", "DrainTriggers", "ListenPayment", "ListenUserTagRelation", "ListenWithdraw", "Sweep"]
@@ -64,8 +68,12 @@ variables {
   # Every grant of every identity, written out by hand from README.md's
   # IAM table. Anything more, or less, fails.
   expected_grants = {
+    # Least privilege for builds: its logs, this module's repository and
+    # the source bucket, not roles/run.builder on the project.
     "serviceAccount:fanout-build@test-project.iam.gserviceaccount.com" = [
-      "roles/run.builder on project test-project",
+      "roles/artifactregistry.writer on repository fanout-functions",
+      "roles/logging.logWriter on project test-project",
+      "roles/storage.objectViewer on bucket test-project-fanout-source",
     ]
     "serviceAccount:fanout-user-tag@test-project.iam.gserviceaccount.com" = [
       "roles/cloudtrace.agent on project test-project",
@@ -206,9 +214,9 @@ run "defaults" {
       f.service_config[0].direct_vpc_network_interface[0].network == var.network &&
       f.service_config[0].direct_vpc_network_interface[0].subnetwork == var.subnetwork &&
       f.service_config[0].direct_vpc_network_interface[0].tags == tolist([output.function_network_tags[ep]]) &&
-      f.service_config[0].direct_vpc_egress == "VPC_EGRESS_PRIVATE_RANGES_ONLY"
+      f.service_config[0].direct_vpc_egress == "VPC_EGRESS_ALL_TRAFFIC"
     ])
-    error_message = "Every function egresses through the given subnet (Direct VPC) with its own network tag."
+    error_message = "Every function sends all its traffic through the given subnet (Direct VPC) with its own network tag, so the firewall decides."
   }
 
   assert {
@@ -425,7 +433,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = time_sleep.iam_propagation.create_duration == "60s" && time_sleep.invoker_propagation.create_duration == "60s" && time_sleep.pubsub_agent.create_duration == "60s"
+    condition     = time_sleep.iam_propagation.create_duration == "60s" && time_sleep.invoker_propagation.create_duration == "60s" && time_sleep.agent_propagation.create_duration == "60s" && time_sleep.pubsub_agent.create_duration == "60s"
     error_message = "The first apply waits 60 s for IAM propagation before builds, pushes and the Pub/Sub agent's grants."
   }
 
@@ -440,10 +448,10 @@ run "defaults" {
     condition = (
       length(google_storage_bucket.reports.lifecycle_rule) == 1 &&
       try(one(google_storage_bucket.reports.lifecycle_rule[0].action).type == "Delete" && one(google_storage_bucket.reports.lifecycle_rule[0].condition).age == 30, false) &&
-      google_storage_bucket.reports.soft_delete_policy[0].retention_duration_seconds == 0 &&
+      google_storage_bucket.reports.soft_delete_policy[0].retention_duration_seconds == 7 * 86400 &&
       google_storage_bucket.reports.versioning[0].enabled == false
     )
-    error_message = "The report bucket deletes reports after 30 days, with no soft delete or old generations."
+    error_message = "The report bucket deletes reports after 30 days, keeps deleted ones 7 days in soft delete, and no old generations."
   }
 
   # The live source archive is never deleted by the bucket's own rule: only
@@ -481,9 +489,9 @@ run "defaults" {
   assert {
     condition = nonsensitive(
       google_secret_manager_secret_version.redis_auth.secret_data == google_redis_instance.state.auth_string &&
-      google_secret_manager_secret_version.redis_ca.secret_data == google_redis_instance.state.server_ca_certs[0].cert
+      google_secret_manager_secret_version.redis_ca.secret_data == join("\n", google_redis_instance.state.server_ca_certs[*].cert)
     )
-    error_message = "The Redis secrets hold the instance's own AUTH string and CA, so a new instance makes new versions."
+    error_message = "The Redis secrets hold the instance's own AUTH string and every CA it serves (two during a rotation), so a new instance makes new versions."
   }
 
   assert {
@@ -514,6 +522,7 @@ run "defaults" {
 
   assert {
     condition = jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [r.project, r.network, r.direction, sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] }) == jsonencode({
+      google-apis   = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-payment", "fanout-sweep", "fanout-user-tag", "fanout-withdraw"], ["199.36.153.8/30"], ["443"]]
       redis         = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-payment", "fanout-sweep", "fanout-user-tag", "fanout-withdraw"], ["10.9.0.4/32"], ["6378"]]
       amqp          = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-sweep"], ["10.20.0.5/32"], ["5671"]]
       "db-plt-user" = ["test-project", var.network, "EGRESS", ["fanout-user-tag"], ["10.20.1.0/28"], ["3306"]]
@@ -523,14 +532,19 @@ run "defaults" {
     error_message = "Egress rules: ${jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] })}."
   }
 
+  # All traffic goes through the VPC, and everything the allows above do
+  # not name is denied, the internet included, by a rule evaluated before
+  # any allow rule the network already has (those sit at 1000 by default)
+  # and after this module's allows.
   assert {
     condition = (
-      google_compute_firewall.egress_deny_private[0].priority > max([for r in google_compute_firewall.egress_allow : r.priority]...) &&
-      length(google_compute_firewall.egress_deny_private[0].target_tags) == 7 &&
-      sort(google_compute_firewall.egress_deny_private[0].destination_ranges) == sort(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]) &&
-      one(google_compute_firewall.egress_deny_private[0].deny).protocol == "all"
+      google_compute_firewall.egress_deny[0].priority > max([for r in google_compute_firewall.egress_allow : r.priority]...) &&
+      google_compute_firewall.egress_deny[0].priority < 1000 &&
+      sort(google_compute_firewall.egress_deny[0].target_tags) == sort(values(output.function_network_tags)) &&
+      google_compute_firewall.egress_deny[0].destination_ranges == toset(["0.0.0.0/0"]) &&
+      one(google_compute_firewall.egress_deny[0].deny).protocol == "all"
     )
-    error_message = "Every other private destination is denied to every function, below the allow rules."
+    error_message = "Every destination but the allowed ones is denied to every function, right after the allow rules and before the network's own (priority ${google_compute_firewall.egress_deny[0].priority}, ranges ${jsonencode(google_compute_firewall.egress_deny[0].destination_ranges)})."
   }
 
   assert {
@@ -541,8 +555,45 @@ run "defaults" {
   # --- APIs -------------------------------------------------------------------
 
   assert {
-    condition     = contains(keys(google_project_service.this), "cloudtrace.googleapis.com") && !contains(keys(google_project_service.this), "iamcredentials.googleapis.com") && alltrue([for s in google_project_service.this : !s.disable_on_destroy])
-    error_message = "Cloud Trace is enabled; the IAM Credentials API only with signed URLs; no API is disabled on destroy."
+    condition     = contains(keys(google_project_service.this), "cloudtrace.googleapis.com") && length(setintersection(keys(google_project_service.this), ["iamcredentials.googleapis.com", "sqladmin.googleapis.com", "dns.googleapis.com"])) == 0 && alltrue([for s in google_project_service.this : !s.disable_on_destroy])
+    error_message = "Cloud Trace is enabled; the IAM Credentials, Cloud SQL Admin and DNS APIs only with the options that use them; no API is disabled on destroy."
+  }
+
+  # --- External secrets, destroy guards, labels, outputs ----------------------
+
+  # Checked when planning, by their metadata only: never the value.
+  assert {
+    condition = (
+      { for k, d in data.google_secret_manager_secret_version.external : k => d.secret } == { amqp-url = "fanout-amqp-url", dsn-plt-fund = "fanout-dsn-plt-fund", dsn-plt-user = "fanout-dsn-plt-user", dsn-record = "fanout-record-dsn" } &&
+      alltrue([for d in data.google_secret_manager_secret_version.external : d.fetch_secret_data == false && d.version == "latest"])
+    )
+    error_message = "Every external secret's latest version is looked up at plan time without its value: ${jsonencode({ for k, d in data.google_secret_manager_secret_version.external : k => [d.secret, d.fetch_secret_data] })}."
+  }
+
+  assert {
+    condition     = google_redis_instance.state.deletion_policy == "PREVENT"
+    error_message = "Memorystore, which holds every report in flight, cannot be deleted or replaced by default."
+  }
+
+  assert {
+    condition = alltrue(concat(
+      [for r in google_cloudfunctions2_function.function : r.labels == var.labels],
+      [for r in google_pubsub_topic.topic : r.labels == var.labels],
+      [for r in concat(values(google_pubsub_subscription.push), values(google_pubsub_subscription.pull)) : r.labels == var.labels],
+      [for r in [google_storage_bucket.reports, google_storage_bucket.source, google_redis_instance.state, google_secret_manager_secret.redis_auth, google_secret_manager_secret.redis_ca, google_artifact_registry_repository.functions] : r.labels == var.labels],
+      [for r in [google_monitoring_alert_policy.dead_letters, google_monitoring_alert_policy.throttled, google_monitoring_alert_policy.oldest_unacked, google_monitoring_alert_policy.redis_memory, google_monitoring_alert_policy.function_errors] : r.user_labels == var.labels],
+    ))
+    error_message = "Every resource that takes labels carries the labels input."
+  }
+
+  assert {
+    condition = (
+      output.build_service_account == "fanout-build@test-project.iam.gserviceaccount.com" &&
+      output.push_service_accounts == { for ep, p in var.push_functions : ep => "${p.identity}@test-project.iam.gserviceaccount.com" } &&
+      output.scheduler_service_accounts == { DrainTriggers = "fanout-drain-sched@test-project.iam.gserviceaccount.com", Sweep = "fanout-sweep-sched@test-project.iam.gserviceaccount.com" } &&
+      output.function_names == { Aggregate = "fanout-aggregate", DeadLetter = "fanout-dead-letter", DrainTriggers = "fanout-drain-triggers", ListenPayment = "fanout-listen-payment", ListenUserTagRelation = "fanout-listen-user-tag-relation", ListenWithdraw = "fanout-listen-withdraw", Sweep = "fanout-sweep" }
+    )
+    error_message = "Outputs: build ${output.build_service_account}, push ${jsonencode(output.push_service_accounts)}, scheduler ${jsonencode(output.scheduler_service_accounts)}, functions ${jsonencode(output.function_names)}."
   }
 
   # --- Monitoring -------------------------------------------------------------

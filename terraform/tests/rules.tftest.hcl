@@ -31,42 +31,208 @@ variables {
   amqp_url_secret = "fanout-amqp-url"
 }
 
-# Variable validations, each broken once in one plan.
+# Every variable validation, each broken once in one plan (a failed
+# validation stops the plan before any resource, so this run is cheap).
+# local/tfcheck's TestEveryValidationIsExercised checks that every
+# validation block of variables.tf is named here (or, for a variable with
+# several, in as many runs).
 run "invalid_variables" {
   command = plan
 
   variables {
-    # The timeout plus the 60 s backoff must fit in the 600 s hash TTL.
-    listener_timeout_seconds  = 541
-    aggregate_timeout_seconds = 560
-    # Memorystore TLS needs Redis 6; the X minor of REDIS_6_X is accepted
-    # (variants.tftest.hcl) but not a missing minor.
-    redis_version = "REDIS_7"
-    # V4 signed URLs last at most 7 days.
-    signed_url_ttl_seconds = 604801
+    project_id         = "Bad_Project"
+    region             = "europe west1"
+    name               = "f.x"
+    pubsub_name_prefix = "prod+"
+    source_archive     = "source.tar.gz"
+    labels             = { Team = "reports" }
+    project_number     = "12ab"
+    network            = "prod"
+    subnet_cidr        = "10.8.0.0/27"
+    firewall_priority  = 65000
+    google_apis_cidr   = "0.0.0.0/0"
+    vpc_egress         = "ALL"
     # Every database needs its own ranges: a listener reaches only its own.
     database_cidrs = {
       plt_user = ["10.20.1.0/28"]
       plt_fund = ["10.20.2.0/28"]
     }
-    # A subnet in another region than the functions.
-    subnetwork = "projects/test-project/regions/us-central1/subnetworks/prod-functions"
-    # Cloud Run needs a /26 at least.
-    subnet_cidr = "10.8.0.0/27"
+    database_port         = 70000
+    amqp_host_cidr        = "rabbit"
+    amqp_port             = 0
+    redis_tier            = "PREMIUM"
+    redis_memory_size_gb  = 0
+    redis_version         = "REDIS_7"
+    redis_connect_mode    = "PEERING"
+    redis_deletion_policy = "ABANDON"
+    amqp_url_secret       = "projects/test-project/secrets/amqp"
+    cloud_sql_instances = {
+      reports = { connection_name = "reports" }
+    }
+    db_connection_limits        = { plt_user = 40 }
+    db_connections_per_instance = 0
+    listener_max_instances      = { ListenUserTagRelation = 10 }
+    # The timeout plus the 60 s backoff must fit in the 600 s hash TTL.
+    listener_timeout_seconds    = 541
+    listener_memory             = "512MB"
+    aggregate_max_instances     = 0
+    aggregate_timeout_seconds   = 560
+    aggregate_memory            = "1G"
+    dead_letter_max_instances   = 21
+    dead_letter_concurrency     = 81
+    dead_letter_timeout_seconds = 5
+    drain_for_seconds           = 56
+    drain_schedule              = "* * *"
+    trigger_queue               = ""
+    sweep_schedule              = "daily"
+    sweep_timeout_seconds       = 10
+    sweep_pending_after         = "15 minutes"
+    sweep_processing_after      = "two hours"
+    max_in_flight               = 0
+    throttle_queue              = ""
+    throttle_delay_seconds      = 0
+    redis_memory_high_water     = 1.5
+    completed_exchange          = ""
     # A row limit is a count; 0 turns it off.
-    max_report_rows = -1
+    max_report_rows        = -1
+    report_retention_days  = 0
+    signed_url_ttl_seconds = 604801
+    # Cloud Storage keeps soft-deleted objects 7 to 90 days, or not at all.
+    report_soft_delete_days      = 3
+    source_retention_days        = 0
+    iam_propagation_seconds      = 601
+    notification_channels        = ["channel-1"]
+    alert_oldest_unacked_seconds = 30
+    alert_redis_memory_ratio     = 1
+    alert_function_error_ratio   = 0
   }
 
   expect_failures = [
-    var.listener_timeout_seconds,
-    var.aggregate_timeout_seconds,
-    var.redis_version,
-    var.signed_url_ttl_seconds,
-    var.database_cidrs,
-    var.subnetwork,
+    var.project_id,
+    var.region,
+    var.name,
+    var.pubsub_name_prefix,
+    var.source_archive,
+    var.labels,
+    var.project_number,
+    var.network,
     var.subnet_cidr,
+    var.firewall_priority,
+    var.google_apis_cidr,
+    var.vpc_egress,
+    var.database_cidrs,
+    var.database_port,
+    var.amqp_host_cidr,
+    var.amqp_port,
+    var.redis_tier,
+    var.redis_memory_size_gb,
+    var.redis_version,
+    var.redis_connect_mode,
+    var.redis_deletion_policy,
+    var.amqp_url_secret,
+    var.cloud_sql_instances,
+    var.db_connection_limits,
+    var.db_connections_per_instance,
+    var.listener_max_instances,
+    var.listener_timeout_seconds,
+    var.listener_memory,
+    var.aggregate_max_instances,
+    var.aggregate_timeout_seconds,
+    var.aggregate_memory,
+    var.dead_letter_max_instances,
+    var.dead_letter_concurrency,
+    var.dead_letter_timeout_seconds,
+    var.drain_for_seconds,
+    var.drain_schedule,
+    var.trigger_queue,
+    var.sweep_schedule,
+    var.sweep_timeout_seconds,
+    var.sweep_pending_after,
+    var.sweep_processing_after,
+    var.max_in_flight,
+    var.throttle_queue,
+    var.throttle_delay_seconds,
+    var.redis_memory_high_water,
+    var.completed_exchange,
     var.max_report_rows,
+    var.report_retention_days,
+    var.signed_url_ttl_seconds,
+    var.report_soft_delete_days,
+    var.source_retention_days,
+    var.iam_propagation_seconds,
+    var.notification_channels,
+    var.alert_oldest_unacked_seconds,
+    var.alert_redis_memory_ratio,
+    var.alert_function_error_ratio,
   ]
+}
+
+# The rules that read another variable are not evaluated while that one is
+# invalid: each is broken here with the others valid.
+run "invalid_cross_variable_rules" {
+  command = plan
+
+  variables {
+    # A subnet in another region than the functions.
+    subnetwork = "projects/test-project/regions/us-central1/subnetworks/prod-functions"
+    # A /30 is too small for DIRECT_PEERING.
+    redis_reserved_ip_range = "10.9.0.0/30"
+    # No record secret and no Cloud SQL record database; no plt_fund DSN.
+    record_dsn_secret  = null
+    source_dsn_secrets = { plt_user = "fanout-dsn-plt-user" }
+    # Above 600 s (and far from drain_for_seconds).
+    drain_triggers_timeout_seconds = 700
+  }
+
+  expect_failures = [
+    var.subnetwork,
+    var.redis_reserved_ip_range,
+    var.record_dsn_secret,
+    var.source_dsn_secrets,
+    var.drain_triggers_timeout_seconds,
+  ]
+}
+
+# drain_triggers_timeout_seconds' second rule: within its bounds, but too
+# close to DRAIN_FOR to finish the last publishes.
+run "drain_timeout_too_close_to_drain_for" {
+  command = plan
+
+  variables {
+    drain_triggers_timeout_seconds = 70
+  }
+
+  expect_failures = [var.drain_triggers_timeout_seconds]
+}
+
+# A Cloud SQL database needs no DSN secret, and may not have one too: the
+# secret would be checked and granted but never read.
+run "dsn_secret_for_a_cloud_sql_database" {
+  command = plan
+
+  variables {
+    cloud_sql_instances = {
+      plt_user = { connection_name = "db-project:europe-west1:users" }
+    }
+  }
+
+  expect_failures = [var.source_dsn_secrets]
+}
+
+# An external secret whose latest version is destroyed fails the plan,
+# before Redis is created, naming the secret.
+run "external_secret_destroyed" {
+  command = plan
+
+  override_data {
+    target = data.google_secret_manager_secret_version.external["amqp-url"]
+    values = {
+      version      = "4"
+      destroy_time = "2026-11-30T10:00:00Z"
+    }
+  }
+
+  expect_failures = [data.google_secret_manager_secret_version.external]
 }
 
 # MAX_REPORT_ROWS is read as a whole number: 2.5 would stop every function

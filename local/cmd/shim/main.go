@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
+	"github.com/fanoutexport/fanoutexport/shared/tracing"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
@@ -21,6 +23,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := logging.Default
+	// The consumer's environment installs the process's tracer provider;
+	// the process flushes it when it stops (SIGTERM from the stack).
+	defer flushSpans()
 	var cfg config.Shim
 	if err := config.Load(ctx, &cfg); err != nil {
 		log.Error("shim config", "error", err)
@@ -45,6 +50,16 @@ func main() {
 	wg.Wait()
 	if err := errors.Join(err, ferr); err != nil {
 		log.Error("shim stopped", "error", err)
+		flushSpans()
 		os.Exit(1)
+	}
+}
+
+// flushSpans exports the spans the process still batches.
+func flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if err := tracing.Shutdown(ctx); err != nil {
+		logging.Default.Error("flushing spans", "error", err)
 	}
 }

@@ -1,6 +1,7 @@
-# A root module that deploys the fan-out export into an existing VPC: the
-# provider configuration and the state backend belong here, not in the
-# module. Copy this directory next to your other root modules (and point
+# A root module that deploys the fan-out export into an existing VPC of
+# the same project (for a Shared VPC host project's network, see
+# ../shared_vpc): the provider configuration and the state backend belong
+# here, not in the module. Copy this directory next to your other root modules (and point
 # source at the module's git address), or run it in place:
 #
 #   cp terraform.tfvars.example terraform.tfvars   # fill it in
@@ -34,9 +35,8 @@ terraform {
 }
 
 provider "google" {
-  project        = var.project_id
-  region         = var.region
-  default_labels = var.labels
+  project = var.project_id
+  region  = var.region
 }
 
 module "fanout_export" {
@@ -46,13 +46,22 @@ module "fanout_export" {
   project_id = var.project_id
   region     = var.region
   name       = var.name
+  labels     = var.labels
 
-  network    = var.network
-  subnetwork = var.subnetwork
+  # Networking: every input documented in variables.tf and
+  # terraform.tfvars.example is passed on (local/tfcheck checks it).
+  network                 = var.network
+  subnetwork              = var.subnetwork
+  vpc_egress              = var.vpc_egress
+  google_apis_cidr        = var.google_apis_cidr
+  firewall_priority       = var.firewall_priority
+  redis_connect_mode      = "DIRECT_PEERING"
+  redis_reserved_ip_range = var.redis_reserved_ip_range
 
-  database_cidrs = var.database_cidrs
-  amqp_host_cidr = var.amqp_host_cidr
-  amqp_port      = var.amqp_port
+  database_cidrs      = var.database_cidrs
+  cloud_sql_instances = var.cloud_sql_instances
+  amqp_host_cidr      = var.amqp_host_cidr
+  amqp_port           = var.amqp_port
 
   record_dsn_secret  = var.record_dsn_secret
   source_dsn_secrets = var.source_dsn_secrets

@@ -19,10 +19,30 @@ mock_resource "google_redis_instance" {
     host        = "10.9.0.4"
     port        = 6378
     auth_string = "mock-auth-string"
+    # During a CA rotation Memorystore serves two: the secret must hold
+    # both (a function trusting only the first fails after the switch).
     server_ca_certs = [
-      { cert = "-----BEGIN CERTIFICATE-----\nMOCK-CA-1\n-----END CERTIFICATE-----" },
+      { cert = "-----BEGIN CERTIFICATE-----\nMOCK-CA-CURRENT\n-----END CERTIFICATE-----" },
+      { cert = "-----BEGIN CERTIFICATE-----\nMOCK-CA-NEXT\n-----END CERTIFICATE-----" },
     ]
     create_time = "2026-01-01T00:00:00Z"
+  }
+}
+
+# The external secrets' metadata, as the data source reads it: a live
+# latest version (no destroy time). Never the value (fetch_secret_data).
+mock_data "google_secret_manager_secret_version" {
+  defaults = {
+    version      = "3"
+    enabled      = true
+    destroy_time = ""
+    create_time  = "2026-01-01T00:00:00Z"
+  }
+}
+
+mock_resource "google_project_iam_custom_role" {
+  defaults = {
+    name = "projects/test-project/roles/fanout_url_signer"
   }
 }
 
@@ -40,7 +60,8 @@ mock_resource "google_storage_bucket_object" {
 
 mock_resource "google_artifact_registry_repository" {
   defaults = {
-    id = "projects/test-project/locations/europe-west1/repositories/fanout-functions"
+    id   = "projects/test-project/locations/europe-west1/repositories/fanout-functions"
+    name = "fanout-functions"
   }
 }
 

@@ -3,7 +3,12 @@
 # default is set, every value passes the module's validations, and the
 # module plans. Mock providers: no credentials, no network, no backend.
 
-mock_provider "google" {}
+mock_provider "google" {
+  # The external secrets' metadata: a live latest version.
+  mock_data "google_secret_manager_secret_version" {
+    defaults = { destroy_time = "", version = "1" }
+  }
+}
 
 mock_provider "time" {}
 
@@ -16,7 +21,7 @@ run "example_plans" {
   }
 
   assert {
-    condition     = sort(keys(module.fanout_export.egress_rules)) == sort(["amqp", "db-plt-fund", "db-plt-user", "db-record", "redis"])
-    error_message = "The example allows egress to Redis, RabbitMQ and each database."
+    condition     = sort(keys(module.fanout_export.egress_rules)) == sort(["amqp", "db-plt-fund", "db-plt-user", "db-record", "google-apis", "redis"])
+    error_message = "The example allows egress to Google APIs, Redis, RabbitMQ and each database."
   }
 }
