@@ -17,6 +17,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/output"
@@ -82,7 +83,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	case errors.Is(err, message.ErrVersion):
 		return err // a newer deployment may understand it
 	case err != nil:
-		return fault.Permanentf("aggregator could not decode a done message: %w", err)
+		return fault.Permanent(failreason.AggregatorDecode.Errorf(err))
 	}
 	log = log.With("from", m.Source)
 	if m.Failure != "" {
@@ -90,7 +91,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	}
 	rep, ok := report.Lookup(m.ReportType)
 	if !ok {
-		return fault.Permanentf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types())
+		return fault.Permanent(failreason.AggregatorUnknownType.Errorf(m.ReportType, report.Types()))
 	}
 	err = e.advance(ctx, id, rep, push.ID(), push.DeliveryAttempt, log)
 	if errors.Is(err, state.ErrGone) {
@@ -104,7 +105,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 		return fault.Permanent(overLimit) // the reason, word for word
 	}
 	if fault.ClassOf(err) == fault.Fail {
-		return fault.Permanentf("aggregator: %w", err)
+		return fault.Permanent(failreason.Aggregator.Errorf(err))
 	}
 	return err
 }
@@ -289,8 +290,8 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 	}
 	// The listeners tell the aggregator when they find the hash missing,
 	// so this is the one reason for every path that does.
-	return fault.Permanentf("report state lost: %s is gone from Redis (expired after its TTL, deleted, or lost in a Redis restart) before stage %d finished; nothing was uploaded; request the export again",
-		e.State.Key(id), stage)
+	return fault.Permanentf("%s: %s is gone from Redis (expired after its TTL, deleted, or lost in a Redis restart) before stage %d finished; nothing was uploaded; request the export again",
+		failreason.StateLost.Text(), e.State.Key(id), stage)
 }
 
 // Fail marks the record FAILED (if not final) and drops its hash.

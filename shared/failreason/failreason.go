@@ -139,7 +139,7 @@ var (
 	StateLost = &Reason{
 		Format: "report state lost",
 		Shown:  "report state lost",
-		Means:  "The report's hash `FileDownloadRecordEntity-{ID}` is gone from Redis before the report finished (its TTL passed, it was deleted, or Redis restarted); from the aggregator the rest names the key and stage; from `Sweep` it is the whole reason. Nothing was uploaded.",
+		Means:  "The report's hash `FileDownloadRecordEntity-{ID}` is gone from Redis before the report finished (its TTL passed, it was deleted, or Redis restarted); from the aggregator the rest names the key and stage; from `Sweep` it is the whole reason, given once the PROCESSING record has been quiet for `RETRY_DELAY` + 2 minutes (a report whose dispatch the shim is still retrying stays PROCESSING; one whose retries ran out ends `MQ1 shim could not dispatch …` instead). Nothing was uploaded.",
 		Do:     "Retry. If it recurs, look for Redis restarts or flushes, and for stages slower than `STATE_TTL` without writes.",
 	}
 	NotOurs = &Reason{
