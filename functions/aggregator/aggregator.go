@@ -18,6 +18,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/output"
@@ -83,7 +84,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	case errors.Is(err, message.ErrVersion):
 		return err // a newer deployment may understand it
 	case err != nil:
-		return fault.Permanentf("aggregator could not decode a done message: %w", err)
+		return fault.Permanent(failreason.AggregatorDecode.Errorf(err))
 	}
 	log = log.With("from", m.Source)
 	if m.Failure != "" {
@@ -91,7 +92,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	}
 	rep, ok := report.Lookup(m.ReportType)
 	if !ok {
-		return fault.Permanentf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types())
+		return fault.Permanent(failreason.AggregatorUnknownType.Errorf(m.ReportType, report.Types()))
 	}
 	part := state.Part{Index: m.Part, Count: m.Parts}
 	if !part.IsWhole() {
@@ -109,7 +110,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 		return fault.Permanent(overLimit) // the reason, word for word
 	}
 	if fault.ClassOf(err) == fault.Fail {
-		return fault.Permanentf("aggregator: %w", err)
+		return fault.Permanent(failreason.Aggregator.Errorf(err))
 	}
 	return err
 }
@@ -450,8 +451,8 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 	}
 	// The listeners tell the aggregator when they find the hash missing,
 	// so this is the one reason for every path that does.
-	return fault.Permanentf("report state lost: %s is gone from Redis (expired after its TTL, deleted, or lost in a Redis restart) before stage %d finished; nothing was uploaded; request the export again",
-		e.State.Key(id), stage)
+	return fault.Permanentf("%s: %s is gone from Redis (expired after its TTL, deleted, or lost in a Redis restart) before stage %d finished; nothing was uploaded; request the export again",
+		failreason.StateLost.Text(), e.State.Key(id), stage)
 }
 
 // Fail marks the record FAILED (if not final) and drops its hash and its

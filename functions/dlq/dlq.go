@@ -16,6 +16,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/output"
@@ -158,9 +159,9 @@ func (e *Env) reason(ctx context.Context, m message.Header, attrs map[string]str
 
 	var b strings.Builder
 	if isDone || (len(who) == 1 && who[0] == state.AggregatorName) {
-		fmt.Fprintf(&b, "stage %d aggregator failed %s delivery attempts", m.Stage, deliveries)
+		b.WriteString(failreason.DeadAggregator.Text(m.Stage, deliveries))
 	} else {
-		fmt.Fprintf(&b, "stage %d listener %s failed %s delivery attempts", m.Stage, strings.Join(who, ", "), deliveries)
+		b.WriteString(failreason.DeadListener.Text(m.Stage, strings.Join(who, ", "), deliveries))
 	}
 	if m.ReportType != "" {
 		fmt.Fprintf(&b, " (report %s)", m.ReportType)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/push"
@@ -65,7 +66,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	case err != nil:
 		// With a record, fail its report (the push handler parks the
 		// message when it names none).
-		return fault.Permanentf("listener %s could not decode its stage message: %w", src.Name(), err)
+		return fault.Permanent(failreason.ListenerDecode.Errorf(src.Name(), err))
 	}
 	if !slices.Contains(m.Sources, src.Name()) {
 		log.Debug("report does not use this listener in this stage; acking", "reportType", m.ReportType)
@@ -73,11 +74,11 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	}
 	rep, ok := report.Lookup(m.ReportType)
 	if !ok || !slices.Contains(rep.SourceNames(m.Stage), src.Name()) {
-		return fault.Permanentf("listener %s does not know report type %q at stage %d (deployed version older than the shim's?)", src.Name(), m.ReportType, m.Stage)
+		return fault.Permanent(failreason.ListenerUnknownType.Errorf(src.Name(), m.ReportType, m.Stage))
 	}
 	params, err := report.ParseParams(m.Params)
 	if err != nil {
-		return fault.Permanentf("listener %s: %w", src.Name(), err)
+		return fault.Permanent(failreason.ListenerParams.Errorf(src.Name(), err))
 	}
 	var bounds report.Bounds
 	if len(m.Bounds) > 0 {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,12 +44,20 @@ func envOr(k, def string) string {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir = dir
+	if testing.Short() {
+		// Every test here needs MariaDB, Redis and RabbitMQ and skips
+		// (in newEnv, through testdb) under -short: skip the build too.
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	err = stack.Build(ctx, "../..", dir)
 	cancel()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
@@ -33,7 +34,7 @@ const (
 )
 
 // CancelReason is the fail_reason of a record the operator cancelled.
-const CancelReason = "cancelled by operator"
+var CancelReason = failreason.Cancelled.Text()
 
 // Opener builds the client (client.FromEnv in the binary).
 type Opener func(ctx context.Context) (*client.Client, func(), error)

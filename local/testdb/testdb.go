@@ -1,6 +1,9 @@
 // Package testdb gives a test its own throwaway MariaDB databases on the
 // shared server, dropped when the test ends, so tests can run in parallel.
-// It fails, never skips, when the server is not there: make test starts it.
+// It fails, never skips, when the server is not there (make test starts
+// it), except under -short, where every test that needs a server skips
+// through NeedMariaDB, NeedRedis or NeedRabbitMQ, so `go test -short ./...`
+// runs on a machine without any.
 package testdb
 
 import (
@@ -24,6 +27,38 @@ func Server() string {
 	return "root@tcp(127.0.0.1:3306)/"
 }
 
+// Addresses of the shared servers the tests use (make test starts them).
+const (
+	RedisAddr = "127.0.0.1:6379"
+	AMQPURL   = "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+// NeedMariaDB skips t under -short: t needs the MariaDB server. New and
+// Pipeline call it, so a test that gets its databases there need not.
+func NeedMariaDB(t testing.TB) {
+	t.Helper()
+	need(t, "MariaDB at 127.0.0.1:3306")
+}
+
+// NeedRedis skips t under -short: t needs the Redis server at RedisAddr.
+func NeedRedis(t testing.TB) {
+	t.Helper()
+	need(t, "Redis at "+RedisAddr)
+}
+
+// NeedRabbitMQ skips t under -short: t needs the RabbitMQ server.
+func NeedRabbitMQ(t testing.TB) {
+	t.Helper()
+	need(t, "RabbitMQ at 127.0.0.1:5672")
+}
+
+func need(t testing.TB, server string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: skipped under -short (make test runs it)", server)
+	}
+}
+
 // UniqueName returns prefix_<random hex>, for databases, keys and queues.
 func UniqueName(t testing.TB, prefix string) string {
 	t.Helper()
@@ -38,6 +73,7 @@ func UniqueName(t testing.TB, prefix string) string {
 // do not depend on the server's default), runs ddl in it and returns it.
 func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
 	t.Helper()
+	NeedMariaDB(t)
 	ctx := context.Background()
 	name := UniqueName(t, prefix)
 	admin, err := serverenv.OpenDB(Server())
@@ -76,6 +112,7 @@ func New(t testing.TB, prefix string, ddl ...string) *sql.DB {
 // their tables, as {prefix}_<random>_plt_report and so on.
 func Pipeline(t testing.TB, prefix string) schema.DSNs {
 	t.Helper()
+	NeedMariaDB(t)
 	base := Server() + UniqueName(t, prefix)
 	d := schema.DSNs{Record: base + "_plt_report", Sources: map[string]string{}}
 	for _, db := range report.Databases() {

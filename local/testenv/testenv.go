@@ -12,6 +12,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -57,7 +59,8 @@ func Subscribe(t testing.TB, psc *pubsub.Client, sub, topic string) {
 // id + ":", whose keys are deleted, and the client closed, when t ends.
 func RedisPrefix(t testing.TB, id string) (*redis.Client, string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	testdb.NeedRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: testdb.RedisAddr})
 	prefix := id + ":"
 	t.Cleanup(func() {
 		ctx := context.Background()

@@ -73,6 +73,7 @@ func (s *syncBuffer) String() string {
 // the real RabbitMQ (an exchange and queue of the test's own) and pstest.
 func TestForwarderRecoversPanic(t *testing.T) {
 	t.Parallel()
+	testdb.NeedRabbitMQ(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	name := testdb.UniqueName(t, "forward")

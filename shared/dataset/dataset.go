@@ -23,6 +23,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
@@ -42,7 +43,7 @@ const MaxChunkBytes = 1 << 20
 
 // ErrRowTooLarge reports a row whose encoding exceeds MaxChunkBytes: no
 // chunk can hold it. Retrying cannot fix it.
-var ErrRowTooLarge = fault.Permanent(errors.New("row too large for a dataset chunk"))
+var ErrRowTooLarge = fault.Permanent(failreason.RowTooLarge.Sentinel())
 
 // Store keeps the chunks of named datasets.
 type Store interface {
@@ -63,11 +64,11 @@ type WriteStore interface {
 
 // ErrMissing reports a dataset (or chunk) that is not in the store of a
 // live report. Retrying cannot bring it back, so it is permanent.
-var ErrMissing = fault.Permanent(errors.New("dataset missing"))
+var ErrMissing = fault.Permanent(failreason.DatasetMissing.Sentinel())
 
 // ErrCorrupt reports a dataset whose content breaks its contract (bad
 // encoding, wrong counts, rows out of key order). Retrying cannot fix it.
-var ErrCorrupt = fault.Permanent(errors.New("dataset corrupt"))
+var ErrCorrupt = fault.Permanent(failreason.DatasetCorrupt.Sentinel())
 
 // ChunkField is the hash field of chunk i: "plt_fund.vs_withdraw.user_id#3".
 func ChunkField(name string, i int64) string { return fmt.Sprintf("%s#%d", name, i) }

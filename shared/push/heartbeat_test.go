@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
@@ -23,6 +24,7 @@ import (
 // a 2 s TTL standing in for the 10-minute one.
 func TestHeartbeatKeepsTheHashAlive(t *testing.T) {
 	t.Parallel()
+	testdb.NeedRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
 	prefix := fmt.Sprintf("hbtest%d:", rand.Uint64())

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
@@ -122,6 +123,7 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 // reason; and the same handler goes on serving. Real Redis for the hash.
 func TestPanicIsRetried(t *testing.T) {
 	t.Parallel()
+	testdb.NeedRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() { rdb.Close() })
 	prefix := fmt.Sprintf("panictest%d:", rand.Uint64())

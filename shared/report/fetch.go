@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
@@ -26,7 +27,7 @@ const TimeLayout = "2006-01-02T15:04:05Z"
 type RowLimitExceeded struct{ Max int64 }
 
 func (e *RowLimitExceeded) Error() string {
-	return fmt.Sprintf("report exceeds %d rows; narrow the filter", e.Max)
+	return failreason.RowLimit.Text(e.Max)
 }
 
 // RowLimitError is the permanent error of a report over max rows.
@@ -130,7 +131,7 @@ func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out *rowSink
 			case Int:
 				// Validate while the row is at hand: the joins parse keys.
 				if _, err := strconv.ParseInt(string(raw[i]), 10, 64); err != nil {
-					return fault.Permanentf("%s.%s: %q is not an integer", src.Name(), c.Name, raw[i])
+					return fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, raw[i]))
 				}
 				rec[i] = string(raw[i])
 			default:

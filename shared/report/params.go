@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 )
 
 // MaxTagIDs bounds the tag filter so one query stays a reasonable size.
@@ -22,7 +24,7 @@ type Params struct {
 }
 
 // ErrInvalidParams marks params a person must fix; the record ends FAILED.
-var ErrInvalidParams = errors.New("invalid params")
+var ErrInvalidParams = errors.New(failreason.InvalidParams.Lead())
 
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidParams, fmt.Sprintf(format, a...))

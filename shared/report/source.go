@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
@@ -181,7 +182,7 @@ var payment = addSource(Source{
 			// would be compared as a double.
 			user, err := strconv.ParseInt(pair[0], 10, 64)
 			if err != nil {
-				return Query{}, fault.Permanentf("input %s: bad user_id %q", stage1Pairs, pair[0])
+				return Query{}, fault.Permanent(failreason.BadInput.Errorf(stage1Pairs, pair[0]))
 			}
 			args = append(args, i, user, pair[1])
 		}

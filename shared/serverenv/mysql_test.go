@@ -12,6 +12,7 @@ import (
 // MariaDB.
 func TestSessionsRunInUTC(t *testing.T) {
 	t.Parallel()
+	testdb.NeedMariaDB(t)
 	db, err := serverenv.OpenDB(testdb.Server())
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 )
 
@@ -80,7 +81,7 @@ const (
 // ErrNotOurs means the key is there but not a hash Create made: a key of
 // another type, or a hash without our mark. Nothing was written to it,
 // and its TTL was left alone.
-var ErrNotOurs = errors.New("the report's Redis key is not a report hash this service created")
+var ErrNotOurs = failreason.NotOurs.Sentinel()
 
 // The script returns 1 (created), 0 (ours, kept), -1 (not a hash: the
 // type follows) or -2 (a hash without our mark). A hash from before the

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/state"
 )
@@ -83,10 +84,11 @@ type env struct {
 	log    *commandLog
 }
 
-// setup connects to the real Redis, failing (never skipping) if it is not
+// setup connects to the real Redis (skipped under -short), failing if it is not
 // there, and gives the test its own key prefix, deleted afterwards.
 func setup(t *testing.T) env {
 	t.Helper()
+	testdb.NeedRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr()})
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -41,7 +42,7 @@ import (
 )
 
 // ReasonLost is the fail reason of a PROCESSING record without its hash.
-const ReasonLost = "report state lost"
+var ReasonLost = failreason.StateLost.Text()
 
 // LostMargin is how much longer than the shim's RETRY_DELAY a PROCESSING
 // record without its hash must have been quiet before the hash counts as
@@ -194,7 +195,7 @@ func (s *Sweeper) fail(ctx context.Context, log *slog.Logger, id int64, olderTha
 // Stuck is the fail reason of a report PROCESSING past limit: the first
 // stage whose listeners are not all done, with those done and missing.
 func Stuck(rep report.Report, known bool, snap state.Snapshot, limit time.Duration) string {
-	prefix := fmt.Sprintf("report still PROCESSING after %s", limit)
+	prefix := failreason.Stuck.Text(limit)
 	if !known {
 		return prefix + fmt.Sprintf(": report type %q is unknown", snap.ReportType)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/rabbitmq"
@@ -322,7 +323,7 @@ func (c *Consumer) handle(dl amqp.Delivery, pub *amqp.Channel) {
 		c.settle(dl, c.fail(ctx, pub, dl, id, err.Error(), log), log)
 	default:
 		if attempt >= c.Cfg.MaxAttempts {
-			reason := fmt.Sprintf("MQ1 shim could not dispatch the report after %d attempts: %v", attempt, err)
+			reason := failreason.DispatchExhausted.Text(attempt, err)
 			c.settle(dl, c.fail(ctx, pub, dl, id, reason, log), log)
 			return
 		}

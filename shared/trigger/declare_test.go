@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
@@ -19,6 +20,7 @@ import (
 // would fail every session with PRECONDITION_FAILED. Against the real
 // RabbitMQ, with queues of this test's own. Not parallel: sets K_SERVICE.
 func TestDeclareTriggerPassivelyWhenDeployed(t *testing.T) {
+	testdb.NeedRabbitMQ(t)
 	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
 	if err != nil {
 		t.Fatal(err)

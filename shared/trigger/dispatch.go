@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/bus"
 	"github.com/fanoutexport/fanoutexport/shared/completion"
+	"github.com/fanoutexport/fanoutexport/shared/failreason"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/record"
@@ -181,7 +182,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, id int64, behind bool, log *s
 	}
 	rep, ok := report.Lookup(rec.ReportType)
 	if !ok {
-		return 0, fault.Permanentf("unknown report_type %q; known types: %v", rec.ReportType, report.Types())
+		return 0, fault.Permanent(failreason.UnknownType.Errorf(rec.ReportType, report.Types()))
 	}
 	params, err := report.ParseParams(rec.Params)
 	if err != nil {
