@@ -148,6 +148,12 @@ var (
 		Means:  "The key the report needs holds something another program made (another type, or a hash without this service's mark); nothing was run and the key was left alone.",
 		Do:     "Give this deployment its own `REDIS_KEY_PREFIX` or `REDIS_DB`; remove the foreign key only if you own it; retry.",
 	}
+	UnreadablePlan = &Reason{
+		Format: "the report's hash holds an unreadable plan of %d parts (%d bounds read: %v); request the export again",
+		Shown:  "the report's hash holds an unreadable plan of {n} parts ({k} bounds read: {error}); request the export again",
+		Means:  "The shim re-dispatched a report whose hash's stored plan of parts it cannot read: something else wrote the hash.",
+		Do:     "Request the export again; check what else writes to the Redis keys (`REDIS_KEY_PREFIX`).",
+	}
 	DispatchExhausted = &Reason{
 		Format: "MQ1 shim could not dispatch the report after %d attempts: %v",
 		Shown:  "MQ1 shim could not dispatch the report after {n} attempts: {error}",
@@ -156,8 +162,8 @@ var (
 	}
 	DeadListener = &Reason{
 		Format: "stage %d listener %s failed %s delivery attempts",
-		Shown:  "stage {n} listener {source} failed {n} delivery attempts (report {type}); report state already gone from Redis; last error from {source}: {error}",
-		Means:  "`DeadLetter`: that listener answered with an error on every delivery (6, 60 s apart). The middle part appears only when the hash was already gone; the last part, per listener, only when its last error was noted.",
+		Shown:  "stage {n} listener {source} failed {n} delivery attempts (report {type}); part {i} of {p}, {range}; report state already gone from Redis; last error from {source}: {error}",
+		Means:  "`DeadLetter`: that listener answered with an error on every delivery (6, 60 s apart); for a report split into parts, `part {i} of {p}, user_id [{lo}, {hi})` names the key range that failed (the other parts stop, their segments are deleted). The middle part appears only when the hash was already gone; the last part, per listener, only when its last error was noted.",
 		Do:     "Fix what the last error names (source database reachable, `DSN_…`, grants, timeouts), then retry.",
 	}
 	DeadAggregator = &Reason{
@@ -182,7 +188,7 @@ var (
 
 // All is every reason, in the README's order.
 var All = []*Reason{
-	UnknownType, InvalidParams, ListenerParams, ListenerDecode, ListenerUnknownType,
+	UnreadablePlan, UnknownType, InvalidParams, ListenerParams, ListenerDecode, ListenerUnknownType,
 	AggregatorDecode, AggregatorUnknownType, Aggregator, NotInteger, BadInput,
 	DatasetMissing, DatasetCorrupt, RowTooLarge, RowLimit, StateLost, NotOurs,
 	DispatchExhausted, DeadListener, DeadAggregator, Stuck, Cancelled,

@@ -278,7 +278,7 @@ func planBounds(parts int, stored []byte) ([]json.RawMessage, error) {
 	}
 	var bounds []json.RawMessage
 	if err := json.Unmarshal(stored, &bounds); err != nil || len(bounds) != parts {
-		return nil, fault.Permanentf("the report's hash holds an unreadable plan of %d parts (%d bounds read: %v); request the export again", parts, len(bounds), err)
+		return nil, fault.Permanent(failreason.UnreadablePlan.Errorf(parts, len(bounds), err))
 	}
 	return bounds, nil
 }
