@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/api/option"
@@ -92,7 +93,11 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if !ok {
 		return fault.Permanentf("aggregator does not know report type %q (known: %v)", m.ReportType, report.Types())
 	}
-	err = e.advance(ctx, id, rep, push.ID(), push.DeliveryAttempt, log)
+	part := state.Part{Index: m.Part, Count: m.Parts}
+	if !part.IsWhole() {
+		log = log.With("part", m.Part, "parts", m.Parts)
+	}
+	err = e.advance(ctx, id, rep, m.PartOf, push.ID(), push.DeliveryAttempt, log)
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
@@ -109,17 +114,23 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	return err
 }
 
-// advance takes the next step if the highest complete stage has not taken it.
-func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID string, deliveryAttempt int, log *slog.Logger) error {
-	snap, err := e.State.Read(ctx, id, rep.StageSources())
+// advance takes the next step of the message's part if the part's
+// highest complete stage has not taken it. A one-part report's part is
+// the whole report, under the hash's names of a report before parts.
+func (e *Env) advance(ctx context.Context, id int64, rep report.Report, po message.PartOf, msgID string, deliveryAttempt int, log *slog.Logger) error {
+	part := state.Part{Index: po.Part, Count: po.Parts}
+	snap, err := e.State.ReadPart(ctx, id, part, rep.StageSources())
 	if err != nil {
 		return err
 	}
 	if snap.ReportType != rep.Type {
 		return fmt.Errorf("%w: hash says report type %q, message says %q", dataset.ErrCorrupt, snap.ReportType, rep.Type)
 	}
-	// queryDoneCount is cumulative, so the highest complete stage is the
-	// last one whose cumulative count has been reached.
+	if snap.Parts != part.Count {
+		return fmt.Errorf("%w: hash says %d parts, message says %s", dataset.ErrCorrupt, snap.Parts, part)
+	}
+	// The part's done count is cumulative over stages, so its highest
+	// complete stage is the last one whose cumulative count is reached.
 	n := 0
 	for n < len(rep.Stages) && snap.DoneCount >= rep.DoneAfter(n+1) {
 		n++
@@ -133,7 +144,7 @@ func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID st
 		log.Debug("stage already handled")
 		return nil
 	}
-	claim, err := e.State.Claim(ctx, id, n, msgID, deliveryAttempt, e.Cfg.ClaimTTL)
+	claim, err := e.State.ClaimPart(ctx, id, part, n, msgID, deliveryAttempt, e.Cfg.ClaimTTL)
 	if err != nil {
 		return err
 	}
@@ -146,9 +157,12 @@ func (e *Env) advance(ctx context.Context, id int64, rep report.Report, msgID st
 	}
 	reads := chosenAttempts(rep, snap)
 	if n < len(rep.Stages) {
-		return e.nextStage(ctx, id, rep, n, snap.Params, reads, log)
+		return e.nextStage(ctx, id, rep, po, n, snap.Params, reads, msgID, deliveryAttempt, log)
 	}
-	return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+	if part.IsWhole() {
+		return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+	}
+	return e.finishPart(ctx, id, rep, part, n, reads, msgID, deliveryAttempt, log)
 }
 
 // chosenAttempts maps each finished source's dataset to the attempt its
@@ -165,18 +179,20 @@ func chosenAttempts(rep report.Report, snap state.Snapshot) map[string]int64 {
 	return reads
 }
 
-// nextStage writes stage n+1's input under an attempt of its own, commits
-// it (an aggregator that took the stage over may have committed first:
-// then its input counts and ours is dropped), and fans out stage n+1 — or,
-// when stage n found nothing, finishes at once.
-func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int, params []byte, reads map[string]int64, log *slog.Logger) error {
+// nextStage writes the part's stage n+1 input, from the part's stage-n
+// rows only, under an attempt of its own, commits it (an aggregator that
+// took the stage over may have committed first: then its input counts and
+// ours is dropped), and fans out stage n+1 for the part — or, when stage n
+// found nothing, finishes the part at once.
+func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, po message.PartOf, n int, params []byte, reads map[string]int64, msgID string, deliveryAttempt int, log *slog.Logger) error {
 	ctx, span := tracing.Start(ctx, "hand over to the next stage")
 	defer span.End()
+	part := state.Part{Index: po.Part, Count: po.Parts}
 	attempt, err := e.State.NewAttempt(ctx, id)
 	if err != nil {
 		return err
 	}
-	next, err := rep.Between(ctx, n, e.State.Writer(id, state.InputField(n+1), attempt, reads), e.Cfg.ChunkBytes)
+	next, err := rep.Between(ctx, n, e.State.PartWriter(id, part, state.PartInputField(part, n+1), attempt, reads), e.Cfg.ChunkBytes)
 	if errors.Is(err, state.ErrSuperseded) {
 		next, err = true, nil // another aggregator committed its input
 	}
@@ -185,28 +201,31 @@ func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, n int,
 	}
 	if !next {
 		log.Info("stage produced no rows; skipping the remaining stages")
-		return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+		if part.IsWhole() {
+			return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
+		}
+		return e.finishPart(ctx, id, rep, part, n, reads, msgID, deliveryAttempt, log)
 	}
-	winner, err := e.State.CommitInput(ctx, id, n+1, attempt)
+	winner, err := e.State.CommitPartInput(ctx, id, part, n+1, attempt)
 	if err != nil {
 		return err
 	}
 	if winner != attempt {
 		for _, src := range rep.Stages[n] {
 			if src.Input != "" {
-				if err := e.State.DropAttempt(ctx, id, src.Input, attempt); err != nil {
+				if err := e.State.DropPartAttempt(ctx, id, part, src.Input, attempt); err != nil {
 					log.Warn("could not drop this attempt's input; the hash's deletion will", "error", err)
 				}
 			}
 		}
 	}
 	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
-		Sources: rep.SourceNames(n + 1), Params: params}
+		Sources: rep.SourceNames(n + 1), Params: params, PartOf: po}
 	if _, err := e.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
 		return err
 	}
 	log.Info("stage complete; fanned out the next stage", "next", n+1, "inputAttempt", winner)
-	return e.State.CompleteClaim(ctx, id, n)
+	return e.State.CompletePartClaim(ctx, id, part, n)
 }
 
 // finish joins, uploads the CSV, marks SUCCESS, then deletes the hash.
@@ -217,12 +236,8 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	// A run that another run finished uploads nothing: that run's object
 	// is the record's, and never changes. WriteNew holds the line when
 	// the two race past this check.
-	if rec, err := e.Records.Get(ctx, id); err != nil {
+	if done, err := e.alreadyFinal(ctx, id, log); done || err != nil {
 		return err
-	} else if rec.Status.Final() {
-		log.Info("record already final; nothing uploaded", "status", rec.Status.String())
-		e.deleteState(ctx, id, log)
-		return e.Announce.Announce(ctx, id, log)
 	}
 	var rows int64
 	err := e.Store.WriteNew(ctx, object, func(w io.Writer) error {
@@ -230,17 +245,7 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 		if err != nil {
 			return err
 		}
-		write := cw.Write
-		if limit := e.Cfg.MaxReportRows; limit > 0 {
-			// MAX_REPORT_ROWS: the writer's error abandons the upload.
-			write = func(row []string) error {
-				if cw.Rows() >= limit {
-					return report.RowLimitError(limit)
-				}
-				return cw.Write(row)
-			}
-		}
-		if err := rep.Join(ctx, store, write); err != nil {
+		if err := rep.Join(ctx, store, e.limited(cw)); err != nil {
 			return err
 		}
 		rows = cw.Rows()
@@ -257,6 +262,45 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	if err != nil {
 		return err
 	}
+	return e.succeed(ctx, id, object, rows, log)
+}
+
+// alreadyFinal reports (and announces) a record another run made final:
+// its object, if any, is the record's and never changes.
+func (e *Env) alreadyFinal(ctx context.Context, id int64, log *slog.Logger) (bool, error) {
+	rec, err := e.Records.Get(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if !rec.Status.Final() {
+		return false, nil
+	}
+	log.Info("record already final; nothing uploaded", "status", rec.Status.String())
+	e.deleteState(ctx, id, log)
+	if rec.Status == record.Failed {
+		e.deleteSegments(ctx, id, log)
+	}
+	return true, e.Announce.Announce(ctx, id, log)
+}
+
+// limited is cw.Write bounded by MAX_REPORT_ROWS: the writer's error
+// abandons the upload.
+func (e *Env) limited(cw *output.CSVWriter) func(row []string) error {
+	limit := e.Cfg.MaxReportRows
+	if limit <= 0 {
+		return cw.Write
+	}
+	return func(row []string) error {
+		if cw.Rows() >= limit {
+			return report.RowLimitError(limit)
+		}
+		return cw.Write(row)
+	}
+}
+
+// succeed marks the record SUCCESS with object's path and rows, deletes
+// the hash and announces the record.
+func (e *Env) succeed(ctx context.Context, id int64, object string, rows int64, log *slog.Logger) error {
 	path := output.Path(e.Store.Bucket(), object)
 	ok, err := e.Records.MarkSuccess(ctx, id, path, rows)
 	if err != nil {
@@ -273,6 +317,118 @@ func (e *Env) finish(ctx context.Context, id int64, rep report.Report, store dat
 	return e.Announce.Ended(ctx, id, log)
 }
 
+// finishPart joins one part of a report split into parts into its CSV
+// segment (data rows only) under the report's temporary prefix, counts it
+// once, drops the part's datasets, and, when it is the last segment,
+// composes the report's object. A redelivery after a crash finds the
+// segment counted and goes straight to the compose.
+func (e *Env) finishPart(ctx context.Context, id int64, rep report.Report, part state.Part, n int, reads map[string]int64, msgID string, deliveryAttempt int, log *slog.Logger) error {
+	ctx, span := tracing.Start(ctx, "join a part into its segment")
+	defer span.End()
+	rows, written, err := e.State.SegmentRows(ctx, id, part)
+	if err != nil {
+		return err
+	}
+	if !written {
+		if done, err := e.alreadyFinal(ctx, id, log); done || err != nil {
+			return err
+		}
+		object := output.SegmentName(id, part.Index)
+		// The segment's rows are fixed by the done markers, so a
+		// takeover writes the same bytes: Write replaces, never appends.
+		err := e.Store.Write(ctx, object, func(w io.Writer) error {
+			cw, err := output.NewSegmentCSV(w, rep.CSV)
+			if err != nil {
+				return err
+			}
+			if err := rep.Join(ctx, e.State.PartReader(id, part, reads), e.limited(cw)); err != nil {
+				return err
+			}
+			rows = cw.Rows()
+			return cw.Flush()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	seg, err := e.State.MarkSegment(ctx, id, part, rows)
+	if err != nil {
+		return err
+	}
+	log.Info("part's segment written", "rows", rows, "segments", seg.Done, "counted", seg.Counted)
+	e.dropPart(ctx, id, rep, part, reads, log)
+	// MAX_REPORT_ROWS bounds the report: the sum of its parts.
+	if limit := e.Cfg.MaxReportRows; limit > 0 && seg.Rows > limit {
+		return report.RowLimitError(limit)
+	}
+	if seg.Done >= int64(part.Count) {
+		return e.compose(ctx, id, rep, part.Count, seg.Rows, msgID, deliveryAttempt, log)
+	}
+	return e.State.CompletePartClaim(ctx, id, part, n)
+}
+
+// dropPart deletes a part's datasets once its segment is written, so a
+// report's Redis footprint is bounded by its parts in flight.
+func (e *Env) dropPart(ctx context.Context, id int64, rep report.Report, part state.Part, reads map[string]int64, log *slog.Logger) {
+	drop := func(name string, attempt int64) {
+		if err := e.State.DropPartAttempt(ctx, id, part, name, attempt); err != nil {
+			log.Warn("could not drop the part's dataset; the hash's deletion will", "dataset", name, "error", err)
+		}
+	}
+	for name, attempt := range reads {
+		drop(name, attempt)
+	}
+	for n := 2; n <= len(rep.Stages); n++ {
+		for _, src := range rep.Stages[n-1] {
+			if src.Input == "" {
+				continue
+			}
+			if a, err := e.State.PartInputAttempt(ctx, id, part, n); err == nil {
+				drop(src.Input, a)
+			}
+		}
+	}
+}
+
+// compose assembles the report's object from its parts' segments, once:
+// the compose is claimed like a stage, and Compose's final step is
+// conditional, so a takeover never changes a finished object.
+func (e *Env) compose(ctx context.Context, id int64, rep report.Report, parts int, rows int64, msgID string, deliveryAttempt int, log *slog.Logger) error {
+	ctx, span := tracing.Start(ctx, "compose the segments")
+	defer span.End()
+	claim, err := e.State.ClaimCompose(ctx, id, msgID, deliveryAttempt, e.Cfg.ClaimTTL)
+	if err != nil {
+		return err
+	}
+	if claim != state.Claimed {
+		log.Info("compose claimed by another message; acking")
+		return nil
+	}
+	if done, err := e.alreadyFinal(ctx, id, log); done || err != nil {
+		return err
+	}
+	head, err := rep.CSV.Head()
+	if err != nil {
+		return err
+	}
+	segments := make([]string, parts)
+	for i := range segments {
+		segments[i] = output.SegmentName(id, i)
+	}
+	object := output.ObjectName(id, rep.Type)
+	c, err := e.Store.Compose(ctx, object, head, segments)
+	if errors.Is(err, output.ErrExists) {
+		// An earlier run composed it from the same segments.
+		log.Warn("the report's object was already composed; kept it", "object", object)
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("segments composed", "object", object, "segments", parts, "bytes", c.Size, "composes", c.Composes)
+	return e.succeed(ctx, id, object, rows, log)
+}
+
 // gone handles a missing hash: a late duplicate after the record ended, or
 // a report whose state expired or was deleted. Never upload an empty CSV.
 func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) error {
@@ -285,6 +441,11 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 	}
 	if rec.Status.Final() {
 		log.Info("record already final; announcing it again before acking", "status", rec.Status.String())
+		if rec.Status == record.Failed {
+			// A part that was still running when another part failed
+			// the report may have written its segment since.
+			e.deleteSegments(ctx, id, log)
+		}
 		return e.Announce.Announce(ctx, id, log)
 	}
 	// The listeners tell the aggregator when they find the hash missing,
@@ -293,13 +454,18 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 		e.State.Key(id), stage)
 }
 
-// Fail marks the record FAILED (if not final) and drops its hash.
+// Fail marks the record FAILED (if not final) and drops its hash and its
+// parts' segments.
 func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
+	if h.Parts > 1 {
+		reason = partReason(h, reason)
+	}
 	ok, err := e.Records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
 	}
 	e.deleteState(ctx, h.RecordID, log)
+	e.deleteSegments(ctx, h.RecordID, log)
 	if !ok {
 		err := e.Announce.Announce(ctx, h.RecordID, log)
 		if errors.Is(err, record.ErrNotFound) {
@@ -310,6 +476,25 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 	}
 	log.Error("report FAILED", "reason", reason)
 	return e.Announce.Ended(ctx, h.RecordID, log)
+}
+
+// partReason names the part a failure happened in, unless the reason is
+// the row limit's, which is the whole report's and stays word for word.
+func partReason(h message.Header, reason string) string {
+	if strings.HasPrefix(reason, "report exceeds ") {
+		return reason
+	}
+	return fmt.Sprintf("%s (part %d of %d, %s)", reason, h.Part+1, h.Parts, report.DescribeBounds(h.ReportType, h.Bounds))
+}
+
+// deleteSegments removes a failed report's segments and composites, if
+// any; a lifecycle rule is not needed for the ones this reaches.
+func (e *Env) deleteSegments(ctx context.Context, id int64, log *slog.Logger) {
+	if n, err := e.Store.DeletePrefix(ctx, output.SegmentPrefix(id)); err != nil {
+		log.Warn("could not delete the report's segments", "prefix", output.SegmentPrefix(id), "error", err)
+	} else if n > 0 {
+		log.Info("deleted the failed report's segments", "objects", n)
+	}
 }
 
 // recordDeleted ends the work on a report whose record was deleted while

@@ -18,6 +18,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/message"
+	"github.com/fanoutexport/fanoutexport/shared/output"
 	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
@@ -35,6 +36,7 @@ type Env struct {
 	cfg      config.DeadLetter
 	records  *record.Repo
 	announce *completion.Announcer
+	store    *output.Store // the failed report's segments are deleted
 }
 
 // New returns the push handler; clients are created on first request.
@@ -51,7 +53,7 @@ func New() *push.Handler {
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.ClientOption) (*Env, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, Storage: cfg.Completion.SignedURLTTL > 0, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
+		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +62,7 @@ func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.Cli
 	if err != nil {
 		return nil, errors.Join(err, env.Close())
 	}
-	return &Env{Env: env, cfg: cfg, records: records, announce: ann}, nil
+	return &Env{Env: env, cfg: cfg, records: records, announce: ann, store: output.NewStore(env.Storage, cfg.Storage.Bucket)}, nil
 }
 
 // Handle ends the dead letter's record FAILED with a reason naming who
@@ -77,9 +79,11 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	return e.Fail(ctx, push, h, reason, log)
 }
 
-// Fail marks the record FAILED with reason and drops its hash; a record
-// already final is left as it is. Either way the record is announced
-// before the dead letter is acked.
+// Fail marks the record FAILED with reason and drops its hash and its
+// parts' segments; a record already final is left as it is. Either way
+// the record is announced before the dead letter is acked. The report's
+// other parts stop where they are: their listeners and the aggregator
+// find the hash gone and the record final.
 func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
 	ok, err := e.records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
@@ -98,6 +102,11 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 	}
 	log.Error("report FAILED", "reason", reason)
 	e.deleteState(ctx, h.RecordID, log)
+	if n, err := e.store.DeletePrefix(ctx, output.SegmentPrefix(h.RecordID)); err != nil {
+		log.Warn("could not delete the report's segments", "error", err)
+	} else if n > 0 {
+		log.Info("deleted the failed report's segments", "objects", n)
+	}
 	return e.announce.Ended(ctx, h.RecordID, log)
 }
 
@@ -122,7 +131,8 @@ func (e *Env) reason(ctx context.Context, m message.Header, attrs map[string]str
 	if rep, ok := report.Lookup(m.ReportType); ok {
 		stages = rep.StageSources()
 	}
-	snap, err := e.State.Read(ctx, m.RecordID, stages)
+	part := state.Part{Index: m.Part, Count: m.Parts}
+	snap, err := e.State.ReadPart(ctx, m.RecordID, part, stages)
 	stateGone := errors.Is(err, state.ErrGone)
 	if err != nil && !stateGone {
 		return "", err
@@ -154,6 +164,9 @@ func (e *Env) reason(ctx context.Context, m message.Header, attrs map[string]str
 	}
 	if m.ReportType != "" {
 		fmt.Fprintf(&b, " (report %s)", m.ReportType)
+	}
+	if !part.IsWhole() {
+		fmt.Fprintf(&b, "; part %d of %d, %s", part.Index+1, part.Count, report.DescribeBounds(m.ReportType, m.Bounds))
 	}
 	if stateGone {
 		b.WriteString("; report state already gone from Redis")

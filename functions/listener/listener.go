@@ -5,6 +5,7 @@ package listener
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,9 +79,19 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if err != nil {
 		return fault.Permanentf("listener %s: %w", src.Name(), err)
 	}
-	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name()}
+	var bounds report.Bounds
+	if len(m.Bounds) > 0 {
+		if err := json.Unmarshal(m.Bounds, &bounds); err != nil {
+			return fault.Permanentf("listener %s could not decode its stage message: %w", src.Name(), err)
+		}
+	}
+	part := state.Part{Index: m.Part, Count: m.Parts}
+	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name(), PartOf: m.PartOf}
+	if !part.IsWhole() {
+		log = log.With("part", m.Part, "parts", m.Parts, "bounds", bounds.Describe(src.Key))
+	}
 
-	already, err := e.State.IsDone(ctx, m.RecordID, m.Stage, src.Name())
+	already, err := e.State.IsPartDone(ctx, m.RecordID, part, m.Stage, src.Name())
 	switch {
 	case errors.Is(err, state.ErrGone):
 		// Expired, finished or failed: the aggregator decides which.
@@ -93,25 +104,25 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 		return e.publishDone(ctx, done)
 	}
 
-	return e.fetch(ctx, m, src, params, done, log)
+	return e.fetch(ctx, m, src, params, bounds, part, done, log)
 }
 
 // fetch runs one attempt: its own dataset fields, written only while no
 // other attempt's dataset was chosen, then counted, or dropped if another
 // attempt won. Readers read only the attempt the done marker names.
-func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, params report.Params, done message.Done, log *slog.Logger) error {
+func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, params report.Params, bounds report.Bounds, part state.Part, done message.Done, log *slog.Logger) error {
 	id := m.RecordID
 	attempt, err := e.State.NewAttempt(ctx, id)
 	if err == nil {
 		var reads map[string]int64
 		if src.Input != "" {
 			var a int64
-			if a, err = e.State.InputAttempt(ctx, id, m.Stage); err == nil {
+			if a, err = e.State.PartInputAttempt(ctx, id, part, m.Stage); err == nil {
 				reads = map[string]int64{src.Input: a}
 			}
 		}
 		if err == nil {
-			err = e.fetchAttempt(ctx, m, src, params, attempt, reads, log)
+			err = e.fetchAttempt(ctx, m, src, params, bounds, part, attempt, reads, log)
 		}
 	}
 	switch {
@@ -119,7 +130,7 @@ func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, par
 		log.Warn("report state vanished while fetching; telling the aggregator", "error", err)
 	case errors.Is(err, state.ErrSuperseded):
 		log.Info("another attempt's dataset was chosen meanwhile; dropping this one", "attempt", attempt)
-		if derr := e.State.DropAttempt(ctx, id, src.Dataset(), attempt); derr != nil {
+		if derr := e.State.DropPartAttempt(ctx, id, part, src.Dataset(), attempt); derr != nil {
 			log.Warn("could not drop this attempt's dataset; the hash's deletion will", "error", derr)
 		}
 	case err != nil:
@@ -128,20 +139,21 @@ func (e *Env) fetch(ctx context.Context, m message.Stage, src report.Source, par
 	return e.publishDone(ctx, done)
 }
 
-func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, attempt int64, reads map[string]int64, log *slog.Logger) error {
+func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Source, params report.Params, bounds report.Bounds, part state.Part, attempt int64, reads map[string]int64, log *slog.Logger) error {
 	ctx, span := tracing.Start(ctx, "fetch "+src.Name())
 	defer span.End()
-	store := e.State.Writer(m.RecordID, state.DoneField(m.Stage, src.Name()), attempt, reads)
+	store := e.State.PartWriter(m.RecordID, part, state.PartDoneField(part, m.Stage, src.Name()), attempt, reads)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
-	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it.
-	if err := report.FetchLimit(ctx, e.DB, src, params, store, out, e.cfg.MaxReportRows); err != nil {
+	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it (a
+	// part past it is a report past it; the aggregator sums the parts).
+	if err := report.FetchLimit(ctx, e.DB, src, params, bounds, store, out, e.cfg.MaxReportRows); err != nil {
 		return err
 	}
 	chunks, rows, err := out.Close()
 	if err != nil {
 		return err
 	}
-	d, err := e.State.MarkDone(ctx, m.RecordID, m.Stage, src.Name(), src.Dataset(), attempt, chunks, rows)
+	d, err := e.State.MarkPartDone(ctx, m.RecordID, part, m.Stage, src.Name(), src.Dataset(), attempt, chunks, rows)
 	if err != nil {
 		return err
 	}
@@ -160,7 +172,7 @@ func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reaso
 		reportType = "unknown"
 	}
 	return e.publishDone(ctx, message.Done{RecordID: h.RecordID, ReportType: reportType, Stage: max(h.Stage, 1),
-		Source: e.source.Name(), Failure: reason})
+		Source: e.source.Name(), Failure: reason, PartOf: h.PartOf})
 }
 
 func (e *Env) publishDone(ctx context.Context, m message.Done) error {

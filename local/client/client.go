@@ -139,6 +139,13 @@ type Progress struct {
 	// AggregatorError is the aggregator's last recorded error, if any.
 	AggregatorError string        `json:"aggregatorError,omitempty"`
 	TTL             time.Duration `json:"-"`
+	// Parts is the report's number of key-range parts; with more than
+	// one, PartsDone[n-1] counts the parts that finished stage n and
+	// Segments the parts whose CSV segment is written (Done and Missing
+	// then list no listeners: each runs once per part).
+	Parts     int   `json:"parts"`
+	PartsDone []int `json:"partsDone,omitempty"`
+	Segments  int   `json:"segmentsWritten,omitempty"`
 }
 
 func (p Progress) String() string {
@@ -152,6 +159,13 @@ func (p Progress) String() string {
 		return p.Status.String() + " (no state in Redis)"
 	}
 	s := fmt.Sprintf("%s stage %d/%d: %d/%d listeners done, %d rows so far", p.Status, p.Stage, p.Stages, p.DoneCount, p.Expected, p.Rows)
+	if p.Parts > 1 {
+		s = fmt.Sprintf("%s stage %d/%d: %d parts", p.Status, p.Stage, p.Stages, p.Parts)
+		for n, d := range p.PartsDone {
+			s += fmt.Sprintf(", stage %d %d/%d done", n+1, d, p.Parts)
+		}
+		s += fmt.Sprintf(", %d/%d segments written", p.Segments, p.Parts)
+	}
 	if p.Writing {
 		s += ", writing the CSV"
 	}
@@ -186,6 +200,10 @@ func (c *Client) Look(ctx context.Context, rec record.Record) (Progress, error) 
 	}
 	p.DoneCount, p.TTL = snap.DoneCount, snap.TTL
 	p.AggregatorError = snap.Errors[state.AggregatorName]
+	p.Parts = snap.Parts
+	if snap.Parts > 1 {
+		return c.lookParts(ctx, rec, rep, p)
+	}
 	attempts := map[string]int64{}
 	for n, srcs := range rep.Stages {
 		for _, src := range srcs {
@@ -218,6 +236,31 @@ func (c *Client) Look(ctx context.Context, rec record.Record) (Progress, error) 
 			s.Rows = rows
 			p.Rows += rows
 			p.Done = append(p.Done, s)
+		}
+	}
+	if p.Stage == 0 {
+		p.Stage, p.Writing = p.Stages, true
+	}
+	return p, nil
+}
+
+// lookParts is Look of a report split into parts: the parts done per
+// stage and the segments written, from the hash's named fields only.
+func (c *Client) lookParts(ctx context.Context, rec record.Record, rep report.Report, p Progress) (Progress, error) {
+	pr, err := c.State.ReadProgress(ctx, rec.ID, rep.StageSources())
+	if errors.Is(err, state.ErrGone) {
+		p.StateGone = true
+		return p, nil
+	}
+	if err != nil {
+		return p, c.Classify(Redis, err)
+	}
+	p.Expected *= int64(pr.Parts)
+	p.Segments = len(pr.Segments)
+	for n := 1; n <= p.Stages; n++ {
+		p.PartsDone = append(p.PartsDone, pr.StageDone(n))
+		if p.Stage == 0 && pr.StageDone(n) < pr.Parts {
+			p.Stage = n
 		}
 	}
 	if p.Stage == 0 {

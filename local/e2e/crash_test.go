@@ -40,11 +40,22 @@ type crashVictim struct{ name, sub string }
 // further delivery attempt, and nothing was dead-lettered.
 func TestCrashedInstancesAreReplaced(t *testing.T) {
 	t.Parallel()
-	const perType = 30
+	crashUnderLoad(t, 30, nil)
+}
+
+// The same with every report split into many parts (PART_ROWS=2): the
+// kills land while parts of several reports are in flight, and a killed
+// part is redelivered on its own without redoing another part.
+func TestCrashedInstancesWithPartsInFlight(t *testing.T) {
+	t.Parallel()
+	crashUnderLoad(t, 6, partsEnv(2))
+}
+
+func crashUnderLoad(t *testing.T, perType int, envFor func(*env) map[string][]string) {
 	const backoff = 500 * time.Millisecond
 	began := time.Now()
 	var pushes deliveries
-	e := newEnv(t, options{backoff: backoff, observe: pushes.add})
+	e := newEnv(t, options{backoff: backoff, observe: pushes.add, envFor: envFor})
 	e.keepVersions()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

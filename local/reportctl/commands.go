@@ -229,7 +229,18 @@ func (k *cmd) describe(rec record.Record, p *client.Progress) {
 				stage += ", every listener done: joining and writing the CSV"
 			}
 			fmt.Fprintf(w, "  stage\t%s\n", stage)
-			fmt.Fprintf(w, "  listeners\t%d of %d done, %d rows so far\n", p.DoneCount, p.Expected, p.Rows)
+			if p.Parts > 1 {
+				fmt.Fprintf(w, "  parts\t%d (key ranges, each run end to end on its own)\n", p.Parts)
+				for n, d := range p.PartsDone {
+					fmt.Fprintf(w, "    stage %d\t%d of %d parts done\n", n+1, d, p.Parts)
+				}
+				fmt.Fprintf(w, "    segments\t%d of %d written\n", p.Segments, p.Parts)
+			}
+			if p.Parts > 1 {
+				fmt.Fprintf(w, "  listeners\t%d of %d done (over all parts)\n", p.DoneCount, p.Expected)
+			} else {
+				fmt.Fprintf(w, "  listeners\t%d of %d done, %d rows so far\n", p.DoneCount, p.Expected, p.Rows)
+			}
 			for _, s := range p.Done {
 				fmt.Fprintf(w, "    done\t%s (stage %d): %d rows\n", s.Source, s.Stage, s.Rows)
 			}

@@ -79,6 +79,10 @@ type Completion struct {
 	SignedURLAccessID string `env:"SIGNED_URL_ACCESS_ID"`
 }
 
+// MaxParts bounds MAX_PARTS: every part's progress is read in one HMGET,
+// and Terraform sizes instances for the parts of max_in_flight reports.
+const MaxParts = 1024
+
 // MaxSignedURLTTL is the longest lifetime a V4 signed URL may have.
 const MaxSignedURLTTL = 7 * 24 * time.Hour
 
@@ -120,6 +124,8 @@ type DeadLetter struct {
 	Redis      Redis
 	Records    Records
 	Completion Completion
+	// Storage is where a failed report's part segments are deleted from.
+	Storage Storage
 }
 
 // Shim configures the MQ1 shim (RabbitMQ → Pub/Sub).
@@ -170,6 +176,13 @@ type Shim struct {
 	// shim) completion events are forwarded to.
 	CompletedExchange string `env:"COMPLETED_EXCHANGE, default=report.completed"`
 	Completion        Completion
+	// PartRows is the target rows of one part: a report estimated above
+	// it is split into key-range parts that run in parallel end to end
+	// (one part, today's path, at or below it). MaxParts caps the parts
+	// of one report. The shim estimates from the source databases
+	// (DSN_{DATABASE}, read when a report is dispatched).
+	PartRows int64 `env:"PART_ROWS, default=250000"`
+	MaxParts int   `env:"MAX_PARTS, default=64"`
 }
 
 // Sweep configures the sweeper, which ends records stuck in PENDING or
@@ -417,6 +430,12 @@ func (c *Shim) validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		return fmt.Errorf("MAX_IN_FLIGHT %d must be at least 1", c.MaxInFlight)
+	}
+	if c.PartRows < 1 {
+		return fmt.Errorf("PART_ROWS %d must be at least 1", c.PartRows)
+	}
+	if c.MaxParts < 1 || c.MaxParts > MaxParts {
+		return fmt.Errorf("MAX_PARTS %d must be 1 to %d", c.MaxParts, MaxParts)
 	}
 	if c.ThrottleDelay < 10*time.Millisecond {
 		return fmt.Errorf("THROTTLE_DELAY %s is below 10ms", c.ThrottleDelay)

@@ -46,7 +46,7 @@ func defaultShim() Shim {
 		WaitQueue: "report.trigger.wait", NotFoundDelay: 5 * time.Second, NotFoundAttempts: 5,
 		ParkedQueue: "report.trigger.parked", Prefetch: 32, DrainFor: 50 * time.Second,
 		MaxInFlight: 10, ThrottleQueue: "report.trigger.throttled", ThrottleDelay: 5 * time.Second, RedisMemoryHighWater: 0.8,
-		CompletedExchange: "report.completed",
+		CompletedExchange: "report.completed", PartRows: 250000, MaxParts: 64,
 	}
 }
 
@@ -78,7 +78,7 @@ func TestDefaults(t *testing.T) {
 	if err := Load(ctx, &dlq); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(DeadLetter{Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords}, dlq); diff != "" {
+	if diff := cmp.Diff(DeadLetter{Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords, Storage: Storage{Bucket: "reports"}}, dlq); diff != "" {
 		t.Errorf("DeadLetter defaults (-want +got):\n%s", diff)
 	}
 	for _, src := range report.Sources {

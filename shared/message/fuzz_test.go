@@ -75,12 +75,12 @@ func FuzzReadPush(f *testing.F) {
 		data := p.Message.Data
 		if m, id, err := message.DecodeStage(data); err != nil {
 			checkDecodeErr(t, "DecodeStage", data, err)
-		} else if id <= 0 || id != m.RecordID || m.V != message.SchemaVersion || m.ReportType == "" || m.Stage < 1 {
+		} else if id <= 0 || id != m.RecordID || m.V < message.MinSchemaVersion || m.V > message.SchemaVersion || m.Parts < 1 || m.ReportType == "" || m.Stage < 1 {
 			t.Errorf("DecodeStage(%q) = %+v, id %d", data, m, id)
 		}
 		if m, id, err := message.DecodeDone(data); err != nil {
 			checkDecodeErr(t, "DecodeDone", data, err)
-		} else if id <= 0 || id != m.RecordID || m.V != message.SchemaVersion || m.ReportType == "" || m.Stage < 1 || m.Source == "" {
+		} else if id <= 0 || id != m.RecordID || m.V < message.MinSchemaVersion || m.V > message.SchemaVersion || m.Parts < 1 || m.ReportType == "" || m.Stage < 1 || m.Source == "" {
 			t.Errorf("DecodeDone(%q) = %+v, id %d", data, m, id)
 		}
 	})

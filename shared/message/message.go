@@ -12,10 +12,17 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
-// SchemaVersion is the version this code writes and understands.
-const SchemaVersion = 1
+// SchemaVersion is the version this code writes. Version 2 added the
+// part (Part, Parts, Bounds); version 1 messages, written by the previous
+// deployment, are still read, as the one part of a one-part report, so a
+// deployment drains the reports started before it.
+const SchemaVersion = 2
+
+// MinSchemaVersion is the oldest version this code still reads.
+const MinSchemaVersion = 1
 
 // Attribute keys set on every message, so subscriptions can filter and
 // logs can name a message without decoding it.
@@ -26,6 +33,7 @@ const (
 	AttrReportType = "reportType"
 	AttrStage      = "stage"
 	AttrSource     = "source"
+	AttrPart       = "part" // "{part}/{parts}", from 0
 )
 
 // Kinds of message.
@@ -42,6 +50,31 @@ type Stage struct {
 	Stage      int             `json:"stage"`
 	Sources    []string        `json:"sources"` // the listeners expected to answer
 	Params     json.RawMessage `json:"params"`  // normalised report params
+	PartOf
+}
+
+// PartOf names one part of a report: Part (from 0) of Parts, and the
+// part's key range as the report package encodes it (opaque here). A
+// one-part report has Part 0, Parts 1 and no Bounds (every key).
+type PartOf struct {
+	Part   int             `json:"part"`
+	Parts  int             `json:"parts"`
+	Bounds json.RawMessage `json:"bounds,omitempty"`
+}
+
+// Whole is the one part of a one-part report.
+var Whole = PartOf{Part: 0, Parts: 1}
+
+// check reads a message without a part count (version 1, written by the
+// previous deployment) as Whole, and refuses a part outside its count.
+func (p *PartOf) check() error {
+	if p.Parts == 0 && p.Part == 0 && p.Bounds == nil {
+		*p = Whole
+	}
+	if p.Parts < 1 || p.Part < 0 || p.Part >= p.Parts {
+		return fmt.Errorf("%w: part %d of %d", ErrUndecodable, p.Part, p.Parts)
+	}
+	return nil
 }
 
 // Done tells the aggregator that one listener finished a stage.
@@ -54,21 +87,24 @@ type Done struct {
 	// Failure, when set, is a permanent error: the record must end FAILED
 	// with this reason, without retrying.
 	Failure string `json:"failure,omitempty"`
+	PartOf
 }
 
 // Attributes returns the attributes to publish with m.
 func (m Stage) Attributes() map[string]string {
 	return map[string]string{
 		AttrSchema: strconv.Itoa(m.V), AttrKind: KindStage, AttrRecordID: strconv.FormatInt(m.RecordID, 10),
-		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage),
+		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage), AttrPart: m.PartOf.attr(),
 	}
 }
+
+func (p PartOf) attr() string { return strconv.Itoa(p.Part) + "/" + strconv.Itoa(p.Parts) }
 
 // Attributes returns the attributes to publish with m.
 func (m Done) Attributes() map[string]string {
 	return map[string]string{
 		AttrSchema: strconv.Itoa(m.V), AttrKind: KindDone, AttrRecordID: strconv.FormatInt(m.RecordID, 10),
-		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage), AttrSource: m.Source,
+		AttrReportType: m.ReportType, AttrStage: strconv.Itoa(m.Stage), AttrSource: m.Source, AttrPart: m.PartOf.attr(),
 	}
 }
 
@@ -96,8 +132,8 @@ func decode(data []byte, v any) (int64, error) {
 	if h.V == nil {
 		return *h.RecordID, fmt.Errorf("%w: no schema version", ErrUndecodable)
 	}
-	if *h.V != SchemaVersion {
-		return *h.RecordID, fmt.Errorf("%w: got %d, this deployment understands %d", ErrVersion, *h.V, SchemaVersion)
+	if *h.V < MinSchemaVersion || *h.V > SchemaVersion {
+		return *h.RecordID, fmt.Errorf("%w: got %d, this deployment understands %d to %d", ErrVersion, *h.V, MinSchemaVersion, SchemaVersion)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return *h.RecordID, fmt.Errorf("%w: %v", ErrUndecodable, err)
@@ -113,6 +149,9 @@ func DecodeStage(data []byte) (Stage, int64, error) {
 	if err == nil && (m.ReportType == "" || m.Stage < 1) {
 		err = fmt.Errorf("%w: stage message without reportType or stage", ErrUndecodable)
 	}
+	if err == nil {
+		err = m.PartOf.check()
+	}
 	return m, id, err
 }
 
@@ -122,6 +161,9 @@ func DecodeDone(data []byte) (Done, int64, error) {
 	id, err := decode(data, &m)
 	if err == nil && (m.ReportType == "" || m.Stage < 1 || m.Source == "") {
 		err = fmt.Errorf("%w: done message without reportType, stage or source", ErrUndecodable)
+	}
+	if err == nil {
+		err = m.PartOf.check()
 	}
 	return m, id, err
 }
@@ -166,6 +208,7 @@ type Header struct {
 	Stage      int      `json:"stage"`
 	Source     string   `json:"source"`  // done messages
 	Sources    []string `json:"sources"` // stage messages
+	PartOf
 }
 
 // Peek reads the header of data, filling what the body lacks from the
@@ -181,6 +224,19 @@ func Peek(data []byte, attrs map[string]string) Header {
 		_ = json.Unmarshal(fields["stage"], &h.Stage)
 		_ = json.Unmarshal(fields["source"], &h.Source)
 		_ = json.Unmarshal(fields["sources"], &h.Sources)
+		_ = json.Unmarshal(fields["part"], &h.Part)
+		_ = json.Unmarshal(fields["parts"], &h.Parts)
+		h.Bounds = fields["bounds"]
+	}
+	if h.Parts < 1 || h.Part < 0 || h.Part >= h.Parts {
+		h.PartOf = Whole
+		if p, n, ok := strings.Cut(attrs[AttrPart], "/"); ok {
+			pi, err1 := strconv.Atoi(p)
+			ni, err2 := strconv.Atoi(n)
+			if err1 == nil && err2 == nil && ni >= 1 && pi >= 0 && pi < ni {
+				h.Part, h.Parts = pi, ni
+			}
+		}
 	}
 	if h.RecordID <= 0 {
 		h.RecordID, _ = strconv.ParseInt(attrs[AttrRecordID], 10, 64)

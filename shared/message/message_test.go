@@ -17,7 +17,8 @@ func TestStageRoundTrip(t *testing.T) {
 	t.Parallel()
 	want := message.Stage{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag", Stage: 1,
 		Sources: []string{"plt_user.vs_user_tag_relation", "plt_fund.vs_withdraw"},
-		Params:  json.RawMessage(`{"tagIds":[3,10],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`)}
+		Params:  json.RawMessage(`{"tagIds":[3,10],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`),
+		PartOf:  message.PartOf{Part: 3, Parts: 7, Bounds: json.RawMessage(`{"lo":100,"hi":200}`)}}
 	b, err := json.Marshal(want)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +30,7 @@ func TestStageRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DecodeStage (-want +got):\n%s", diff)
 	}
-	wantAttrs := map[string]string{"schemaVersion": "1", "kind": "stage", "recordId": "1111", "reportType": "withdraw_by_tag", "stage": "1"}
+	wantAttrs := map[string]string{"schemaVersion": "2", "kind": "stage", "recordId": "1111", "reportType": "withdraw_by_tag", "stage": "1", "part": "3/7"}
 	if diff := cmp.Diff(wantAttrs, want.Attributes()); diff != "" {
 		t.Errorf("Stage.Attributes (-want +got):\n%s", diff)
 	}
@@ -38,8 +39,9 @@ func TestStageRoundTrip(t *testing.T) {
 func TestDoneRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, want := range []message.Done{
-		{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag_with_payments", Stage: 2, Source: "plt_fund.vs_payment"},
-		{V: message.SchemaVersion, RecordID: 9223372036854775807, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw", Failure: `bad "params"` + "\n日本語"},
+		{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag_with_payments", Stage: 2, Source: "plt_fund.vs_payment", PartOf: message.Whole},
+		{V: message.SchemaVersion, RecordID: 9223372036854775807, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw", Failure: `bad "params"` + "\n日本語",
+			PartOf: message.PartOf{Part: 0, Parts: 2, Bounds: json.RawMessage(`{"hi":5}`)}},
 	} {
 		b, err := json.Marshal(want)
 		if err != nil {
@@ -56,10 +58,35 @@ func TestDoneRoundTrip(t *testing.T) {
 			t.Errorf("a done message without failure carries the key: %s", b)
 		}
 	}
-	d := message.Done{V: 1, RecordID: 7, ReportType: "r", Stage: 2, Source: "s"}
-	wantAttrs := map[string]string{"schemaVersion": "1", "kind": "done", "recordId": "7", "reportType": "r", "stage": "2", "source": "s"}
+	d := message.Done{V: 1, RecordID: 7, ReportType: "r", Stage: 2, Source: "s", PartOf: message.Whole}
+	wantAttrs := map[string]string{"schemaVersion": "1", "kind": "done", "recordId": "7", "reportType": "r", "stage": "2", "source": "s", "part": "0/1"}
 	if diff := cmp.Diff(wantAttrs, d.Attributes()); diff != "" {
 		t.Errorf("Done.Attributes (-want +got):\n%s", diff)
+	}
+}
+
+// A version-1 message, written by the previous deployment, is read as the
+// one part of a one-part report: a deployment drains the reports started
+// before it.
+func TestVersion1IsTheWholeReport(t *testing.T) {
+	t.Parallel()
+	st, _, err := message.DecodeStage([]byte(`{"v":1,"recordId":5,"reportType":"r","stage":1,"sources":["s"],"params":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(message.Whole, st.PartOf); diff != "" {
+		t.Errorf("stage v1 part (-want +got):\n%s", diff)
+	}
+	d, _, err := message.DecodeDone([]byte(`{"v":1,"recordId":5,"reportType":"r","stage":2,"source":"s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(message.Whole, d.PartOf); diff != "" {
+		t.Errorf("done v1 part (-want +got):\n%s", diff)
+	}
+	h := message.Peek([]byte(`{"v":1,"recordId":5}`), map[string]string{"part": "4/9"})
+	if diff := cmp.Diff(message.PartOf{Part: 4, Parts: 9}, h.PartOf); diff != "" {
+		t.Errorf("Peek part from attributes (-want +got):\n%s", diff)
 	}
 }
 
@@ -80,13 +107,16 @@ func TestDecodeErrors(t *testing.T) {
 		{"recordId negative", `{"v":1,"recordId":-4,"reportType":"r","stage":1}`, true, 0, message.ErrUndecodable},
 		{"recordId a string", `{"v":1,"recordId":"7","reportType":"r","stage":1}`, true, 0, message.ErrUndecodable},
 		{"no version", `{"recordId":7,"reportType":"r","stage":1}`, true, 7, message.ErrUndecodable},
-		{"newer version", `{"v":2,"recordId":7,"reportType":"r","stage":1,"future":true}`, true, 7, message.ErrVersion},
+		{"newer version", `{"v":3,"recordId":7,"reportType":"r","stage":1,"future":true}`, true, 7, message.ErrVersion},
 		{"older version", `{"v":0,"recordId":7,"reportType":"r","stage":1,"source":"s"}`, false, 7, message.ErrVersion},
 		{"stage without reportType", `{"v":1,"recordId":7,"stage":1}`, true, 7, message.ErrUndecodable},
 		{"stage 0", `{"v":1,"recordId":7,"reportType":"r","stage":0}`, true, 7, message.ErrUndecodable},
 		{"stage of the wrong type", `{"v":1,"recordId":7,"reportType":"r","stage":"1"}`, true, 7, message.ErrUndecodable},
 		{"done without source", `{"v":1,"recordId":7,"reportType":"r","stage":1}`, false, 7, message.ErrUndecodable},
 		{"done without stage", `{"v":1,"recordId":7,"reportType":"r","source":"s"}`, false, 7, message.ErrUndecodable},
+		{"part past its count", `{"v":2,"recordId":7,"reportType":"r","stage":1,"part":2,"parts":2}`, true, 7, message.ErrUndecodable},
+		{"negative part", `{"v":2,"recordId":7,"reportType":"r","stage":1,"source":"s","part":-1,"parts":2}`, false, 7, message.ErrUndecodable},
+		{"bounds without a count", `{"v":2,"recordId":7,"reportType":"r","stage":1,"bounds":{"lo":1}}`, true, 7, message.ErrUndecodable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,16 +36,16 @@ func RowLimitError(max int64) error { return fault.Permanent(&RowLimitExceeded{M
 // input dataset is read from in and fed to the query in batches; each
 // batch's rows are in input order, so the output stays in key order.
 func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Store, out *dataset.Writer) error {
-	return FetchLimit(ctx, db, src, p, in, out, 0)
+	return FetchLimit(ctx, db, src, p, Bounds{}, in, out, 0)
 }
 
-// FetchLimit is Fetch that stops with RowLimitError(maxRows) as soon as
-// the dataset would pass maxRows rows, before writing that row; 0 or less
-// means no limit.
-func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Store, out *dataset.Writer, maxRows int64) error {
+// FetchLimit is Fetch of one part's keys (b; the zero Bounds is every
+// key) that stops with RowLimitError(maxRows) as soon as the dataset would
+// pass maxRows rows, before writing that row; 0 or less means no limit.
+func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds, in dataset.Store, out *dataset.Writer, maxRows int64) error {
 	sink := &rowSink{out: out, max: maxRows}
 	if src.Input == "" {
-		q, err := src.Build(p, nil)
+		q, err := src.Build(p, b, nil)
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, in datase
 		if len(batch) == 0 {
 			return nil
 		}
-		q, err := src.Build(p, batch)
+		q, err := src.Build(p, b, batch)
 		if err != nil {
 			return err
 		}

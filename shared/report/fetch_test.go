@@ -146,11 +146,11 @@ type batchCounter struct {
 func (c *batchCounter) wrap(src report.Source, batchSize int) report.Source {
 	build := src.Build
 	src.BatchSize = batchSize
-	src.Build = func(p report.Params, batch [][]string) (report.Query, error) {
+	src.Build = func(p report.Params, b report.Bounds, batch [][]string) (report.Query, error) {
 		c.mu.Lock()
 		c.sizes = append(c.sizes, len(batch))
 		c.mu.Unlock()
-		return build(p, batch)
+		return build(p, b, batch)
 	}
 	return src
 }

@@ -140,7 +140,7 @@ func TestBuildBindsEveryValue(t *testing.T) {
 				batches = [][][]string{buildBatch[:1], buildBatch}
 			}
 			for _, batch := range batches {
-				q, err := src.Build(buildParams, batch)
+				q, err := src.Build(buildParams, Bounds{}, batch)
 				if err != nil {
 					t.Fatalf("Build(batch of %d): %v", len(batch), err)
 				}
@@ -186,7 +186,7 @@ func valuesOf(src Source, batch [][]string) []string {
 // confuses users beyond 2^53.
 func TestPaymentBuildBindsUsersAsIntegers(t *testing.T) {
 	t.Parallel()
-	q, err := payment.Build(buildParams, [][]string{{"9007199254740993", "USD"}})
+	q, err := payment.Build(buildParams, Bounds{}, [][]string{{"9007199254740993", "USD"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestPaymentBuildBindsUsersAsIntegers(t *testing.T) {
 		t.Errorf("user 9007199254740993 not bound as an int64: %#v", q.Args)
 	}
 	for _, bad := range []string{"", "x", "1.5", "99999999999999999999"} {
-		if _, err := payment.Build(buildParams, [][]string{{"1", "USD"}, {bad, "USD"}}); err == nil {
+		if _, err := payment.Build(buildParams, Bounds{}, [][]string{{"1", "USD"}, {bad, "USD"}}); err == nil {
 			t.Errorf("Build with user_id %q: no error", bad)
 		}
 	}

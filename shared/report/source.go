@@ -50,8 +50,9 @@ type Source struct {
 	InputColumns int
 	BatchSize    int
 
-	// Build returns the statement for the params and, with Input, one batch.
-	Build func(p Params, batch [][]string) (Query, error)
+	// Build returns the statement for the params and the part's bounds on
+	// Key (bound parameters, like every value) and, with Input, one batch.
+	Build func(p Params, b Bounds, batch [][]string) (Query, error)
 
 	// DDL creates the table and the indexes its query needs.
 	DDL string
@@ -65,6 +66,14 @@ func (s Source) Dataset() string { return s.Name() + "." + s.Key }
 
 // DSNEnv is the environment variable holding the source database's DSN.
 func DSNEnv(database string) string { return "DSN_" + strings.ToUpper(database) }
+
+// and prefixes a non-empty predicate with " AND ".
+func and(pred string, args []any) (string, []any) {
+	if pred == "" {
+		return "", nil
+	}
+	return " AND " + pred, args
+}
 
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
@@ -86,16 +95,17 @@ var userTagRelation = addSource(Source{
 	Columns:    []Column{{"user_id", Int}, {"tag_id", Int}},
 	Stage:      1,
 	EntryPoint: "ListenUserTagRelation", Subscription: "listen-user-tag-relation",
-	Build: func(p Params, _ [][]string) (Query, error) {
+	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		args := make([]any, len(p.TagIDs))
 		for i, t := range p.TagIDs {
 			args[i] = t
 		}
+		pred, bargs := and(b.Predicate("user_id"))
 		// DISTINCT: the same (user, tag) may be stored twice.
 		return Query{
 			SQL: "SELECT DISTINCT user_id, tag_id FROM vs_user_tag_relation WHERE tag_id IN (" +
-				placeholders(len(args)) + ") ORDER BY user_id, tag_id",
-			Args: args,
+				placeholders(len(args)) + ")" + pred + " ORDER BY user_id, tag_id",
+			Args: append(args, bargs...),
 		}, nil
 	},
 	DDL: `CREATE TABLE IF NOT EXISTS vs_user_tag_relation (
@@ -115,11 +125,12 @@ var withdraw = addSource(Source{
 	},
 	Stage:      1,
 	EntryPoint: "ListenWithdraw", Subscription: "listen-withdraw",
-	Build: func(p Params, _ [][]string) (Query, error) {
+	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
+		pred, bargs := and(b.Predicate("user_id"))
 		return Query{
 			SQL: "SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw " +
-				"WHERE created_at >= ? AND created_at < ? ORDER BY user_id, id",
-			Args: []any{p.From, p.To},
+				"WHERE created_at >= ? AND created_at < ?" + pred + " ORDER BY user_id, id",
+			Args: append([]any{p.From, p.To}, bargs...),
 		}, nil
 	},
 	// idx_user covers the query, so a part (a range of users) is read from
@@ -156,8 +167,9 @@ var payment = addSource(Source{
 	// the database decides equality: bound values are coercible, so the
 	// currency column's own collation applies. LEFT JOIN and COUNT(p.id)
 	// give a user without payments 0 and 0.00. Each row carries the pair's
-	// exact bytes and comes back in the batch's order.
-	Build: func(p Params, batch [][]string) (Query, error) {
+	// exact bytes and comes back in the batch's order. The part's bounds
+	// add nothing: its input holds only the part's own pairs.
+	Build: func(p Params, _ Bounds, batch [][]string) (Query, error) {
 		var keys strings.Builder
 		args := make([]any, 0, len(batch)*3+2)
 		for i, pair := range batch {

@@ -453,18 +453,25 @@ type Snapshot struct {
 	Attempts   map[int]map[string]int64 // stage -> source -> the attempt whose dataset counts
 	Errors     map[string]string        // source or "aggregate" -> last error
 	TTL        time.Duration
+	Parts      int // the report's number of parts (1 for a hash made before parts)
 }
 
 // Read returns the snapshot of record id, for the given stages' sources
 // (stages[n-1] lists stage n's source names). It reads named fields only:
 // never the chunks. This is the one place progress is read from.
 func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot, error) {
+	return s.ReadPart(ctx, id, Whole, stages)
+}
+
+// ReadPart is Read of one part: its done markers, claims, attempts and
+// count (DoneCount is the part's); errors are per source, any part's last.
+func (s *Store) ReadPart(ctx context.Context, id int64, p Part, stages [][]string) (Snapshot, error) {
 	key := s.Key(id)
-	fields := []string{FieldReportType, FieldParams, FieldDoneCount, ErrorField(AggregatorName)}
+	fields := []string{FieldReportType, FieldParams, PartCountField(p), ErrorField(AggregatorName), FieldParts}
 	for n, srcs := range stages {
-		fields = append(fields, ClaimField(n+1))
+		fields = append(fields, PartClaimField(p, n+1))
 		for _, src := range srcs {
-			fields = append(fields, DoneField(n+1, src), ErrorField(src))
+			fields = append(fields, PartDoneField(p, n+1, src), ErrorField(src))
 		}
 	}
 	pipe := s.rdb.Pipeline()
@@ -492,7 +499,8 @@ func (s *Store) Read(ctx context.Context, id int64, stages [][]string) (Snapshot
 	if e, ok := str(3); ok {
 		snap.Errors[AggregatorName] = e
 	}
-	i := 4
+	snap.Parts, _ = partsOf(vals[4], nil)
+	i := 5
 	for n, srcs := range stages {
 		if c, ok := str(i); ok {
 			snap.Claims[n+1] = c
@@ -534,12 +542,14 @@ func (s *Store) Writer(id int64, guard string, attempt int64, reads map[string]i
 type datasets struct {
 	s        *Store
 	id       int64
+	part     Part             // names every dataset with the part's suffix
 	attempts map[string]int64 // reading: dataset -> attempt
 	guard    string           // writing: the field naming the chosen attempt
 	attempt  int64            // writing: this attempt
 }
 
 func (d *datasets) writeName(name string) string {
+	name = d.part.Dataset(name)
 	if d.guard != "" {
 		return AttemptName(name, d.attempt)
 	}
@@ -548,9 +558,9 @@ func (d *datasets) writeName(name string) string {
 
 func (d *datasets) readName(name string) string {
 	if a, ok := d.attempts[name]; ok {
-		return AttemptName(name, a)
+		return AttemptName(d.part.Dataset(name), a)
 	}
-	return name
+	return d.part.Dataset(name)
 }
 
 func (d *datasets) put(ctx context.Context, pairs ...any) error {

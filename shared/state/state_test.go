@@ -609,6 +609,7 @@ func TestRead(t *testing.T) {
 		Done:       map[int]map[string]bool{1: {srcTags: false, srcWd: true}, 2: {srcPay: false}},
 		Attempts:   map[int]map[string]int64{1: {srcTags: 0, srcWd: 1}, 2: {srcPay: 0}},
 		Errors:     map[string]string{srcTags: "tags: connection refused", state.AggregatorName: "upload failed"},
+		Parts:      1,
 	}
 	if diff := cmp.Diff(want, snap, cmpopts.IgnoreFields(state.Snapshot{}, "TTL")); diff != "" {
 		t.Errorf("Read (-want +got):\n%s", diff)

@@ -20,6 +20,7 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,7 +152,14 @@ func (s *Sweeper) failProcessing(ctx context.Context) (lost, timedOut []int64, _
 		default:
 			// The hash is there: FailStale changes nothing unless the
 			// record is past the limit by the database's clock.
-			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, Stuck(rep, known, snap, s.Cfg.ProcessingAfter), &errs) {
+			var pr state.Progress
+			if known && snap.Parts > 1 {
+				if pr, err = s.State.ReadProgress(ctx, rec.ID, stages); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			if s.fail(ctx, log, rec.ID, s.Cfg.ProcessingAfter, StuckParts(rep, known, snap, pr, s.Cfg.ProcessingAfter), &errs) {
 				timedOut = append(timedOut, rec.ID)
 			}
 		}
@@ -209,6 +217,52 @@ func Stuck(rep report.Report, known bool, snap state.Snapshot, limit time.Durati
 	}
 	return fmt.Sprintf("%s: every listener of its %d stage(s) done; the aggregator did not finish", prefix, len(stages))
 }
+
+// StuckParts is Stuck, and for a report split into parts (pr.Parts > 1)
+// names, per stage, the parts done and the parts missing with their key
+// ranges, then the segments written.
+func StuckParts(rep report.Report, known bool, snap state.Snapshot, pr state.Progress, limit time.Duration) string {
+	if !known || pr.Parts <= 1 {
+		return Stuck(rep, known, snap, limit)
+	}
+	return fmt.Sprintf("report still PROCESSING after %s: %s", limit, partsDetail(rep, pr))
+}
+
+// partsDetail words a parts report's progress (no format literals: the
+// README's reason check reads the one above).
+func partsDetail(rep report.Report, pr state.Progress) string {
+	itoa := strconv.Itoa
+	var b strings.Builder
+	b.WriteString(itoa(pr.Parts) + " parts")
+	var bounds []json.RawMessage
+	_ = json.Unmarshal(pr.Plan, &bounds) // unreadable: parts named without their range
+	for n := 1; n <= len(pr.Missing); n++ {
+		missing := pr.Missing[n-1]
+		b.WriteString("; stage " + itoa(n) + ": " + itoa(pr.StageDone(n)) + " of " + itoa(pr.Parts) + " parts done")
+		if len(missing) == 0 {
+			continue
+		}
+		b.WriteString(", missing ")
+		for i, p := range missing {
+			if i == maxNamed {
+				b.WriteString(" and " + itoa(len(missing)-maxNamed) + " more")
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("part " + itoa(p+1))
+			if p < len(bounds) {
+				b.WriteString(" (" + report.DescribeBounds(rep.Type, bounds[p]) + ")")
+			}
+		}
+	}
+	b.WriteString("; segments written: " + itoa(len(pr.Segments)) + " of " + itoa(pr.Parts))
+	return b.String()
+}
+
+// maxNamed bounds the missing parts a reason names one by one.
+const maxNamed = 8
 
 func list(names []string) string {
 	if len(names) == 0 {

@@ -73,7 +73,7 @@ func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consu
 	limits := Limits{MaxInFlight: cfg.MaxInFlight, Memory: &RedisMemory{Client: mem, HighWater: cfg.RedisMemoryHighWater}}
 	return &Consumer{
 		Cfg:        cfg,
-		Dispatcher: &Dispatcher{Records: records, State: env.State, Bus: env.Bus, Limits: limits, Announce: ann},
+		Dispatcher: &Dispatcher{Records: records, State: env.State, Bus: env.Bus, Limits: limits, Announce: ann, Planner: NewPlanner(cfg)},
 		Log:        log.With(logging.KeySource, "mq1-shim"),
 		env:        env,
 		mem:        mem,
@@ -85,7 +85,7 @@ func (c *Consumer) Close() error {
 	if c.env == nil {
 		return nil
 	}
-	return errors.Join(c.mem.Close(), c.env.Close())
+	return errors.Join(c.Dispatcher.Planner.Close(), c.mem.Close(), c.env.Close())
 }
 
 // Sessions counts the RabbitMQ sessions that got as far as consuming.

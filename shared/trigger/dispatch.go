@@ -143,6 +143,8 @@ type Dispatcher struct {
 	// Announce publishes the completion event of a record the shim makes
 	// FAILED, or finds final: an upstream asks again by republishing the ID.
 	Announce *completion.Announcer
+	// Planner splits each report into parts; nil makes every report one part.
+	Planner *Planner
 }
 
 // Dispatch starts record id (see dispatch); a trigger naming a final
@@ -209,7 +211,27 @@ func (d *Dispatcher) dispatch(ctx context.Context, id int64, behind bool, log *s
 			}
 		}
 	}
-	created, err := d.State.Create(ctx, id, rep.Type, norm)
+	plan, err := d.Planner.Plan(ctx, rep, params)
+	if err != nil {
+		// The estimate only sizes the fan-out: without it the report
+		// still runs, as one part, rather than wait on a database the
+		// listeners will retry against anyway.
+		log.Warn("could not estimate the report's rows; running it as one part", "error", err)
+		plan = report.Plan{Parts: []report.Bounds{{}}, Estimated: []int64{0}}
+	}
+	var planJSON []byte
+	if len(plan.Parts) > 1 {
+		if planJSON, err = json.Marshal(plan.Parts); err != nil {
+			return 0, fmt.Errorf("marshal plan: %w", err)
+		}
+	}
+	// A hash that exists already (a re-dispatch) keeps the plan its
+	// parts run on: the messages below follow the stored one.
+	created, parts, stored, err := d.State.CreateParts(ctx, id, rep.Type, norm, len(plan.Parts), planJSON)
+	if err != nil {
+		return 0, err
+	}
+	bounds, err := planBounds(parts, stored)
 	if err != nil {
 		return 0, err
 	}
@@ -230,14 +252,34 @@ func (d *Dispatcher) dispatch(ctx context.Context, id int64, behind bool, log *s
 			return Ignored, nil
 		}
 	}
-	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: 1,
-		Sources: rep.SourceNames(1), Params: norm}
-	msgID, err := d.Bus.PublishJSON(ctx, topology.StageTopic(1), msg, msg.Attributes())
-	if err != nil {
-		return 0, err
+	for i, b := range bounds {
+		msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: 1,
+			Sources: rep.SourceNames(1), Params: norm, PartOf: message.PartOf{Part: i, Parts: parts, Bounds: b}}
+		msgID, err := d.Bus.PublishJSON(ctx, topology.StageTopic(1), msg, msg.Attributes())
+		if err != nil {
+			return 0, err
+		}
+		if parts > 1 {
+			log.Debug("part dispatched", "part", i, "parts", parts, "bounds", string(b), "messageId", msgID)
+		} else {
+			log.Debug("stage 1 published", "messageId", msgID)
+		}
 	}
-	log.Info("report dispatched", "reportType", rep.Type, "messageId", msgID, "hashCreated", created)
+	log.Info("report dispatched", "reportType", rep.Type, "parts", parts, "estimatedRows", plan.EstimatedRows, "hashCreated", created)
 	return Dispatched, nil
+}
+
+// planBounds returns each part's bounds as its messages carry them, from
+// the plan the hash stores: none for one part (every key).
+func planBounds(parts int, stored []byte) ([]json.RawMessage, error) {
+	if parts <= 1 {
+		return []json.RawMessage{nil}, nil
+	}
+	var bounds []json.RawMessage
+	if err := json.Unmarshal(stored, &bounds); err != nil || len(bounds) != parts {
+		return nil, fault.Permanentf("the report's hash holds an unreadable plan of %d parts (%d bounds read: %v); request the export again", parts, len(bounds), err)
+	}
+	return bounds, nil
 }
 
 // Fail ends record id FAILED with reason, unless it is final already, and
