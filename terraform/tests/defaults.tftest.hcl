@@ -463,7 +463,7 @@ run "defaults" {
       google_storage_bucket.reports.soft_delete_policy[0].retention_duration_seconds == 7 * 86400 &&
       google_storage_bucket.reports.versioning[0].enabled == false
     )
-    error_message = "The report bucket deletes reports after 30 days and part segments (tmp/) a crash left after 1 day, in two rules, keeps deleted objects 7 days in soft delete, and no old generations: ${jsonencode(google_storage_bucket.reports.lifecycle_rule)}."
+    error_message = "The report bucket deletes reports after 30 days, keeps deleted ones 7 days in soft delete, and no old generations; part segments (tmp/) a crash left are deleted after 1 day, by a rule of their own."
   }
 
   # The live source archive is never deleted by the bucket's own rule: only
