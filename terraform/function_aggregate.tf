@@ -15,11 +15,14 @@ locals {
       memory          = var.aggregate_memory
       cpu             = null
       timeout_seconds = var.aggregate_timeout_seconds
-      max_instances   = var.aggregate_max_instances
+      # A delivery per part of each of max_in_flight reports at most,
+      # capped by aggregate_max_instances (functions.tf).
+      max_instances = min(ceil(local.max_part_deliveries / 1), var.aggregate_max_instances)
       # One join in memory per instance.
-      concurrency = 1
-      database    = "record"
-      amqp        = false
+      concurrency      = 1
+      database         = "record"
+      source_databases = {}
+      amqp             = false
       env = {
         REPORT_BUCKET = google_storage_bucket.reports.name
         # A claim expires when the function that took it has surely stopped.

@@ -27,18 +27,21 @@ locals {
       # whole CPU. Each request is one record update, so a few instances
       # serving many requests each cover max_in_flight without holding
       # more database connections.
-      cpu             = var.dead_letter_concurrency > 1 ? "1" : null
-      timeout_seconds = var.dead_letter_timeout_seconds
-      max_instances   = var.dead_letter_max_instances
-      concurrency     = var.dead_letter_concurrency
-      database        = "record"
-      amqp            = false
-      env             = {}
-      dsn_env         = "RECORD_DSN"
-      secrets         = {}
-      publishes       = ["report-parked", "report-completed"]
-      subscribes      = []
-      announces       = true
+      cpu              = var.dead_letter_concurrency > 1 ? "1" : null
+      timeout_seconds  = var.dead_letter_timeout_seconds
+      max_instances    = var.dead_letter_max_instances
+      concurrency      = var.dead_letter_concurrency
+      database         = "record"
+      source_databases = {}
+      amqp             = false
+      # A failed report's part segments (tmp/reports/{id}/) are deleted
+      # from the report bucket (iam.tf: delete under tmp/ only).
+      env        = { REPORT_BUCKET = google_storage_bucket.reports.name }
+      dsn_env    = "RECORD_DSN"
+      secrets    = {}
+      publishes  = ["report-parked", "report-completed"]
+      subscribes = []
+      announces  = true
       push = {
         subscription = "dead-letter"
         topic        = "report-dead-letter"

@@ -4,7 +4,10 @@
 # (the rest wait on THROTTLE_QUEUE), republishes each admitted trigger to
 # report-stage-1 (acking only after Pub/Sub confirmed), forwards the
 # completion events of its pull subscription report-completed-amqp to the
-# RabbitMQ exchange COMPLETED_EXCHANGE, and returns. One instance at most:
+# RabbitMQ exchange COMPLETED_EXCHANGE, and returns. Before publishing it
+# splits each report into key-range parts (PART_ROWS, MAX_PARTS) from
+# estimates of its source databases (source_databases below) and publishes
+# one stage-1 message per part. One instance at most:
 # one drain at a time. The function itself, its scheduler job and the
 # grants its entry implies are in functions.tf and iam.tf.
 
@@ -23,7 +26,12 @@ locals {
       max_instances = 1
       concurrency   = 1
       database      = "record"
-      amqp          = true
+      # The source databases it reads EXPLAIN estimates from to split each
+      # report into parts (report.SplitBy: the withdrawals, plt_fund), each
+      # with its own pool of db_connections_per_instance connections.
+      # local/tfcheck checks these against the reports' SplitBy.
+      source_databases = { plt_fund = "DSN_PLT_FUND" }
+      amqp             = true
       env = {
         DRAIN_FOR               = "${var.drain_for_seconds}s"
         TRIGGER_QUEUE           = var.trigger_queue
@@ -32,6 +40,8 @@ locals {
         THROTTLE_DELAY          = "${var.throttle_delay_seconds}s"
         REDIS_MEMORY_HIGH_WATER = tostring(var.redis_memory_high_water)
         COMPLETED_EXCHANGE      = var.completed_exchange
+        PART_ROWS               = tostring(var.part_rows)
+        MAX_PARTS               = tostring(var.max_parts)
       }
       dsn_env    = "RECORD_DSN"
       secrets    = { AMQP_URL = var.amqp_url_secret }

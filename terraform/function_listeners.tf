@@ -41,11 +41,15 @@ locals {
       memory          = var.listener_memory
       cpu             = null
       timeout_seconds = var.listener_timeout_seconds
-      max_instances   = var.listener_max_instances[ep]
+      # A delivery per part of each of max_in_flight reports at most,
+      # capped by listener_max_instances (functions.tf).
+      max_instances = min(ceil(local.max_part_deliveries / 1), var.listener_max_instances[ep])
       # One dataset in memory per instance.
       concurrency = 1
       database    = l.database
-      amqp        = false
+      # Its own database is its only one.
+      source_databases = {}
+      amqp             = false
       env = {
         MAX_REPORT_ROWS = tostring(var.max_report_rows)
       }

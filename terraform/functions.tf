@@ -14,6 +14,10 @@
 #                      firewall)
 #   dsn_env            the variable its DSN is read from: the database's
 #                      secret, or a Cloud SQL DSN (cloud_sql_instances)
+#   source_databases   further databases it reads, database => DSN
+#                      variable (the shim's split estimates): each gets
+#                      its DSN, egress, Cloud SQL grants and a share of the
+#                      connection budget as the database above does
 #   amqp               whether it connects to RabbitMQ (firewall)
 #   env                plain environment besides local.common_env
 #   secrets            env name => Secret Manager secret ID (read at version
@@ -46,6 +50,16 @@ locals {
   # Each function's own network tag: the firewall rules name functions by it.
   function_tags = { for ep, f in local.functions : ep => "${var.name}-${f.slug}" }
 
+  # Every database a function connects to, database => its DSN variable.
+  function_databases = { for ep, f in local.functions : ep => merge(f.source_databases, { (f.database) = f.dsn_env }) }
+
+  # Deliveries a push function may get at once: one per part of each of
+  # max_in_flight reports (the shim admits no more reports; a report has at
+  # most max_parts parts). Listeners and the aggregator size their max
+  # instances from it (divided by their request concurrency), capped by
+  # their *_max_instances variables.
+  max_part_deliveries = var.max_in_flight * var.max_parts
+
   # Environment every function reads (shared/config: PubSub, Redis, DB and
   # the tracer).
   common_env = {
@@ -67,8 +81,10 @@ locals {
     var.source_dsn_secrets,
   )
   cloud_sql_dsn = {
-    for ep, f in local.functions : ep => "${split("@", f.service_account.email)[0]}@cloudsql(${local.cloud_sql[f.database].connection_name})/${local.cloud_sql[f.database].database}"
-    if contains(keys(local.cloud_sql), f.database)
+    for ep, dbs in local.function_databases : ep => {
+      for db, env in dbs : env => "${split("@", local.functions[ep].service_account.email)[0]}@cloudsql(${local.cloud_sql[db].connection_name})/${local.cloud_sql[db].database}"
+      if contains(keys(local.cloud_sql), db)
+    }
   }
 
   function_env = {
@@ -76,7 +92,7 @@ locals {
       local.common_env,
       f.env,
       f.announces && local.sign_urls ? { SIGNED_URL_TTL = "${var.signed_url_ttl_seconds}s" } : {},
-      contains(keys(local.cloud_sql_dsn), ep) ? { (f.dsn_env) = local.cloud_sql_dsn[ep] } : {},
+      local.cloud_sql_dsn[ep],
     )
   }
 
@@ -101,17 +117,22 @@ locals {
     for ep, f in local.functions : ep => merge(
       local.redis_secrets,
       { for env, secret in f.secrets : env => { secret = secret, version = "latest" } },
-      contains(keys(local.cloud_sql_dsn), ep) ? {} : { (f.dsn_env) = { secret = local.dsn_secrets[f.database], version = "latest" } },
+      { for db, env in local.function_databases[ep] : env => { secret = local.dsn_secrets[db], version = "latest" } if !contains(keys(local.cloud_sql), db) },
     )
   }
 
   # Open connections per database at full scale-out, checked against
   # var.db_connection_limits by the functions' precondition. A pool is per
-  # instance, whatever its request concurrency.
-  db_connections = {
-    for db in distinct([for f in values(local.functions) : f.database]) :
-    db => sum([for f in values(local.functions) : f.max_instances if f.database == db]) * var.db_connections_per_instance
+  # instance and per database, whatever its request concurrency: the shim's
+  # pools of its source databases count as the listeners' do.
+  db_users = {
+    for db in distinct(flatten([for dbs in values(local.function_databases) : keys(dbs)])) :
+    db => [for ep in sort(keys(local.functions)) : ep if contains(keys(local.function_databases[ep]), db)]
   }
+  db_connections = {
+    for db, eps in local.db_users : db => sum([for ep in eps : local.functions[ep].max_instances]) * var.db_connections_per_instance
+  }
+  over_budget = sort([for db, n in local.db_connections : db if n > var.db_connection_limits[db]])
 }
 
 resource "google_cloudfunctions2_function" "function" {
@@ -171,9 +192,11 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   lifecycle {
+    # Every database the function connects to (its own and, for the shim,
+    # the source databases it estimates from) must fit its budget.
     precondition {
-      condition     = local.db_connections[each.value.database] <= var.db_connection_limits[each.value.database]
-      error_message = "The functions using ${each.value.database} (${join(", ", [for ep in sort(keys(local.functions)) : "${ep} ${local.functions[ep].max_instances} instances" if local.functions[ep].database == each.value.database])}) could open ${local.db_connections[each.value.database]} connections at ${var.db_connections_per_instance} per instance (db_connections_per_instance, DB_MAX_CONNS), more than db_connection_limits.${each.value.database} (${var.db_connection_limits[each.value.database]}). Raise the limit or lower their max instances or pool size."
+      condition     = length(setintersection(local.over_budget, keys(local.function_databases[each.key]))) == 0
+      error_message = join(" ", [for db in sort(setintersection(local.over_budget, keys(local.function_databases[each.key]))) : "The functions using ${db} (${join(", ", [for ep in local.db_users[db] : "${ep} ${local.functions[ep].max_instances} instances"])}) could open ${local.db_connections[db]} connections at ${var.db_connections_per_instance} per instance (db_connections_per_instance, DB_MAX_CONNS), more than db_connection_limits.${db} (${var.db_connection_limits[db]}). Listeners and Aggregate run min(max_in_flight x max_parts = ${local.max_part_deliveries}, their *_max_instances) instances: raise the limit, or lower listener_max_instances / aggregate_max_instances, max_in_flight, max_parts or db_connections_per_instance."])
     }
 
     # Saturation is not failure: with every instance busy Cloud Run answers

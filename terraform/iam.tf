@@ -42,6 +42,21 @@ locals {
   # The functions that read a database on Cloud SQL.
   cloud_sql_readers = [for ep in sort(keys(local.functions)) : ep if contains(keys(local.cloud_sql), local.functions[ep].database)]
 
+  # Each function's access to each Cloud SQL instance it reads, key =>
+  # {ep, db}: its own database's under the key ep, and a source database's
+  # (the shim's split estimates) under "ep/db" unless that instance is
+  # already its own database's (one IAM user and one grant per instance).
+  cloud_sql_access = merge(
+    { for ep in local.cloud_sql_readers : ep => { ep = ep, db = local.functions[ep].database } },
+    merge([
+      for ep, f in local.functions : {
+        for instance, dbs in { for db in sort(keys(f.source_databases)) : local.cloud_sql[db].connection_name => db... if contains(keys(local.cloud_sql), db) } :
+        "${ep}/${dbs[0]}" => { ep = ep, db = dbs[0] }
+        if try(local.cloud_sql[f.database].connection_name, "") != instance
+      }
+    ]...),
+  )
+
   project_grants = merge(
     # The build identity writes its build logs; the role exists only on
     # projects. What else a build touches is granted on the resource:
@@ -70,14 +85,14 @@ locals {
     # certificate) and signs in as itself (cloudsql.instanceUser: IAM
     # database authentication), to that instance only, in its project.
     merge([
-      for ep in local.cloud_sql_readers : {
-        for role in ["cloudsql.client", "cloudsql.instanceUser"] : "${ep}/${role}" => {
-          project = local.cloud_sql[local.functions[ep].database].project
+      for key, a in local.cloud_sql_access : {
+        for role in ["cloudsql.client", "cloudsql.instanceUser"] : "${key}/${role}" => {
+          project = local.cloud_sql[a.db].project
           role    = "roles/${role}"
-          member  = local.function_member[ep]
+          member  = local.function_member[a.ep]
           condition = {
-            title      = "only the ${local.functions[ep].database} instance"
-            expression = "resource.name == \"projects/${local.cloud_sql[local.functions[ep].database].project}/instances/${local.cloud_sql[local.functions[ep].database].instance}\""
+            title      = "only the ${a.db} instance"
+            expression = "resource.name == \"projects/${local.cloud_sql[a.db].project}/instances/${local.cloud_sql[a.db].instance}\""
           }
         }
       }
@@ -144,9 +159,10 @@ locals {
     # The build reads the source archive, from this bucket only.
     {
       "build/source" = {
-        bucket = google_storage_bucket.source.name
-        role   = "roles/storage.objectViewer"
-        member = local.build_member
+        bucket    = google_storage_bucket.source.name
+        role      = "roles/storage.objectViewer"
+        member    = local.build_member
+        condition = null
       }
     },
     # Aggregate writes and, on a takeover, overwrites report objects:
@@ -154,18 +170,34 @@ locals {
     # write there.
     {
       "Aggregate/reports" = {
+        bucket    = google_storage_bucket.reports.name
+        role      = "roles/storage.objectUser"
+        member    = local.function_member["Aggregate"]
+        condition = null
+      }
+    },
+    # DeadLetter deletes a failed report's part segments: list and delete
+    # under tmp/ only (objectUser would let it write reports too; the
+    # condition keeps it to tmp/ objects and listings of that prefix).
+    {
+      "DeadLetter/reports-tmp" = {
         bucket = google_storage_bucket.reports.name
         role   = "roles/storage.objectUser"
-        member = local.function_member["Aggregate"]
+        member = local.function_member["DeadLetter"]
+        condition = {
+          title      = "only tmp/ (part segments)"
+          expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.reports.name}/objects/tmp/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"tmp/\")"
+        }
       }
     },
     # A signed URL acts with its signer's permissions: the other functions
     # that announce a SUCCESS read the object they link to.
     {
       for ep in local.signers : "${ep}/reports" => {
-        bucket = google_storage_bucket.reports.name
-        role   = "roles/storage.objectViewer"
-        member = local.function_member[ep]
+        bucket    = google_storage_bucket.reports.name
+        role      = "roles/storage.objectViewer"
+        member    = local.function_member[ep]
+        condition = null
       } if ep != "Aggregate"
     },
   )
@@ -251,11 +283,11 @@ resource "google_project_iam_custom_role" "url_signer" {
 # database authentication: no password). The database's administrator
 # grants them their privileges in MySQL (README.md, Cloud SQL).
 resource "google_sql_user" "iam" {
-  for_each = { for ep in local.cloud_sql_readers : ep => local.cloud_sql[local.functions[ep].database] }
+  for_each = { for key, a in local.cloud_sql_access : key => merge(local.cloud_sql[a.db], { ep = a.ep }) }
 
   project  = each.value.project
   instance = each.value.instance
-  name     = local.functions[each.key].service_account.email
+  name     = local.functions[each.value.ep].service_account.email
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 
   depends_on = [google_project_service.this]
@@ -335,6 +367,15 @@ resource "google_storage_bucket_iam_member" "grant" {
   bucket = each.value.bucket
   role   = each.value.role
   member = each.value.member
+
+  dynamic "condition" {
+    for_each = each.value.condition == null ? [] : [each.value.condition]
+
+    content {
+      title      = condition.value.title
+      expression = condition.value.expression
+    }
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "grant" {

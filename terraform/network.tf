@@ -4,7 +4,8 @@
 # a VPC created here. Egress is denied except where each function needs it:
 # every function Redis (and, with all-traffic egress, Google APIs at
 # private.googleapis.com); a listener its own database; the shim and the
-# sweeper the record database and RabbitMQ; the aggregator and the DLQ
+# sweeper the record database and RabbitMQ, the shim also the source
+# databases it estimates parts from; the aggregator and the DLQ
 # function the record database. With the default VPC_EGRESS_ALL_TRAFFIC
 # the deny covers every destination, the internet included; with
 # VPC_EGRESS_PRIVATE_RANGES_ONLY only private ones pass through the VPC, so
@@ -77,7 +78,7 @@ locals {
     {
       for db in sort(keys(var.database_cidrs)) : "db-${replace(db, "_", "-")}" => {
         description = "Only the functions that read ${db}."
-        tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep] if local.functions[ep].database == db]
+        tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep] if contains(keys(local.function_databases[ep]), db)]
         ranges      = var.database_cidrs[db]
         port        = local.database_ports[db]
       }

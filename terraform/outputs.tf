@@ -93,7 +93,7 @@ output "iam_grants" {
         [for r in concat(values(google_pubsub_topic_iam_member.grant), values(google_pubsub_topic_iam_member.agent)) : { member = r.member, grant = "${r.role} on topic ${r.topic}" }],
         [for r in concat(values(google_pubsub_subscription_iam_member.grant), values(google_pubsub_subscription_iam_member.agent)) : { member = r.member, grant = "${r.role} on subscription ${r.subscription}" }],
         [for r in google_secret_manager_secret_iam_member.grant : { member = r.member, grant = "${r.role} on secret ${r.secret_id}" }],
-        [for r in google_storage_bucket_iam_member.grant : { member = r.member, grant = "${r.role} on bucket ${r.bucket}" }],
+        [for r in google_storage_bucket_iam_member.grant : { member = r.member, grant = "${r.role} on bucket ${r.bucket}${length(r.condition) > 0 ? " if ${r.condition[0].expression}" : ""}" }],
         [for r in google_cloud_run_v2_service_iam_member.grant : { member = r.member, grant = "${r.role} on service ${r.name}" }],
         [for r in concat(values(google_service_account_iam_member.grant), values(google_service_account_iam_member.agent)) : { member = r.member, grant = "${r.role} on service account ${r.service_account_id}" }],
         [for r in google_artifact_registry_repository_iam_member.grant : { member = r.member, grant = "${r.role} on repository ${r.repository}" }],

@@ -1,5 +1,6 @@
-# Report CSVs: reports/{id}/{type}.csv, written only by the aggregator
-# (iam.tf grants it; nothing else may write here).
+# Report CSVs: reports/{id}/{type}.csv, and the parts' CSV segments under
+# tmp/reports/{id}/, written only by the aggregator (iam.tf grants it;
+# nothing else may write here; DeadLetter may delete under tmp/).
 resource "google_storage_bucket" "reports" {
   project  = var.project_id
   name     = "${var.project_id}-${var.name}-reports"
@@ -25,6 +26,19 @@ resource "google_storage_bucket" "reports" {
   lifecycle_rule {
     condition {
       age = var.report_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Part segments (tmp/reports/{id}/) live until the aggregator composes
+  # the CSV and deletes them, or the DLQ function deletes a failed
+  # report's; a crash between the two leaves them: gone after a day.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["tmp/"]
     }
     action {
       type = "Delete"

@@ -380,7 +380,7 @@ variable "db_connections_per_instance" {
 # ---------------------------------------------------------------------------
 
 variable "listener_max_instances" {
-  description = "max_instance_count of each listener, keyed by entry point. A listener serves one report at a time per instance, so each must be at least max_in_flight. Listeners of one database share its connection limit: plt_fund serves ListenWithdraw and ListenPayment."
+  description = "Cap on max_instance_count of each listener, keyed by entry point. A listener serves one part of a report at a time per instance; it gets min(max_in_flight x max_parts, this) instances, which must be at least max_in_flight. Below max_in_flight x max_parts the parts of a full load queue as 429s and Pub/Sub retries (6 deliveries 60 s apart). Listeners of one database share its connection limit: plt_fund serves ListenWithdraw, ListenPayment and DrainTriggers' split estimates."
   type        = map(number)
   default = {
     ListenUserTagRelation = 10
@@ -417,7 +417,7 @@ variable "listener_memory" {
 }
 
 variable "aggregate_max_instances" {
-  description = "max_instance_count of the aggregator (one join per instance, so at least max_in_flight). Each instance may hold db_connections_per_instance connections on the record database."
+  description = "Cap on max_instance_count of the aggregator: it gets min(max_in_flight x max_parts, this) instances (one part's join per instance, so at least max_in_flight). Each instance may hold db_connections_per_instance connections on the record database."
   type        = number
   default     = 10
 
@@ -587,6 +587,28 @@ variable "max_in_flight" {
   validation {
     condition     = var.max_in_flight >= 1 && floor(var.max_in_flight) == var.max_in_flight
     error_message = "max_in_flight must be a positive whole number."
+  }
+}
+
+variable "part_rows" {
+  description = "PART_ROWS: target rows of one part. DrainTriggers estimates each report's rows from its source database (EXPLAIN, through DSN_PLT_FUND) and splits a report above it into key-range parts that run in parallel end to end; at or below it a report is one part."
+  type        = number
+  default     = 250000
+
+  validation {
+    condition     = var.part_rows >= 1 && floor(var.part_rows) == var.part_rows
+    error_message = "part_rows must be a whole number of at least 1 (PART_ROWS)."
+  }
+}
+
+variable "max_parts" {
+  description = "MAX_PARTS: the most parts one report is split into (1 turns splitting off). Listeners and Aggregate are sized for max_in_flight x max_parts deliveries at once, capped by listener_max_instances and aggregate_max_instances."
+  type        = number
+  default     = 64
+
+  validation {
+    condition     = var.max_parts >= 1 && var.max_parts <= 1024 && floor(var.max_parts) == var.max_parts
+    error_message = "max_parts must be a whole number from 1 to 1024 (MAX_PARTS; config.MaxParts)."
   }
 }
 

@@ -75,9 +75,16 @@ func expect(t *testing.T) Expect {
 		}
 		switch f.EntryPoint {
 		case topology.EntryDrainTriggers:
-			r.Known = envNames(config.Shim{})
+			// The shim splits reports into parts from estimates of
+			// their SplitBy sources' databases (trigger.Planner reads
+			// DSN_{DATABASE} of each): it needs exactly those DSNs.
+			splitDSNs := splitDatabaseDSNs()
+			r.Known = append(envNames(config.Shim{}), splitDSNs...)
 			r.Secret = append(r.Secret, "RECORD_DSN", "AMQP_URL")
+			r.Secret = append(r.Secret, splitDSNs...)
 			r.Plain["DRAIN_FOR"] = ""
+			r.Plain["PART_ROWS"] = ""
+			r.Plain["MAX_PARTS"] = ""
 			r.TimeoutBelow = "DRAIN_FOR"
 		case topology.EntryAggregate:
 			r.Known = envNames(config.Aggregator{})
@@ -87,6 +94,9 @@ func expect(t *testing.T) Expect {
 		case topology.EntryDeadLetter:
 			r.Known = envNames(config.DeadLetter{})
 			r.Secret = append(r.Secret, "RECORD_DSN")
+			// It deletes a failed report's segments from the report
+			// bucket; the default names another bucket.
+			r.Plain["REPORT_BUCKET"] = ""
 		case "Sweep": // topology.EntrySweep
 			r.Known = envNames(config.Sweep{})
 			r.Secret = append(r.Secret, "RECORD_DSN", "AMQP_URL")
@@ -105,6 +115,24 @@ func expect(t *testing.T) Expect {
 		e.Env[f.EntryPoint] = r
 	}
 	return e
+}
+
+// splitDatabaseDSNs lists, sorted, the DSN variables of the databases the
+// reports are split by (report.SplitBy), which the shim reads.
+func splitDatabaseDSNs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range report.Reports {
+		if r.SplitBy == nil {
+			continue
+		}
+		if dsn := report.DSNEnv(r.SplitBy.Source.Database); !seen[dsn] {
+			seen[dsn] = true
+			out = append(out, dsn)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // envNames lists the environment variables a config struct reads, from its

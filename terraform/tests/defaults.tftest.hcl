@@ -61,7 +61,7 @@ variables {
     ListenPayment         = { DSN_PLT_FUND = "fanout-dsn-plt-fund", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
     Aggregate             = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
     DeadLetter            = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    DrainTriggers         = { AMQP_URL = "fanout-amqp-url", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
+    DrainTriggers         = { AMQP_URL = "fanout-amqp-url", DSN_PLT_FUND = "fanout-dsn-plt-fund", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
     Sweep                 = { AMQP_URL = "fanout-amqp-url", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
   }
 
@@ -116,6 +116,8 @@ variables {
       "roles/secretmanager.secretAccessor on secret fanout-record-dsn",
       "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
       "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
+      # A failed report's part segments: delete under tmp/ only.
+      "roles/storage.objectUser on bucket test-project-fanout-reports if resource.name.startsWith(\"projects/_/buckets/test-project-fanout-reports/objects/tmp/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"tmp/\")",
     ]
     "serviceAccount:fanout-drain@test-project.iam.gserviceaccount.com" = [
       "roles/cloudtrace.agent on project test-project",
@@ -124,6 +126,7 @@ variables {
       "roles/pubsub.publisher on topic report-stage-1",
       "roles/pubsub.subscriber on subscription report-completed-amqp",
       "roles/secretmanager.secretAccessor on secret fanout-amqp-url",
+      "roles/secretmanager.secretAccessor on secret fanout-dsn-plt-fund",
       "roles/secretmanager.secretAccessor on secret fanout-record-dsn",
       "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
       "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
@@ -288,7 +291,7 @@ run "defaults" {
   }
 
   assert {
-    condition = { for k in ["DRAIN_FOR", "TRIGGER_QUEUE", "MAX_IN_FLIGHT", "THROTTLE_QUEUE", "THROTTLE_DELAY", "REDIS_MEMORY_HIGH_WATER", "COMPLETED_EXCHANGE"] : k => lookup(google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables, k, null) } == {
+    condition = { for k in ["DRAIN_FOR", "TRIGGER_QUEUE", "MAX_IN_FLIGHT", "THROTTLE_QUEUE", "THROTTLE_DELAY", "REDIS_MEMORY_HIGH_WATER", "COMPLETED_EXCHANGE", "PART_ROWS", "MAX_PARTS"] : k => lookup(google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables, k, null) } == {
       DRAIN_FOR               = "50s"
       TRIGGER_QUEUE           = "report.trigger"
       MAX_IN_FLIGHT           = "10"
@@ -296,6 +299,8 @@ run "defaults" {
       THROTTLE_DELAY          = "5s"
       REDIS_MEMORY_HIGH_WATER = "0.7"
       COMPLETED_EXCHANGE      = "report.completed"
+      PART_ROWS               = "250000"
+      MAX_PARTS               = "64"
     }
     error_message = "DrainTriggers' environment: ${jsonencode(google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables)}."
   }
@@ -312,14 +317,20 @@ run "defaults" {
   assert {
     condition = (
       google_cloudfunctions2_function.function["Aggregate"].service_config[0].environment_variables["REPORT_BUCKET"] == google_storage_bucket.reports.name &&
+      google_cloudfunctions2_function.function["DeadLetter"].service_config[0].environment_variables["REPORT_BUCKET"] == google_storage_bucket.reports.name &&
       google_cloudfunctions2_function.function["Aggregate"].service_config[0].environment_variables["CLAIM_TTL"] == "${google_cloudfunctions2_function.function["Aggregate"].service_config[0].timeout_seconds}s"
     )
-    error_message = "Aggregate writes to the report bucket and its claims expire with its timeout."
+    error_message = "Aggregate writes to the report bucket (DeadLetter deletes segments there) and its claims expire with its timeout."
   }
 
   assert {
     condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if lookup(f.service_config[0].environment_variables, "MAX_REPORT_ROWS", null) == "0"]) == sort(["Aggregate", "ListenPayment", "ListenUserTagRelation", "ListenWithdraw"])
     error_message = "MAX_REPORT_ROWS (0, no limit) is set on the listeners and Aggregate only."
+  }
+
+  assert {
+    condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if anytrue([for k in keys(f.service_config[0].environment_variables) : contains(["PART_ROWS", "MAX_PARTS"], k)])]) == tolist(["DrainTriggers"])
+    error_message = "PART_ROWS and MAX_PARTS are set on DrainTriggers (the only config that reads them) only."
   }
 
   assert {
@@ -446,12 +457,13 @@ run "defaults" {
 
   assert {
     condition = (
-      length(google_storage_bucket.reports.lifecycle_rule) == 1 &&
-      try(one(google_storage_bucket.reports.lifecycle_rule[0].action).type == "Delete" && one(google_storage_bucket.reports.lifecycle_rule[0].condition).age == 30, false) &&
+      length(google_storage_bucket.reports.lifecycle_rule) == 2 &&
+      try(one(google_storage_bucket.reports.lifecycle_rule[0].action).type == "Delete" && one(google_storage_bucket.reports.lifecycle_rule[0].condition).age == 30 && try(length(one(google_storage_bucket.reports.lifecycle_rule[0].condition).matches_prefix), 0) == 0, false) &&
+      try(one(google_storage_bucket.reports.lifecycle_rule[1].action).type == "Delete" && one(google_storage_bucket.reports.lifecycle_rule[1].condition).age == 1 && one(google_storage_bucket.reports.lifecycle_rule[1].condition).matches_prefix == tolist(["tmp/"]), false) &&
       google_storage_bucket.reports.soft_delete_policy[0].retention_duration_seconds == 7 * 86400 &&
       google_storage_bucket.reports.versioning[0].enabled == false
     )
-    error_message = "The report bucket deletes reports after 30 days, keeps deleted ones 7 days in soft delete, and no old generations."
+    error_message = "The report bucket deletes reports after 30 days, keeps deleted ones 7 days in soft delete, and no old generations; part segments (tmp/) a crash left are deleted after 1 day, by a rule of their own."
   }
 
   # The live source archive is never deleted by the bucket's own rule: only
@@ -526,7 +538,7 @@ run "defaults" {
       redis         = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-payment", "fanout-sweep", "fanout-user-tag", "fanout-withdraw"], ["10.9.0.4/32"], ["6378"]]
       amqp          = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-sweep"], ["10.20.0.5/32"], ["5671"]]
       "db-plt-user" = ["test-project", var.network, "EGRESS", ["fanout-user-tag"], ["10.20.1.0/28"], ["3306"]]
-      "db-plt-fund" = ["test-project", var.network, "EGRESS", ["fanout-payment", "fanout-withdraw"], ["10.20.2.0/28"], ["3306"]]
+      "db-plt-fund" = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-payment", "fanout-withdraw"], ["10.20.2.0/28"], ["3306"]]
       "db-record"   = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-sweep"], ["10.20.0.0/28"], ["3306"]]
     })
     error_message = "Egress rules: ${jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] })}."

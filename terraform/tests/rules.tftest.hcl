@@ -93,6 +93,9 @@ run "invalid_variables" {
     throttle_delay_seconds      = 0
     redis_memory_high_water     = 1.5
     completed_exchange          = ""
+    # config.Shim: PART_ROWS at least 1, MAX_PARTS 1 to config.MaxParts.
+    part_rows = 0
+    max_parts = 1025
     # A row limit is a count; 0 turns it off.
     max_report_rows        = -1
     report_retention_days  = 0
@@ -137,6 +140,8 @@ run "invalid_variables" {
     var.listener_timeout_seconds,
     var.listener_memory,
     var.aggregate_max_instances,
+    var.part_rows,
+    var.max_parts,
     var.aggregate_timeout_seconds,
     var.aggregate_memory,
     var.dead_letter_max_instances,
@@ -292,6 +297,23 @@ run "record_connections_exceed_limit" {
       plt_user = 40
       plt_fund = 60
       record   = 20
+    }
+  }
+
+  expect_failures = [google_cloudfunctions2_function.function]
+}
+
+# plt_fund's listeners alone fit its 60 connections exactly (ListenWithdraw
+# and ListenPayment 15 instances each x 2); DrainTriggers' pool of plt_fund
+# for its split estimates (1 instance x 2) takes it to 62.
+run "fund_connections_exceed_limit_with_shim_pool" {
+  command = plan
+
+  variables {
+    listener_max_instances = {
+      ListenUserTagRelation = 10
+      ListenWithdraw        = 15
+      ListenPayment         = 15
     }
   }
 

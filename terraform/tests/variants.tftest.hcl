@@ -36,12 +36,20 @@ run "created_network_signed_urls_cloud_sql" {
     subnet_cidr            = "10.8.0.0/24"
     signed_url_ttl_seconds = 3600
     cloud_sql_instances = {
-      record = { connection_name = "db-project:europe-west1:reports" }
+      record   = { connection_name = "db-project:europe-west1:reports" }
+      plt_fund = { connection_name = "fund-project:europe-west1:funds" }
     }
     record_dsn_secret  = null
-    pubsub_name_prefix = "prod-"
-    redis_version      = "REDIS_6_X"
-    max_report_rows    = 500000
+    source_dsn_secrets = { plt_user = "fanout-dsn-plt-user" }
+    # 2 reports of at most 3 parts in flight: the listeners get 6
+    # instances (under their cap of 10), Aggregate its cap of 5.
+    max_in_flight           = 2
+    max_parts               = 3
+    part_rows               = 1000
+    aggregate_max_instances = 5
+    pubsub_name_prefix      = "prod-"
+    redis_version           = "REDIS_6_X"
+    max_report_rows         = 500000
   }
 
   # Topic IDs as Pub/Sub returns them, with the prefix: the dead-letter
@@ -82,8 +90,8 @@ run "created_network_signed_urls_cloud_sql" {
   }
 
   assert {
-    condition     = output.subnet_addresses_needed == 176
-    error_message = "3 listeners and Aggregate at 10 instances need 32 addresses each, the other three 16: 176, not ${output.subnet_addresses_needed}."
+    condition     = output.subnet_addresses_needed == 112
+    error_message = "Every function here has at most 6 instances (parts-sized: max_in_flight 2 x max_parts 3), 16 addresses each: 112, not ${output.subnet_addresses_needed}."
   }
 
   # --- Signed URLs: the announcers sign with their own identity -------------
@@ -118,6 +126,9 @@ run "created_network_signed_urls_cloud_sql" {
     condition = sort(output.iam_grants["serviceAccount:fanout-drain@test-project.iam.gserviceaccount.com"]) == sort([
       "roles/cloudsql.client on project db-project if resource.name == \"projects/db-project/instances/reports\"",
       "roles/cloudsql.instanceUser on project db-project if resource.name == \"projects/db-project/instances/reports\"",
+      # plt_fund, for the split estimates, on its own instance.
+      "roles/cloudsql.client on project fund-project if resource.name == \"projects/fund-project/instances/funds\"",
+      "roles/cloudsql.instanceUser on project fund-project if resource.name == \"projects/fund-project/instances/funds\"",
       "roles/cloudtrace.agent on project test-project",
       "projects/test-project/roles/fanout_url_signer on service account projects/test-project/serviceAccounts/fanout-drain@test-project.iam.gserviceaccount.com",
       "roles/pubsub.publisher on topic prod-report-completed",
@@ -152,7 +163,7 @@ run "created_network_signed_urls_cloud_sql" {
   # a role that holds signBlob alone, and read the reports it links to.
   assert {
     condition = jsonencode({
-      for m, g in output.iam_grants : m => [for x in g : x if strcontains(x, "on service account") || strcontains(x, "on bucket test-project-fanout-reports")]
+      for m, g in output.iam_grants : m => [for x in g : x if strcontains(x, "on service account") || (strcontains(x, "on bucket test-project-fanout-reports") && !strcontains(x, "/objects/tmp/"))]
       if !strcontains(m, "gcp-sa-pubsub")
       }) == jsonencode({
       for m, g in output.iam_grants : m => (
@@ -190,13 +201,35 @@ run "created_network_signed_urls_cloud_sql" {
     error_message = "roles/cloudsql.client and roles/cloudsql.instanceUser go to the record database's readers only, in the instance's project, limited to the instance."
   }
 
+  # plt_fund on its own instance: its listeners and DrainTriggers (split
+  # estimates) get the grants, limited to that instance.
+  assert {
+    condition = jsonencode({
+      for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] : role => sort([for k, g in google_project_iam_member.grant : trimprefix(g.member, "serviceAccount:") if g.role == role && g.project == "fund-project" && try(one(g.condition).expression, "") == "resource.name == \"projects/fund-project/instances/funds\""])
+      }) == jsonencode({
+      for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] : role => [
+        "fanout-drain@test-project.iam.gserviceaccount.com",
+        "fanout-payment@test-project.iam.gserviceaccount.com",
+        "fanout-withdraw@test-project.iam.gserviceaccount.com",
+      ]
+    })
+    error_message = "plt_fund's Cloud SQL grants: ${jsonencode([for k, g in google_project_iam_member.grant : k if g.project == "fund-project"])}."
+  }
+
   # Their IAM database users, and a DSN with no password that names the
   # instance: no record secret is mounted, checked or granted.
   assert {
     condition = (
-      { for ep, u in google_sql_user.iam : ep => [u.project, u.instance, u.name, u.type] } == {
-        for ep in ["Aggregate", "DeadLetter", "DrainTriggers", "Sweep"] : ep => ["db-project", "reports", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"]
+      { for ep, u in google_sql_user.iam : ep => [u.project, u.instance, u.name, u.type] } == merge(
+        { for ep in ["Aggregate", "DeadLetter", "DrainTriggers", "Sweep"] : ep => ["db-project", "reports", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"] },
+        { for key, ep in { ListenWithdraw = "ListenWithdraw", ListenPayment = "ListenPayment", "DrainTriggers/plt_fund" = "DrainTriggers" } : key => ["fund-project", "funds", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"] },
+      ) &&
+      { for ep, f in google_cloudfunctions2_function.function : ep => lookup(f.service_config[0].environment_variables, "DSN_PLT_FUND", null) if contains(keys(f.service_config[0].environment_variables), "DSN_PLT_FUND") } == {
+        DrainTriggers  = "fanout-drain@cloudsql(fund-project:europe-west1:funds)/plt_fund"
+        ListenPayment  = "fanout-payment@cloudsql(fund-project:europe-west1:funds)/plt_fund"
+        ListenWithdraw = "fanout-withdraw@cloudsql(fund-project:europe-west1:funds)/plt_fund"
       } &&
+      alltrue([for f in google_cloudfunctions2_function.function : !contains([for s in f.service_config[0].secret_environment_variables : s.key], "DSN_PLT_FUND")]) &&
       { for ep, f in google_cloudfunctions2_function.function : ep => lookup(f.service_config[0].environment_variables, "RECORD_DSN", null) if contains(keys(f.service_config[0].environment_variables), "RECORD_DSN") } == {
         Aggregate     = "fanout-aggregate@cloudsql(db-project:europe-west1:reports)/plt_report"
         DeadLetter    = "fanout-dead-letter@cloudsql(db-project:europe-west1:reports)/plt_report"
@@ -212,8 +245,19 @@ run "created_network_signed_urls_cloud_sql" {
   # Only the connector's port is opened to the Cloud SQL database; the
   # listeners' plain databases keep theirs.
   assert {
-    condition     = jsonencode({ for k, r in google_compute_firewall.egress_allow : k => one(r.allow).ports if startswith(k, "db-") }) == jsonencode({ "db-plt-fund" = ["3306"], "db-plt-user" = ["3306"], "db-record" = ["3307"] })
+    condition     = jsonencode({ for k, r in google_compute_firewall.egress_allow : k => one(r.allow).ports if startswith(k, "db-") }) == jsonencode({ "db-plt-fund" = ["3307"], "db-plt-user" = ["3306"], "db-record" = ["3307"] })
     error_message = "Database ports: ${jsonencode({ for k, r in google_compute_firewall.egress_allow : k => one(r.allow).ports })}."
+  }
+
+  # --- Parts: sizing and PART_ROWS / MAX_PARTS --------------------------------
+
+  assert {
+    condition = (
+      { for ep, f in google_cloudfunctions2_function.function : ep => f.service_config[0].max_instance_count } == { Aggregate = 5, DeadLetter = 2, DrainTriggers = 1, ListenPayment = 6, ListenUserTagRelation = 6, ListenWithdraw = 6, Sweep = 1 } &&
+      google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables["PART_ROWS"] == "1000" &&
+      google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables["MAX_PARTS"] == "3"
+    )
+    error_message = "Listeners get max_in_flight x max_parts (6) instances under their cap, Aggregate its cap (5); PART_ROWS and MAX_PARTS reach DrainTriggers: ${jsonencode({ for ep, f in google_cloudfunctions2_function.function : ep => f.service_config[0].max_instance_count })}."
   }
 
   # --- Name prefix, limits, Redis version ------------------------------------
