@@ -17,14 +17,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
-	"github.com/fanoutexport/fanoutexport/local/testdb"
-	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/push"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 

@@ -18,8 +18,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fanoutexport/fanoutexport/local/seed"
-	"github.com/fanoutexport/fanoutexport/local/testdb"
-	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/config"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/fault"
@@ -28,6 +26,8 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 

@@ -11,7 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/fanoutexport/fanoutexport/local/client"
-	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 

@@ -14,10 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/fanoutexport/fanoutexport/local/testdb"
-	"github.com/fanoutexport/fanoutexport/local/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/completion"
 	"github.com/fanoutexport/fanoutexport/shared/config"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testenv"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
 
 	"github.com/google/go-cmp/cmp"
 

@@ -3,8 +3,8 @@ package serverenv_test
 import (
 	"testing"
 
-	"github.com/fanoutexport/fanoutexport/local/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
 )
 
 // Every session runs in UTC, whatever the server's time zone: updated_at

@@ -14,8 +14,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/fanoutexport/fanoutexport/local/schema"
 	"github.com/fanoutexport/fanoutexport/shared/report"
+	"github.com/fanoutexport/fanoutexport/shared/schema"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 

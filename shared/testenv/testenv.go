@@ -1,6 +1,6 @@
 // Package testenv holds fixtures the handler tests share: an in-process
 // Pub/Sub (pstest) with the topics a test needs, and a Redis key prefix of
-// the test's own, deleted when it ends. Databases come from local/testdb.
+// the test's own, deleted when it ends. Databases come from shared/testdb.
 package testenv
 
 import (
@@ -13,7 +13,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/local/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testdb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
