@@ -43,6 +43,9 @@ type Source struct {
 
 	EntryPoint   string // its function's entry point
 	Subscription string // its push subscription
+	// Slug names its service accounts in Terraform (${name}-${slug} and
+	// ${name}-${slug}-push, 6-30 characters): short, lower case, unique.
+	Slug string
 
 	// Input names a dataset in the hash the query is driven by (stage 2
 	// reads stage 1's result); "" for none. Its rows are fed to Build in
@@ -95,7 +98,7 @@ var userTagRelation = addSource(Source{
 	Database: "plt_user", Table: "vs_user_tag_relation", Key: "user_id",
 	Columns:    []Column{{"user_id", Int}, {"tag_id", Int}},
 	Stage:      1,
-	EntryPoint: "ListenUserTagRelation", Subscription: "listen-user-tag-relation",
+	EntryPoint: "ListenUserTagRelation", Subscription: "listen-user-tag-relation", Slug: "user-tag",
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		args := make([]any, len(p.TagIDs))
 		for i, t := range p.TagIDs {
@@ -125,7 +128,7 @@ var withdraw = addSource(Source{
 		{"status", Text}, {"created_at", Time},
 	},
 	Stage:      1,
-	EntryPoint: "ListenWithdraw", Subscription: "listen-withdraw",
+	EntryPoint: "ListenWithdraw", Subscription: "listen-withdraw", Slug: "withdraw",
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		pred, bargs := and(b.Predicate("user_id"))
 		return Query{
@@ -162,7 +165,7 @@ var payment = addSource(Source{
 		{"user_id", Int}, {"currency", Text}, {"payment_count", Int}, {"payment_total", Text},
 	},
 	Stage:      2,
-	EntryPoint: "ListenPayment", Subscription: "listen-payment",
+	EntryPoint: "ListenPayment", Subscription: "listen-payment", Slug: "payment",
 	Input: stage1Pairs, InputColumns: 2, BatchSize: paymentBatch,
 	// The batch's pairs become a derived table joined to the payments, so
 	// the database decides equality: bound values are coercible, so the

@@ -49,7 +49,16 @@ const (
 	// DeadLetterMaxDeliveryAttempts is the DLQ subscription's own budget
 	// before what it cannot handle goes to the parking topic.
 	DeadLetterMaxDeliveryAttempts = 20
+	// DeadLetterMinBackoffSeconds and DeadLetterMaxBackoffSeconds bound the
+	// DLQ subscription's exponential backoff.
+	DeadLetterMinBackoffSeconds = 10
+	DeadLetterMaxBackoffSeconds = 600
 )
+
+// StateTTLSeconds is the report hash's fixed lifetime from its last write
+// (config STATE_TTL's default, ARCHITECTURE.md). Terraform sizes timeouts
+// against it.
+const StateTTLSeconds = 600
 
 // StageTopic is the fanout topic of stage n (1-based): MQ2 is stage 1, MQ4 stage 2.
 func StageTopic(n int) string { return fmt.Sprintf("report-stage-%d", n) }
@@ -74,7 +83,15 @@ type Function struct {
 	// MaxDeliveryAttempts failed deliveries.
 	DeadLetterTopic     string
 	MaxDeliveryAttempts int
-	Source              string // listeners: the source table, "plt_fund.vs_withdraw"
+	// MinBackoffSeconds and MaxBackoffSeconds bound the retry backoff of
+	// its subscription.
+	MinBackoffSeconds, MaxBackoffSeconds int
+
+	// Listeners only.
+	Source   string // the source table, "plt_fund.vs_withdraw"
+	Database string // the database it reads, "plt_fund"
+	Stage    int    // the stage whose topic it reads
+	Slug     string // names its service accounts in Terraform
 }
 
 // Functions lists every deployed function: the shim, one listener per
@@ -89,7 +106,8 @@ func Functions() []Function {
 			EntryPoint: s.EntryPoint, Kind: KindPush,
 			Topic: StageTopic(s.Stage), Subscription: s.Subscription,
 			DeadLetterTopic: TopicDeadLetter, MaxDeliveryAttempts: MaxDeliveryAttempts,
-			Source: s.Name(),
+			MinBackoffSeconds: BackoffSeconds, MaxBackoffSeconds: BackoffSeconds,
+			Source: s.Name(), Database: s.Database, Stage: s.Stage, Slug: s.Slug,
 		})
 	}
 	sort.Slice(ls, func(i, j int) bool { return ls[i].EntryPoint < ls[j].EntryPoint })
@@ -99,6 +117,7 @@ func Functions() []Function {
 			EntryPoint: EntryAggregate, Kind: KindPush,
 			Topic: TopicAggregate, Subscription: SubAggregate,
 			DeadLetterTopic: TopicDeadLetter, MaxDeliveryAttempts: MaxDeliveryAttempts,
+			MinBackoffSeconds: BackoffSeconds, MaxBackoffSeconds: BackoffSeconds,
 		},
 		// The DLQ subscription is the one exception to 6 × 60 s: it retries
 		// with backoff and parks what it cannot handle, so nothing is lost.
@@ -106,6 +125,7 @@ func Functions() []Function {
 			EntryPoint: EntryDeadLetter, Kind: KindPush,
 			Topic: TopicDeadLetter, Subscription: SubDeadLetter,
 			DeadLetterTopic: TopicParked, MaxDeliveryAttempts: DeadLetterMaxDeliveryAttempts,
+			MinBackoffSeconds: DeadLetterMinBackoffSeconds, MaxBackoffSeconds: DeadLetterMaxBackoffSeconds,
 		},
 		Function{EntryPoint: EntrySweep, Kind: KindScheduled},
 	)
@@ -129,6 +149,32 @@ func Topics() []string {
 		ts = append(ts, StageTopic(i))
 	}
 	return append(ts, TopicAggregate, TopicDeadLetter, TopicParked, TopicCompleted)
+}
+
+// TopicPurpose says what a topic carries (a stage topic's is built by
+// Purpose).
+var TopicPurpose = map[string]string{
+	TopicAggregate:  "listener done messages (MQ3) for the aggregator",
+	TopicDeadLetter: "messages that failed their push deliveries; the DLQ function marks the record FAILED",
+	TopicParked:     "messages nobody can act on, held for inspection",
+	TopicCompleted:  "a record became final (SUCCESS or FAILED); the shim forwards it to RabbitMQ",
+}
+
+// Purpose says what topic t carries.
+func Purpose(t string) string {
+	for i := 1; i <= report.MaxStages(); i++ {
+		if t == StageTopic(i) {
+			return fmt.Sprintf("stage %d fanout: the listeners of stage %d subscribe", i, i)
+		}
+	}
+	return TopicPurpose[t]
+}
+
+// PullSubscriptions are the subscriptions nobody pushes from, by name, with
+// the topic each reads.
+var PullSubscriptions = map[string]string{
+	SubParked:        TopicParked,
+	SubCompletedAMQP: TopicCompleted,
 }
 
 // Names applies a deployment's prefix to topic and subscription names.

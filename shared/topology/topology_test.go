@@ -1,7 +1,18 @@
 package topology_test
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fanoutexport/fanoutexport/shared/config"
 
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
@@ -58,5 +69,95 @@ func TestBySubscription(t *testing.T) {
 	}
 	if f, ok := topology.BySubscription(""); ok {
 		t.Errorf("BySubscription(\"\") = %s; want none", f.EntryPoint)
+	}
+}
+
+// TestTopologyJSONIsCurrent: the committed terraform/topology.json is what
+// the generator writes from the definitions as they are now. It needs no
+// server and runs under -short, so `make test` fails on a stale file.
+func TestTopologyJSONIsCurrent(t *testing.T) {
+	t.Parallel()
+	want, err := topology.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("..", "..", "terraform", "topology.json"))
+	if err != nil {
+		t.Fatalf("%v: run go generate ./shared/topology", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("terraform/topology.json is not current: run go generate ./shared/topology and commit it (-committed +generated):\n%s",
+			cmp.Diff(string(got), string(want)))
+	}
+}
+
+// TestDocumentMatchesFunctions: the document holds every function and
+// listener of Functions(), each listener on its stage's topic with the
+// push delivery policy, and every topic and pull subscription.
+func TestDocumentMatchesFunctions(t *testing.T) {
+	t.Parallel()
+	d, err := topology.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listeners := 0
+	for _, f := range topology.Functions() {
+		fd, ok := d.Functions[f.EntryPoint]
+		if !ok || fd.Kind != f.Kind {
+			t.Errorf("%s: document has %+v, %v", f.EntryPoint, fd, ok)
+		}
+		src, isListener := report.SourceByEntryPoint(f.EntryPoint)
+		if !isListener {
+			continue
+		}
+		listeners++
+		l, ok := d.Listeners[f.EntryPoint]
+		switch {
+		case !ok:
+			t.Errorf("listener %s is missing from the document", f.EntryPoint)
+		case l.Topic != topology.StageTopic(src.Stage) || l.Database != src.Database || l.DSNEnv != report.DSNEnv(src.Database) || l.Subscription != src.Subscription || l.Slug != src.Slug:
+			t.Errorf("listener %s: document %+v does not match its source %s", f.EntryPoint, l, src.Name())
+		case fd.Delivery == nil || *fd.Delivery != d.PushDelivery:
+			t.Errorf("listener %s: delivery %+v, want the push policy %+v", f.EntryPoint, fd.Delivery, d.PushDelivery)
+		}
+		if !slices.Contains(d.Databases[src.Database].Listeners, f.EntryPoint) {
+			t.Errorf("source_databases[%s] does not list %s", src.Database, f.EntryPoint)
+		}
+	}
+	if listeners == 0 || len(d.Listeners) != listeners {
+		t.Errorf("document has %d listeners, Functions() %d", len(d.Listeners), listeners)
+	}
+	for _, tp := range topology.Topics() {
+		if d.Topics[tp].Purpose == "" {
+			t.Errorf("topic %s has no purpose", tp)
+		}
+	}
+	if len(d.Topics) != len(topology.Topics()) || len(d.StageTopics) != report.MaxStages() {
+		t.Errorf("document has %d topics (%d stages), want %d (%d)", len(d.Topics), len(d.StageTopics), len(topology.Topics()), report.MaxStages())
+	}
+	for s, p := range d.PullSubs {
+		if _, ok := d.Topics[p.Topic]; !ok {
+			t.Errorf("pull subscription %s reads %s, which is no topic", s, p.Topic)
+		}
+	}
+}
+
+// TestStateTTLIsConfigDefault: Terraform's STATE_TTL (from the document) is
+// the default the functions' config has.
+func TestStateTTLIsConfigDefault(t *testing.T) {
+	t.Parallel()
+	f, ok := reflect.TypeOf(config.Redis{}).FieldByName("StateTTL")
+	if !ok {
+		t.Fatal("config.Redis has no StateTTL")
+	}
+	def := ""
+	for _, opt := range strings.Split(f.Tag.Get("env"), ",")[1:] {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(opt), "default="); ok {
+			def = v
+		}
+	}
+	d, err := time.ParseDuration(def)
+	if err != nil || d != topology.StateTTLSeconds*time.Second {
+		t.Errorf("config.Redis STATE_TTL default %q, want %ds (topology.StateTTLSeconds)", def, topology.StateTTLSeconds)
 	}
 }

@@ -1,0 +1,25 @@
+// Command gen writes terraform/topology.json, what the Terraform module
+// needs to know of the code (package topology's Document). Run it with
+// `go generate ./shared/topology`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/fanoutexport/fanoutexport/shared/topology"
+)
+
+func main() {
+	out := flag.String("o", "terraform/topology.json", "the file to write")
+	flag.Parse()
+	b, err := topology.JSON()
+	if err == nil {
+		err = os.WriteFile(*out, b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "topology gen:", err)
+		os.Exit(1)
+	}
+}
