@@ -29,16 +29,17 @@ locals {
         CLAIM_TTL       = "${var.aggregate_timeout_seconds}s"
         MAX_REPORT_ROWS = tostring(var.max_report_rows)
       }
-      dsn_env    = "RECORD_DSN"
-      secrets    = {}
-      publishes  = ["report-stage-2", "report-parked", "report-completed"]
+      dsn_env = "RECORD_DSN"
+      secrets = {}
+      # The stage topics after the first (it fans out the next stage).
+      publishes  = concat(slice(local.stage_topics, 1, length(local.stage_topics)), ["report-parked", "report-completed"])
       subscribes = []
       announces  = true
       push = {
-        subscription = "aggregate"
-        topic        = "report-aggregate"
+        subscription = local.topology.functions.Aggregate.subscription
+        topic        = local.topology.functions.Aggregate.topic
         identity     = google_service_account.aggregate_push
-        delivery     = local.push_delivery
+        delivery     = local.topology.functions.Aggregate.delivery
       }
       schedule = null
     }

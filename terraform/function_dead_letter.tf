@@ -9,12 +9,8 @@ locals {
   # marking a record FAILED must not itself be dropped, so it retries with
   # exponential backoff for longer and then parks the message on
   # report-parked (held by report-parked-hold) instead of losing it.
-  dead_letter_delivery = {
-    dead_letter_topic     = "report-parked"
-    max_delivery_attempts = 20
-    minimum_backoff       = "10s"
-    maximum_backoff       = "600s"
-  }
+  # (topology.DeadLetterMaxDeliveryAttempts and the DLQ backoff bounds.)
+  dead_letter_delivery = local.topology.functions.DeadLetter.delivery
 
   dead_letter_function = {
     DeadLetter = {
@@ -43,8 +39,8 @@ locals {
       subscribes = []
       announces  = true
       push = {
-        subscription = "dead-letter"
-        topic        = "report-dead-letter"
+        subscription = local.topology.functions.DeadLetter.subscription
+        topic        = local.topology.functions.DeadLetter.topic
         identity     = google_service_account.dead_letter_push
         delivery     = local.dead_letter_delivery
       }

@@ -28,9 +28,9 @@ locals {
       database      = "record"
       # The source databases it reads EXPLAIN estimates from to split each
       # report into parts (report.SplitBy: the withdrawals, plt_fund), each
-      # with its own pool of db_connections_per_instance connections.
-      # local/tfcheck checks these against the reports' SplitBy.
-      source_databases = { plt_fund = "DSN_PLT_FUND" }
+      # with its own pool of db_connections_per_instance connections
+      # (topology.json's split_databases, from the reports' SplitBy).
+      source_databases = local.topology.split_databases
       amqp             = true
       env = {
         DRAIN_FOR               = "${var.drain_for_seconds}s"
@@ -45,7 +45,7 @@ locals {
       }
       dsn_env    = "RECORD_DSN"
       secrets    = { AMQP_URL = var.amqp_url_secret }
-      publishes  = ["report-stage-1", "report-parked", "report-completed"]
+      publishes  = [local.stage_topics[0], "report-parked", "report-completed"]
       subscribes = ["report-completed-amqp"]
       announces  = true
       push       = null

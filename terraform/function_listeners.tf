@@ -1,36 +1,21 @@
-# One listener per source table (local.listeners). Each has its own push
-# subscription on its stage topic, reads only its own database (read-only
-# DSN) and publishes "done" to report-aggregate. Listeners cannot write to
-# the report bucket and never make a record final. The functions
+# One listener per source (local.listeners, from topology.json). Each has
+# its own push subscription on its stage topic, reads only its own database
+# (read-only DSN) and publishes "done" to report-aggregate. Listeners cannot
+# write to the report bucket and never make a record final. The functions
 # themselves, their push subscriptions and the grants their entries imply
-# are in functions.tf and iam.tf.
+# are in functions.tf and iam.tf. Nothing here names a listener: a new
+# report.Source in shared/report, after `go generate ./shared/topology`,
+# gets its function, service accounts, push subscription with dead-letter
+# policy, grants and DSN secret from these few lines.
 
 locals {
-  # One listener function per source table, keyed by its entry point
-  # (report.Sources in shared/report/source.go).
-  listeners = {
-    ListenUserTagRelation = {
-      slug         = "user-tag"
-      subscription = "listen-user-tag-relation"
-      topic        = "report-stage-1"
-      database     = "plt_user"
-      dsn_env      = "DSN_PLT_USER"
-    }
-    ListenWithdraw = {
-      slug         = "withdraw"
-      subscription = "listen-withdraw"
-      topic        = "report-stage-1"
-      database     = "plt_fund"
-      dsn_env      = "DSN_PLT_FUND"
-    }
-    ListenPayment = {
-      slug         = "payment"
-      subscription = "listen-payment"
-      topic        = "report-stage-2"
-      database     = "plt_fund"
-      dsn_env      = "DSN_PLT_FUND"
-    }
-  }
+  # One listener function per source, keyed by its entry point
+  # (report.Sources in shared/report/source.go): slug, source, database,
+  # dsn_env, stage, topic, subscription.
+  listeners = local.topology.listeners
+
+  # The cap of a listener listener_max_instances does not name.
+  listener_max_instances_default = 10
 
   listener_functions = {
     for ep, l in local.listeners : ep => {
@@ -43,7 +28,7 @@ locals {
       timeout_seconds = var.listener_timeout_seconds
       # A delivery per part of each of max_in_flight reports at most,
       # capped by listener_max_instances (functions.tf).
-      max_instances = min(ceil(local.max_part_deliveries / 1), var.listener_max_instances[ep])
+      max_instances = min(ceil(local.max_part_deliveries / 1), lookup(var.listener_max_instances, ep, local.listener_max_instances_default))
       # One dataset in memory per instance.
       concurrency = 1
       database    = l.database
@@ -63,7 +48,7 @@ locals {
         subscription = l.subscription
         topic        = l.topic
         identity     = google_service_account.listener_push[ep]
-        delivery     = local.push_delivery
+        delivery     = local.topology.functions[ep].delivery
       }
       schedule = null
     }

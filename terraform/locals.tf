@@ -1,20 +1,23 @@
 # Constants shared by every function. The values that are contracts with
-# the Go code (names, delivery policy, the hash TTL) are checked against the
-# code by local/tfcheck; the rest by the tests in tests/.
+# the Go code (functions, listeners, topics, subscriptions, delivery policy,
+# the hash TTL) come from topology.json, which `go generate ./shared/topology`
+# writes from the report definitions; the rest is checked by tests/.
 locals {
+  # What the code says the deployment holds (shared/topology.Document):
+  # every function, each listener's slug, database and subscription, the
+  # topics, the pull subscriptions and the delivery policies. Never edited
+  # by hand: a new report.Source in shared/report is a new listener here.
+  topology = jsondecode(file("${path.module}/topology.json"))
+
   # go.mod says "go 1.26.8": the Cloud Functions runtime is "go" + major + minor.
   go_runtime = "go126"
 
   # Delivery policy of every push subscription except the DLQ function's own
   # (topology.MaxDeliveryAttempts, topology.BackoffSeconds): 6 deliveries 60 s
-  # apart, then report-dead-letter. DeadLetter's exception is in its file.
-  push_delivery = {
-    dead_letter_topic     = "report-dead-letter"
-    max_delivery_attempts = 6
-    minimum_backoff       = "60s"
-    maximum_backoff       = "60s"
-  }
-  push_backoff_seconds = 60
+  # apart, then report-dead-letter. DeadLetter's exception is its own entry
+  # of local.topology.functions.
+  push_delivery        = local.topology.push_delivery
+  push_backoff_seconds = tonumber(trimsuffix(local.push_delivery.maximum_backoff, "s"))
 
   # The report hash lives 10 minutes from its last write (a fixed contract,
   # config STATE_TTL). A listener or aggregator that is working refreshes it
@@ -24,7 +27,7 @@ locals {
   # not exceed the TTL: the timeout variables of the functions that keep the
   # hash alive are capped at state_ttl_seconds - push_backoff_seconds
   # (540 s), and the tests assert it on the planned values.
-  state_ttl_seconds = 600
+  state_ttl_seconds = local.topology.state_ttl_seconds
 
   # Pub/Sub waits this long for a push response. 600 s is the maximum and is
   # at least every function's timeout (variables cap timeouts at 600 s).
@@ -37,15 +40,19 @@ locals {
   # Parked messages wait for a human: the longest retention Pub/Sub allows.
   parked_message_retention = "2678400s"
 
-  # Every topic, by its name in shared/topology (before PUBSUB_NAME_PREFIX).
-  topics = {
-    "report-stage-1"     = { purpose = "stage 1 fanout (MQ2): every stage-1 listener subscribes" }
-    "report-stage-2"     = { purpose = "stage 2 fanout (MQ4): enrichment listeners subscribe" }
-    "report-aggregate"   = { purpose = "listener done messages (MQ3) for the aggregator" }
-    "report-dead-letter" = { purpose = "messages that failed 6 push deliveries; the DLQ function marks the record FAILED" }
-    "report-parked"      = { purpose = "messages nobody can act on, held for inspection" }
-    "report-completed"   = { purpose = "a record became final (SUCCESS or FAILED); the shim forwards it to RabbitMQ" }
-  }
+  # Every topic, by its name in shared/topology (before PUBSUB_NAME_PREFIX),
+  # with its purpose: one per stage the reports use, and the fixed ones.
+  topics = local.topology.topics
+
+  # The stage topics in order: DrainTriggers publishes the first, Aggregate
+  # fans out the others.
+  stage_topics = local.topology.stage_topics
+
+  # Every source database (listeners' and the shim's split estimates),
+  # database => its DSN variable, and with the record database every key
+  # the database-keyed variables take.
+  source_databases = { for db, d in local.topology.source_databases : db => d.dsn_env }
+  databases        = concat(sort(keys(local.source_databases)), ["record"])
 
   # Signed download URLs are on when they have a lifetime.
   sign_urls = var.signed_url_ttl_seconds > 0

@@ -47,7 +47,7 @@ locals {
   google_apis_host = var.google_apis_cidr == "199.36.153.4/30" ? "restricted.googleapis.com." : "private.googleapis.com."
 
   # A database on Cloud SQL is reached through the connector's port only.
-  database_ports = { for db in ["plt_user", "plt_fund", "record"] : db => contains(keys(var.cloud_sql_instances), db) ? 3307 : var.database_port }
+  database_ports = { for db in local.databases : db => contains(keys(var.cloud_sql_instances), db) ? 3307 : var.database_port }
 
   # Allowed egress, keyed by destination: which functions (by network tag),
   # where, which port. Redis is every function's; a database only its

@@ -20,17 +20,14 @@ locals {
   # dead-letter policy: report-parked-hold is the end of the line, and a
   # completion event the shim cannot forward yet waits (the backlog alert
   # in monitoring.tf fires when it waits too long).
+  # Ops inspect parked messages (report-parked-hold) by pulling without
+  # acking: they are kept as long as Pub/Sub allows. DrainTriggers forwards
+  # completion events (report-completed-amqp) to RabbitMQ's
+  # COMPLETED_EXCHANGE on every tick (about once a minute).
   pull_subscriptions = {
-    # Ops inspect parked messages by pulling without acking.
-    "report-parked-hold" = {
-      topic     = "report-parked"
-      retention = local.parked_message_retention
-    }
-    # DrainTriggers forwards completion events to RabbitMQ's
-    # COMPLETED_EXCHANGE on every tick (about once a minute).
-    "report-completed-amqp" = {
-      topic     = "report-completed"
-      retention = local.push_message_retention
+    for s, p in local.topology.pull_subscriptions : s => {
+      topic     = p.topic
+      retention = p.topic == "report-parked" ? local.parked_message_retention : local.push_message_retention
     }
   }
 }

@@ -175,16 +175,16 @@ variable "vpc_egress" {
 }
 
 variable "database_cidrs" {
-  description = "Private ranges of each MySQL database as seen from the VPC, keyed by plt_user, plt_fund and record (the record table's database). A function may open database_port only to its own database's ranges; every other private destination is denied. A Cloud SQL private IP is in the private services access range of its network."
+  description = "Private ranges of each MySQL database as seen from the VPC, keyed by database: each source database of topology.json (today plt_user, plt_fund) and record (the record table's database). A function may open database_port only to its own database's ranges; every other private destination is denied. A Cloud SQL private IP is in the private services access range of its network."
   type        = map(list(string))
 
   validation {
     condition = (
-      alltrue([for db in ["plt_user", "plt_fund", "record"] : length(lookup(var.database_cidrs, db, [])) > 0]) &&
-      alltrue([for k in keys(var.database_cidrs) : contains(["plt_user", "plt_fund", "record"], k)]) &&
+      alltrue([for db in local.databases : length(lookup(var.database_cidrs, db, [])) > 0]) &&
+      alltrue([for k in keys(var.database_cidrs) : contains(local.databases, k)]) &&
       alltrue(flatten([for cidrs in values(var.database_cidrs) : [for c in cidrs : can(cidrhost(c, 0))]]))
     )
-    error_message = "database_cidrs must give at least one IPv4 CIDR block for each of plt_user, plt_fund and record, and no other key."
+    error_message = "database_cidrs must give at least one IPv4 CIDR block for each of ${join(", ", local.databases)} (topology.json's source databases and record), and no other key."
   }
 }
 
@@ -308,16 +308,16 @@ variable "record_dsn_secret" {
 }
 
 variable "source_dsn_secrets" {
-  description = "Secret Manager secret IDs (in project_id) of the source databases' DSNs, keyed by database (plt_user, plt_fund), except a database of cloud_sql_instances. Each DSN must name a read-only database user; each listener reads only its own database's secret."
+  description = "Secret Manager secret IDs (in project_id) of the source databases' DSNs, keyed by database: each source database of topology.json (today plt_user, plt_fund) except one of cloud_sql_instances. Each DSN must name a read-only database user; each listener reads only its own database's secret."
   type        = map(string)
   default     = {}
 
   validation {
     condition = (
-      alltrue([for db in ["plt_user", "plt_fund"] : contains(keys(var.source_dsn_secrets), db) != contains(keys(var.cloud_sql_instances), db)]) &&
-      alltrue([for k, s in var.source_dsn_secrets : contains(["plt_user", "plt_fund"], k) && can(regex("^[A-Za-z0-9_-]{1,255}$", s))])
+      alltrue([for db in keys(local.source_databases) : contains(keys(var.source_dsn_secrets), db) != contains(keys(var.cloud_sql_instances), db)]) &&
+      alltrue([for k, s in var.source_dsn_secrets : contains(keys(local.source_databases), k) && can(regex("^[A-Za-z0-9_-]{1,255}$", s))])
     )
-    error_message = "source_dsn_secrets must have a secret ID (letters, digits, _ and -) for each of plt_user and plt_fund that is not in cloud_sql_instances, and no other key."
+    error_message = "source_dsn_secrets must have a secret ID (letters, digits, _ and -) for each source database of topology.json (${join(", ", keys(local.source_databases))}) that is not in cloud_sql_instances, and no other key."
   }
 }
 
@@ -332,7 +332,7 @@ variable "amqp_url_secret" {
 }
 
 variable "cloud_sql_instances" {
-  description = "Databases on Cloud SQL for MySQL, keyed by plt_user, plt_fund or record: the instance's connection_name (PROJECT:REGION:INSTANCE, instance with a private IP and the cloudsql_iam_authentication flag on) and the database (default: the key, plt_report for record). The functions that read it reach it through the Cloud SQL Go connector with IAM database authentication: no DSN secret, no password; the module creates their IAM database users, grants them roles/cloudsql.client and roles/cloudsql.instanceUser on that instance only, and opens port 3307 to database_cidrs. The database's administrator grants the users SELECT (read-write on plt_report)."
+  description = "Databases on Cloud SQL for MySQL, keyed by a source database of topology.json (today plt_user, plt_fund) or record: the instance's connection_name (PROJECT:REGION:INSTANCE, instance with a private IP and the cloudsql_iam_authentication flag on) and the database (default: the key, plt_report for record). The functions that read it reach it through the Cloud SQL Go connector with IAM database authentication: no DSN secret, no password; the module creates their IAM database users, grants them roles/cloudsql.client and roles/cloudsql.instanceUser on that instance only, and opens port 3307 to database_cidrs. The database's administrator grants the users SELECT (read-write on plt_report)."
   type = map(object({
     connection_name = string
     database        = optional(string)
@@ -340,8 +340,8 @@ variable "cloud_sql_instances" {
   default = {}
 
   validation {
-    condition     = alltrue([for k, v in var.cloud_sql_instances : contains(["plt_user", "plt_fund", "record"], k) && can(regex("^[a-z][a-z0-9.-]*(:[a-z][a-z0-9-]*)?:[a-z]+-[a-z]+[0-9]+:[a-z][a-z0-9-]*$", v.connection_name)) && can(regex("^[A-Za-z0-9_$]{1,64}$", coalesce(v.database, k)))])
-    error_message = "cloud_sql_instances keys must be plt_user, plt_fund or record, each connection_name PROJECT:REGION:INSTANCE and each database a MySQL database name."
+    condition     = alltrue([for k, v in var.cloud_sql_instances : contains(local.databases, k) && can(regex("^[a-z][a-z0-9.-]*(:[a-z][a-z0-9-]*)?:[a-z]+-[a-z]+[0-9]+:[a-z][a-z0-9-]*$", v.connection_name)) && can(regex("^[A-Za-z0-9_$]{1,64}$", coalesce(v.database, k)))])
+    error_message = "cloud_sql_instances keys must be databases of the deployment (${join(", ", local.databases)}), each connection_name PROJECT:REGION:INSTANCE and each database a MySQL database name."
   }
 }
 
@@ -350,7 +350,7 @@ variable "cloud_sql_instances" {
 # ---------------------------------------------------------------------------
 
 variable "db_connection_limits" {
-  description = "Connections this deployment may hold on each database (keys plt_user, plt_fund, record), e.g. the database user's max_user_connections. Planning fails if the functions' max_instance_count x db_connections_per_instance could exceed it."
+  description = "Connections this deployment may hold on each database (keys: each source database of topology.json, today plt_user and plt_fund, and record), e.g. the database user's max_user_connections. Planning fails if the functions' max_instance_count x db_connections_per_instance could exceed it."
   type        = map(number)
   default = {
     plt_user = 40
@@ -359,8 +359,8 @@ variable "db_connection_limits" {
   }
 
   validation {
-    condition     = alltrue([for db in ["plt_user", "plt_fund", "record"] : contains(keys(var.db_connection_limits), db)]) && alltrue([for n in values(var.db_connection_limits) : n >= 1])
-    error_message = "db_connection_limits must give a positive limit for plt_user, plt_fund and record."
+    condition     = alltrue([for db in local.databases : contains(keys(var.db_connection_limits), db)]) && alltrue([for n in values(var.db_connection_limits) : n >= 1])
+    error_message = "db_connection_limits must give a positive limit for each of ${join(", ", local.databases)} (topology.json's source databases and record)."
   }
 }
 
@@ -380,17 +380,13 @@ variable "db_connections_per_instance" {
 # ---------------------------------------------------------------------------
 
 variable "listener_max_instances" {
-  description = "Cap on max_instance_count of each listener, keyed by entry point. A listener serves one part of a report at a time per instance; it gets min(max_in_flight x max_parts, this) instances, which must be at least max_in_flight. Below max_in_flight x max_parts the parts of a full load queue as 429s and Pub/Sub retries (6 deliveries 60 s apart). Listeners of one database share its connection limit: plt_fund serves ListenWithdraw, ListenPayment and DrainTriggers' split estimates."
+  description = "Cap on max_instance_count of listeners, keyed by entry point (the listeners of topology.json); a listener not named gets 10. A listener serves one part of a report at a time per instance; it gets min(max_in_flight x max_parts, this) instances, which must be at least max_in_flight. Below max_in_flight x max_parts the parts of a full load queue as 429s and Pub/Sub retries (6 deliveries 60 s apart). Listeners of one database share its connection limit: plt_fund serves ListenWithdraw, ListenPayment and DrainTriggers' split estimates."
   type        = map(number)
-  default = {
-    ListenUserTagRelation = 10
-    ListenWithdraw        = 10
-    ListenPayment         = 10
-  }
+  default     = {}
 
   validation {
-    condition     = alltrue([for ep in ["ListenUserTagRelation", "ListenWithdraw", "ListenPayment"] : contains(keys(var.listener_max_instances), ep)]) && alltrue([for n in values(var.listener_max_instances) : n >= 1 && n <= 100])
-    error_message = "listener_max_instances must give 1-100 for ListenUserTagRelation, ListenWithdraw and ListenPayment."
+    condition     = length(setsubtract(keys(var.listener_max_instances), keys(local.listeners))) == 0 && alltrue([for n in values(var.listener_max_instances) : n >= 1 && n <= 100])
+    error_message = "listener_max_instances takes 1-100 for listeners of topology.json (${join(", ", sort(keys(local.listeners)))}); not a listener: ${join(", ", sort(setsubtract(keys(var.listener_max_instances), keys(local.listeners))))}."
   }
 }
 

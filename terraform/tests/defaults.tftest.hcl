@@ -19,54 +19,78 @@ variables {
   name       = "fanout"
   network    = "projects/test-project/global/networks/prod"
   subnetwork = "projects/test-project/regions/europe-west1/subnetworks/prod-functions"
-  database_cidrs = {
-    plt_user = ["10.20.1.0/28"]
-    plt_fund = ["10.20.2.0/28"]
-    record   = ["10.20.0.0/28"]
-  }
-  amqp_host_cidr    = "10.20.0.5/32"
-  record_dsn_secret = "fanout-record-dsn"
-  source_dsn_secrets = {
-    plt_user = "fanout-dsn-plt-user"
-    plt_fund = "fanout-dsn-plt-fund"
-  }
-  amqp_url_secret = "fanout-amqp-url"
+  # A source database of topology.json not named here gets a range of its own.
+  database_cidrs = merge(
+    { for i, db in sort(keys(jsondecode(file("topology.json")).source_databases)) : db => ["10.21.${i}.0/28"] },
+    {
+      plt_user = ["10.20.1.0/28"]
+      plt_fund = ["10.20.2.0/28"]
+      record   = ["10.20.0.0/28"]
+    },
+  )
+  amqp_host_cidr     = "10.20.0.5/32"
+  record_dsn_secret  = "fanout-record-dsn"
+  source_dsn_secrets = { for db in keys(jsondecode(file("topology.json")).source_databases) : db => "fanout-dsn-${replace(db, "_", "-")}" }
+  amqp_url_secret    = "fanout-amqp-url"
   labels = {
     team = "reports"
     env  = "test"
   }
 
-  # What the assertions compare against (not module variables).
-  entry_points = ["Aggregate", "DeadLetter", "DrainTriggers", "ListenPayment", "ListenUserTagRelation", "ListenWithdraw", "Sweep"]
-  push_functions = {
-    ListenUserTagRelation = { subscription = "listen-user-tag-relation", topic = "report-stage-1", identity = "fanout-user-tag-push" }
-    ListenWithdraw        = { subscription = "listen-withdraw", topic = "report-stage-1", identity = "fanout-withdraw-push" }
-    ListenPayment         = { subscription = "listen-payment", topic = "report-stage-2", identity = "fanout-payment-push" }
-    Aggregate             = { subscription = "aggregate", topic = "report-aggregate", identity = "fanout-aggregate-push" }
-    DeadLetter            = { subscription = "dead-letter", topic = "report-dead-letter", identity = "fanout-dead-letter-push" }
-  }
-  runtime_identities = {
-    ListenUserTagRelation = "fanout-user-tag"
-    ListenWithdraw        = "fanout-withdraw"
-    ListenPayment         = "fanout-payment"
-    Aggregate             = "fanout-aggregate"
-    DeadLetter            = "fanout-dead-letter"
-    DrainTriggers         = "fanout-drain"
-    Sweep                 = "fanout-sweep"
-  }
-  secret_env_names = ["REDIS_PASSWORD", "REDIS_CA_CERT", "RECORD_DSN", "AMQP_URL", "DSN_PLT_USER", "DSN_PLT_FUND"]
-  function_secrets = {
-    ListenUserTagRelation = { DSN_PLT_USER = "fanout-dsn-plt-user", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    ListenWithdraw        = { DSN_PLT_FUND = "fanout-dsn-plt-fund", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    ListenPayment         = { DSN_PLT_FUND = "fanout-dsn-plt-fund", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    Aggregate             = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    DeadLetter            = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    DrainTriggers         = { AMQP_URL = "fanout-amqp-url", DSN_PLT_FUND = "fanout-dsn-plt-fund", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-    Sweep                 = { AMQP_URL = "fanout-amqp-url", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
-  }
+  # What the assertions compare against (not module variables). The
+  # listeners' expectations are built from topology.json, the file the
+  # module reads (go generate ./shared/topology): one function, push
+  # subscription, runtime and push identity, DSN secret and set of grants
+  # per listener, named by its entry point, slug, subscription and
+  # database. The other functions' are written out.
+  topology     = jsondecode(file("topology.json"))
+  entry_points = sort(keys(jsondecode(file("topology.json")).functions))
+  push_functions = merge(
+    { for ep, l in jsondecode(file("topology.json")).listeners : ep => { subscription = l.subscription, topic = l.topic, identity = "fanout-${l.slug}-push" } },
+    {
+      Aggregate  = { subscription = "aggregate", topic = "report-aggregate", identity = "fanout-aggregate-push" }
+      DeadLetter = { subscription = "dead-letter", topic = "report-dead-letter", identity = "fanout-dead-letter-push" }
+    },
+  )
+  runtime_identities = merge(
+    { for ep, l in jsondecode(file("topology.json")).listeners : ep => "fanout-${l.slug}" },
+    {
+      Aggregate     = "fanout-aggregate"
+      DeadLetter    = "fanout-dead-letter"
+      DrainTriggers = "fanout-drain"
+      Sweep         = "fanout-sweep"
+    },
+  )
+  secret_env_names = concat(["REDIS_PASSWORD", "REDIS_CA_CERT", "RECORD_DSN", "AMQP_URL"], [for db, d in jsondecode(file("topology.json")).source_databases : d.dsn_env])
+  function_secrets = merge({ for ep, l in jsondecode(file("topology.json")).listeners : ep => { (l.dsn_env) = "fanout-dsn-${replace(l.database, "_", "-")}", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" } }, {
+    Aggregate     = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
+    DeadLetter    = { RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
+    DrainTriggers = { AMQP_URL = "fanout-amqp-url", DSN_PLT_FUND = "fanout-dsn-plt-fund", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
+    Sweep         = { AMQP_URL = "fanout-amqp-url", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
+  })
 
-  # Every grant of every identity, written out by hand from README.md's
-  # IAM table. Anything more, or less, fails.
+  # Every grant of every identity, from README.md's IAM table: each
+  # listener's from topology.json (its runtime identity publishes "done"
+  # and parks, reads its own database's DSN and Redis; its push identity
+  # invokes it; the Pub/Sub agent mints the push identity's tokens and
+  # subscribes), the rest written out by hand. Anything more, or less, fails.
+  expected_listener_grants = merge(
+    { for ep, l in jsondecode(file("topology.json")).listeners : "serviceAccount:fanout-${l.slug}@test-project.iam.gserviceaccount.com" => [
+      "roles/cloudtrace.agent on project test-project",
+      "roles/pubsub.publisher on topic report-aggregate",
+      "roles/pubsub.publisher on topic report-parked",
+      "roles/secretmanager.secretAccessor on secret fanout-dsn-${replace(l.database, "_", "-")}",
+      "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
+      "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
+    ] },
+    { for ep, l in jsondecode(file("topology.json")).listeners : "serviceAccount:fanout-${l.slug}-push@test-project.iam.gserviceaccount.com" => ["roles/run.invoker on service fanout-${l.subscription}"] },
+    {
+      "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com" = flatten([for ep, l in jsondecode(file("topology.json")).listeners : [
+        "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-${l.slug}-push@test-project.iam.gserviceaccount.com",
+        "roles/pubsub.subscriber on subscription ${l.subscription}",
+      ]])
+    },
+  )
   expected_grants = {
     # Least privilege for builds: its logs, this module's repository and
     # the source bucket, not roles/run.builder on the project.
@@ -74,30 +98,6 @@ variables {
       "roles/artifactregistry.writer on repository fanout-functions",
       "roles/logging.logWriter on project test-project",
       "roles/storage.objectViewer on bucket test-project-fanout-source",
-    ]
-    "serviceAccount:fanout-user-tag@test-project.iam.gserviceaccount.com" = [
-      "roles/cloudtrace.agent on project test-project",
-      "roles/pubsub.publisher on topic report-aggregate",
-      "roles/pubsub.publisher on topic report-parked",
-      "roles/secretmanager.secretAccessor on secret fanout-dsn-plt-user",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
-    ]
-    "serviceAccount:fanout-withdraw@test-project.iam.gserviceaccount.com" = [
-      "roles/cloudtrace.agent on project test-project",
-      "roles/pubsub.publisher on topic report-aggregate",
-      "roles/pubsub.publisher on topic report-parked",
-      "roles/secretmanager.secretAccessor on secret fanout-dsn-plt-fund",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
-    ]
-    "serviceAccount:fanout-payment@test-project.iam.gserviceaccount.com" = [
-      "roles/cloudtrace.agent on project test-project",
-      "roles/pubsub.publisher on topic report-aggregate",
-      "roles/pubsub.publisher on topic report-parked",
-      "roles/secretmanager.secretAccessor on secret fanout-dsn-plt-fund",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
-      "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
     ]
     "serviceAccount:fanout-aggregate@test-project.iam.gserviceaccount.com" = [
       "roles/cloudtrace.agent on project test-project",
@@ -139,15 +139,6 @@ variables {
       "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
       "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
     ]
-    "serviceAccount:fanout-user-tag-push@test-project.iam.gserviceaccount.com" = [
-      "roles/run.invoker on service fanout-listen-user-tag-relation",
-    ]
-    "serviceAccount:fanout-withdraw-push@test-project.iam.gserviceaccount.com" = [
-      "roles/run.invoker on service fanout-listen-withdraw",
-    ]
-    "serviceAccount:fanout-payment-push@test-project.iam.gserviceaccount.com" = [
-      "roles/run.invoker on service fanout-listen-payment",
-    ]
     "serviceAccount:fanout-aggregate-push@test-project.iam.gserviceaccount.com" = [
       "roles/run.invoker on service fanout-aggregate",
     ]
@@ -163,16 +154,10 @@ variables {
     "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com" = [
       "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-aggregate-push@test-project.iam.gserviceaccount.com",
       "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-dead-letter-push@test-project.iam.gserviceaccount.com",
-      "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-payment-push@test-project.iam.gserviceaccount.com",
-      "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-user-tag-push@test-project.iam.gserviceaccount.com",
-      "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-withdraw-push@test-project.iam.gserviceaccount.com",
       "roles/pubsub.publisher on topic report-dead-letter",
       "roles/pubsub.publisher on topic report-parked",
       "roles/pubsub.subscriber on subscription aggregate",
       "roles/pubsub.subscriber on subscription dead-letter",
-      "roles/pubsub.subscriber on subscription listen-payment",
-      "roles/pubsub.subscriber on subscription listen-user-tag-relation",
-      "roles/pubsub.subscriber on subscription listen-withdraw",
     ]
   }
 }
@@ -228,7 +213,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = { for ep, f in google_cloudfunctions2_function.function : ep => [f.service_config[0].max_instance_count, f.service_config[0].max_instance_request_concurrency] } == { Aggregate = [10, 1], DeadLetter = [2, 5], DrainTriggers = [1, 1], ListenPayment = [10, 1], ListenUserTagRelation = [10, 1], ListenWithdraw = [10, 1], Sweep = [1, 1] }
+    condition     = { for ep, f in google_cloudfunctions2_function.function : ep => [f.service_config[0].max_instance_count, f.service_config[0].max_instance_request_concurrency] } == merge({ for ep in keys(var.topology.listeners) : ep => [10, 1] }, { Aggregate = [10, 1], DeadLetter = [2, 5], DrainTriggers = [1, 1], Sweep = [1, 1] })
     error_message = "Max instances and request concurrency: ${jsonencode({ for ep, f in google_cloudfunctions2_function.function : ep => [f.service_config[0].max_instance_count, f.service_config[0].max_instance_request_concurrency] })}."
   }
 
@@ -249,10 +234,10 @@ run "defaults" {
   # The report hash's TTL covers a delivery that hangs right after a write
   # until its timeout, plus the backoff before the next delivery.
   assert {
-    condition = alltrue([for ep in ["ListenUserTagRelation", "ListenWithdraw", "ListenPayment", "Aggregate"] :
+    condition = alltrue([for ep in concat(keys(var.topology.listeners), ["Aggregate"]) :
       google_cloudfunctions2_function.function[ep].service_config[0].timeout_seconds + tonumber(trimsuffix(google_pubsub_subscription.push[ep].retry_policy[0].maximum_backoff, "s")) <= tonumber(trimsuffix(google_cloudfunctions2_function.function[ep].service_config[0].environment_variables["STATE_TTL"], "s"))
     ])
-    error_message = "timeout + backoff exceeds STATE_TTL for: ${jsonencode([for ep in ["ListenUserTagRelation", "ListenWithdraw", "ListenPayment", "Aggregate"] : ep if google_cloudfunctions2_function.function[ep].service_config[0].timeout_seconds + tonumber(trimsuffix(google_pubsub_subscription.push[ep].retry_policy[0].maximum_backoff, "s")) > tonumber(trimsuffix(google_cloudfunctions2_function.function[ep].service_config[0].environment_variables["STATE_TTL"], "s"))])}."
+    error_message = "timeout + backoff exceeds STATE_TTL for: ${jsonencode([for ep in concat(keys(var.topology.listeners), ["Aggregate"]) : ep if google_cloudfunctions2_function.function[ep].service_config[0].timeout_seconds + tonumber(trimsuffix(google_pubsub_subscription.push[ep].retry_policy[0].maximum_backoff, "s")) > tonumber(trimsuffix(google_cloudfunctions2_function.function[ep].service_config[0].environment_variables["STATE_TTL"], "s"))])}."
   }
 
   # --- Environment and secrets ----------------------------------------------
@@ -324,7 +309,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if lookup(f.service_config[0].environment_variables, "MAX_REPORT_ROWS", null) == "0"]) == sort(["Aggregate", "ListenPayment", "ListenUserTagRelation", "ListenWithdraw"])
+    condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if lookup(f.service_config[0].environment_variables, "MAX_REPORT_ROWS", null) == "0"]) == sort(concat(["Aggregate"], keys(var.topology.listeners)))
     error_message = "MAX_REPORT_ROWS (0, no limit) is set on the listeners and Aggregate only."
   }
 
@@ -341,7 +326,7 @@ run "defaults" {
   # --- Pub/Sub --------------------------------------------------------------
 
   assert {
-    condition     = sort([for t in google_pubsub_topic.topic : t.name]) == sort(["report-aggregate", "report-completed", "report-dead-letter", "report-parked", "report-stage-1", "report-stage-2"])
+    condition     = sort([for t in google_pubsub_topic.topic : t.name]) == sort(concat(var.topology.stage_topics, ["report-aggregate", "report-completed", "report-dead-letter", "report-parked"])) && length(var.topology.stage_topics) >= 1
     error_message = "Topics: ${jsonencode(sort([for t in google_pubsub_topic.topic : t.name]))}."
   }
 
@@ -417,13 +402,13 @@ run "defaults" {
   # --- IAM: each identity's exact grants -------------------------------------
 
   assert {
-    condition     = sort(keys(output.iam_grants)) == sort(keys(var.expected_grants))
+    condition     = sort(keys(output.iam_grants)) == sort(keys(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) })))
     error_message = "Identities holding grants: ${jsonencode(sort(keys(output.iam_grants)))}."
   }
 
   assert {
-    condition     = length({ for m, g in output.iam_grants : m => g if g != sort(lookup(var.expected_grants, m, [])) }) == 0
-    error_message = "Identities whose grants differ from the expected: ${jsonencode({ for m, g in output.iam_grants : m => g if g != sort(lookup(var.expected_grants, m, [])) })}."
+    condition     = length({ for m, g in output.iam_grants : m => g if g != sort(lookup(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) }), m, [])) }) == 0
+    error_message = "Identities whose grants differ from the expected: ${jsonencode({ for m, g in output.iam_grants : m => g if g != sort(lookup(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) }), m, [])) })}."
   }
 
   assert {
@@ -533,14 +518,17 @@ run "defaults" {
   # --- Network: egress per function -----------------------------------------
 
   assert {
-    condition = jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [r.project, r.network, r.direction, sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] }) == jsonencode({
-      google-apis   = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-payment", "fanout-sweep", "fanout-user-tag", "fanout-withdraw"], ["199.36.153.8/30"], ["443"]]
-      redis         = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-payment", "fanout-sweep", "fanout-user-tag", "fanout-withdraw"], ["10.9.0.4/32"], ["6378"]]
-      amqp          = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-sweep"], ["10.20.0.5/32"], ["5671"]]
-      "db-plt-user" = ["test-project", var.network, "EGRESS", ["fanout-user-tag"], ["10.20.1.0/28"], ["3306"]]
-      "db-plt-fund" = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-payment", "fanout-withdraw"], ["10.20.2.0/28"], ["3306"]]
-      "db-record"   = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-sweep"], ["10.20.0.0/28"], ["3306"]]
-    })
+    # Each source database of topology.json: its listeners, and DrainTriggers
+    # where it splits reports by it.
+    condition = jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [r.project, r.network, r.direction, sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] }) == jsonencode(merge(
+      { for db, d in var.topology.source_databases : "db-${replace(db, "_", "-")}" => ["test-project", var.network, "EGRESS", sort(concat([for ep in d.listeners : "fanout-${var.topology.listeners[ep].slug}"], contains(keys(var.topology.split_databases), db) ? ["fanout-drain"] : [])), var.database_cidrs[db], ["3306"]] },
+      {
+        google-apis = ["test-project", var.network, "EGRESS", sort(concat(["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-sweep"], [for l in var.topology.listeners : "fanout-${l.slug}"])), ["199.36.153.8/30"], ["443"]]
+        redis       = ["test-project", var.network, "EGRESS", sort(concat(["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-sweep"], [for l in var.topology.listeners : "fanout-${l.slug}"])), ["10.9.0.4/32"], ["6378"]]
+        amqp        = ["test-project", var.network, "EGRESS", ["fanout-drain", "fanout-sweep"], ["10.20.0.5/32"], ["5671"]]
+        "db-record" = ["test-project", var.network, "EGRESS", ["fanout-aggregate", "fanout-dead-letter", "fanout-drain", "fanout-sweep"], ["10.20.0.0/28"], ["3306"]]
+      },
+    ))
     error_message = "Egress rules: ${jsonencode({ for k, r in google_compute_firewall.egress_allow : k => [sort(r.target_tags), sort(r.destination_ranges), one(r.allow).ports] })}."
   }
 
@@ -603,7 +591,7 @@ run "defaults" {
       output.build_service_account == "fanout-build@test-project.iam.gserviceaccount.com" &&
       output.push_service_accounts == { for ep, p in var.push_functions : ep => "${p.identity}@test-project.iam.gserviceaccount.com" } &&
       output.scheduler_service_accounts == { DrainTriggers = "fanout-drain-sched@test-project.iam.gserviceaccount.com", Sweep = "fanout-sweep-sched@test-project.iam.gserviceaccount.com" } &&
-      output.function_names == { Aggregate = "fanout-aggregate", DeadLetter = "fanout-dead-letter", DrainTriggers = "fanout-drain-triggers", ListenPayment = "fanout-listen-payment", ListenUserTagRelation = "fanout-listen-user-tag-relation", ListenWithdraw = "fanout-listen-withdraw", Sweep = "fanout-sweep" }
+      output.function_names == merge({ for ep, l in var.topology.listeners : ep => "fanout-${l.subscription}" }, { Aggregate = "fanout-aggregate", DeadLetter = "fanout-dead-letter", DrainTriggers = "fanout-drain-triggers", Sweep = "fanout-sweep" })
     )
     error_message = "Outputs: build ${output.build_service_account}, push ${jsonencode(output.push_service_accounts)}, scheduler ${jsonencode(output.scheduler_service_accounts)}, functions ${jsonencode(output.function_names)}."
   }

@@ -71,7 +71,8 @@ run "invalid_variables" {
     }
     db_connection_limits        = { plt_user = 40 }
     db_connections_per_instance = 0
-    listener_max_instances      = { ListenUserTagRelation = 10 }
+    # A key that is no listener of topology.json (a typo, a removed source).
+    listener_max_instances = { ListenUserTagRelation = 10, ListenOrders = 5 }
     # The timeout plus the 60 s backoff must fit in the 600 s hash TTL.
     listener_timeout_seconds    = 541
     listener_memory             = "512MB"
