@@ -9,8 +9,9 @@ locals {
   # by hand: a new report.Source in shared/report is a new listener here.
   topology = jsondecode(file("${path.module}/topology.json"))
 
-  # go.mod says "go 1.26.8": the Cloud Functions runtime is "go" + major + minor.
-  go_runtime = "go126"
+  # go.mod says "go 1.26.8": the Cloud Functions runtime is "go" + major +
+  # minor, go126 (topology.json, from go.mod's go directive).
+  go_runtime = local.topology.go_runtime
 
   # Delivery policy of every push subscription except the DLQ function's own
   # (topology.MaxDeliveryAttempts, topology.BackoffSeconds): 6 deliveries 60 s

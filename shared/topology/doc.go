@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
-//go:generate go run ./gen -o ../../terraform/topology.json
+//go:generate go run ./gen -gomod ../../go.mod -o ../../terraform/topology.json
 
 // GeneratedNote is the "_generated" entry of terraform/topology.json.
 const GeneratedNote = "Generated from shared/report and shared/topology by `go generate ./shared/topology`; do not edit. The Terraform module reads it (locals.tf); a test of shared/topology fails when it is not current."
@@ -19,7 +20,10 @@ const GeneratedNote = "Generated from shared/report and shared/topology by `go g
 // terraform/topology.json holds it: every name and policy that is a
 // contract between the deployment and the functions.
 type Document struct {
-	Generated       string `json:"_generated"`
+	Generated string `json:"_generated"`
+	// GoRuntime is the Cloud Functions runtime of go.mod's go directive:
+	// "go 1.26.8" is go126.
+	GoRuntime       string `json:"go_runtime"`
 	StateTTLSeconds int    `json:"state_ttl_seconds"`
 	// PushDelivery is the delivery policy of every push subscription but
 	// the DLQ function's.
@@ -169,11 +173,31 @@ func build(fns []Function) (Document, error) {
 	return d, nil
 }
 
+// GoRuntime is the Cloud Functions runtime for the go directive of gomod
+// (go.mod's text): "go 1.26.8" is go126.
+func GoRuntime(gomod []byte) (string, error) {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "go" {
+			v := strings.Split(f[1], ".")
+			if len(v) < 2 {
+				return "", fmt.Errorf("go.mod: go directive %q has no minor version", f[1])
+			}
+			return "go" + v[0] + v[1], nil
+		}
+	}
+	return "", fmt.Errorf("go.mod has no go directive")
+}
+
 // JSON is terraform/topology.json as `go generate ./shared/topology`
-// writes it: keys sorted, 2-space indent, a final newline.
-func JSON() ([]byte, error) {
+// writes it from the definitions and go.mod's text: keys sorted, 2-space
+// indent, a final newline.
+func JSON(gomod []byte) ([]byte, error) {
 	d, err := Build()
 	if err != nil {
+		return nil, err
+	}
+	if d.GoRuntime, err = GoRuntime(gomod); err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer

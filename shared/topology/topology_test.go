@@ -77,7 +77,11 @@ func TestBySubscription(t *testing.T) {
 // server and runs under -short, so `make test` fails on a stale file.
 func TestTopologyJSONIsCurrent(t *testing.T) {
 	t.Parallel()
-	want, err := topology.JSON()
+	gomod, err := os.ReadFile(filepath.Join("..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := topology.JSON(gomod)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,5 +163,18 @@ func TestStateTTLIsConfigDefault(t *testing.T) {
 	d, err := time.ParseDuration(def)
 	if err != nil || d != topology.StateTTLSeconds*time.Second {
 		t.Errorf("config.Redis STATE_TTL default %q, want %ds (topology.StateTTLSeconds)", def, topology.StateTTLSeconds)
+	}
+}
+
+func TestGoRuntime(t *testing.T) {
+	t.Parallel()
+	got, err := topology.GoRuntime([]byte("module x\n\ngo 1.26.8\n\ntoolchain go1.26.9\n"))
+	if err != nil || got != "go126" {
+		t.Errorf("GoRuntime = %q, %v; want go126", got, err)
+	}
+	for _, bad := range []string{"module x\n", "module x\ngo 1\n"} {
+		if got, err := topology.GoRuntime([]byte(bad)); err == nil {
+			t.Errorf("GoRuntime(%q) = %q, want an error", bad, got)
+		}
 	}
 }

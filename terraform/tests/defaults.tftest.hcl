@@ -173,8 +173,8 @@ run "defaults" {
   }
 
   assert {
-    condition     = alltrue([for ep, f in google_cloudfunctions2_function.function : f.build_config[0].entry_point == ep && f.build_config[0].runtime == "go126"])
-    error_message = "Every function builds its own entry point with runtime go126."
+    condition     = alltrue([for ep, f in google_cloudfunctions2_function.function : f.build_config[0].entry_point == ep && f.build_config[0].runtime == var.topology.go_runtime])
+    error_message = "Every function builds its own entry point with runtime ${var.topology.go_runtime} (go.mod's)."
   }
 
   assert {

@@ -26,6 +26,10 @@ variables {
     plt_fund = "fanout-dsn-plt-fund"
   }
   amqp_url_secret = "fanout-amqp-url"
+
+  # The listeners (go generate ./shared/topology), which the expectations
+  # about them are built from (not a module variable).
+  topology = jsondecode(file("topology.json"))
 }
 
 run "created_network_signed_urls_cloud_sql" {
@@ -207,11 +211,10 @@ run "created_network_signed_urls_cloud_sql" {
     condition = jsonencode({
       for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] : role => sort([for k, g in google_project_iam_member.grant : trimprefix(g.member, "serviceAccount:") if g.role == role && g.project == "fund-project" && try(one(g.condition).expression, "") == "resource.name == \"projects/fund-project/instances/funds\""])
       }) == jsonencode({
-      for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] : role => [
-        "fanout-drain@test-project.iam.gserviceaccount.com",
-        "fanout-payment@test-project.iam.gserviceaccount.com",
-        "fanout-withdraw@test-project.iam.gserviceaccount.com",
-      ]
+      for role in ["roles/cloudsql.client", "roles/cloudsql.instanceUser"] : role => sort(concat(
+        ["fanout-drain@test-project.iam.gserviceaccount.com"],
+        [for ep in var.topology.source_databases.plt_fund.listeners : "fanout-${var.topology.listeners[ep].slug}@test-project.iam.gserviceaccount.com"],
+      ))
     })
     error_message = "plt_fund's Cloud SQL grants: ${jsonencode([for k, g in google_project_iam_member.grant : k if g.project == "fund-project"])}."
   }
@@ -222,13 +225,12 @@ run "created_network_signed_urls_cloud_sql" {
     condition = (
       { for ep, u in google_sql_user.iam : ep => [u.project, u.instance, u.name, u.type] } == merge(
         { for ep in ["Aggregate", "DeadLetter", "DrainTriggers", "Sweep"] : ep => ["db-project", "reports", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"] },
-        { for key, ep in { ListenWithdraw = "ListenWithdraw", ListenPayment = "ListenPayment", "DrainTriggers/plt_fund" = "DrainTriggers" } : key => ["fund-project", "funds", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"] },
+        { for key, ep in merge({ for ep in var.topology.source_databases.plt_fund.listeners : ep => ep }, { "DrainTriggers/plt_fund" = "DrainTriggers" }) : key => ["fund-project", "funds", google_cloudfunctions2_function.function[ep].service_config[0].service_account_email, "CLOUD_IAM_SERVICE_ACCOUNT"] },
       ) &&
-      { for ep, f in google_cloudfunctions2_function.function : ep => lookup(f.service_config[0].environment_variables, "DSN_PLT_FUND", null) if contains(keys(f.service_config[0].environment_variables), "DSN_PLT_FUND") } == {
-        DrainTriggers  = "fanout-drain@cloudsql(fund-project:europe-west1:funds)/plt_fund"
-        ListenPayment  = "fanout-payment@cloudsql(fund-project:europe-west1:funds)/plt_fund"
-        ListenWithdraw = "fanout-withdraw@cloudsql(fund-project:europe-west1:funds)/plt_fund"
-      } &&
+      { for ep, f in google_cloudfunctions2_function.function : ep => lookup(f.service_config[0].environment_variables, "DSN_PLT_FUND", null) if contains(keys(f.service_config[0].environment_variables), "DSN_PLT_FUND") } == merge(
+        { for ep in var.topology.source_databases.plt_fund.listeners : ep => "fanout-${var.topology.listeners[ep].slug}@cloudsql(fund-project:europe-west1:funds)/plt_fund" },
+        { DrainTriggers = "fanout-drain@cloudsql(fund-project:europe-west1:funds)/plt_fund" },
+      ) &&
       alltrue([for f in google_cloudfunctions2_function.function : !contains([for s in f.service_config[0].secret_environment_variables : s.key], "DSN_PLT_FUND")]) &&
       { for ep, f in google_cloudfunctions2_function.function : ep => lookup(f.service_config[0].environment_variables, "RECORD_DSN", null) if contains(keys(f.service_config[0].environment_variables), "RECORD_DSN") } == {
         Aggregate     = "fanout-aggregate@cloudsql(db-project:europe-west1:reports)/plt_report"
@@ -253,7 +255,7 @@ run "created_network_signed_urls_cloud_sql" {
 
   assert {
     condition = (
-      { for ep, f in google_cloudfunctions2_function.function : ep => f.service_config[0].max_instance_count } == { Aggregate = 5, DeadLetter = 2, DrainTriggers = 1, ListenPayment = 6, ListenUserTagRelation = 6, ListenWithdraw = 6, Sweep = 1 } &&
+      { for ep, f in google_cloudfunctions2_function.function : ep => f.service_config[0].max_instance_count } == merge({ for ep in keys(var.topology.listeners) : ep => 6 }, { Aggregate = 5, DeadLetter = 2, DrainTriggers = 1, Sweep = 1 }) &&
       google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables["PART_ROWS"] == "1000" &&
       google_cloudfunctions2_function.function["DrainTriggers"].service_config[0].environment_variables["MAX_PARTS"] == "3"
     )
@@ -272,7 +274,7 @@ run "created_network_signed_urls_cloud_sql" {
   }
 
   assert {
-    condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if lookup(f.service_config[0].environment_variables, "MAX_REPORT_ROWS", null) == "500000"]) == sort(["Aggregate", "ListenPayment", "ListenUserTagRelation", "ListenWithdraw"])
+    condition     = sort([for ep, f in google_cloudfunctions2_function.function : ep if lookup(f.service_config[0].environment_variables, "MAX_REPORT_ROWS", null) == "500000"]) == sort(concat(["Aggregate"], keys(var.topology.listeners)))
     error_message = "max_report_rows reaches the listeners and Aggregate."
   }
 

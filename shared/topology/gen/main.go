@@ -13,8 +13,13 @@ import (
 
 func main() {
 	out := flag.String("o", "terraform/topology.json", "the file to write")
+	gomod := flag.String("gomod", "go.mod", "the module's go.mod (its go directive names the runtime)")
 	flag.Parse()
-	b, err := topology.JSON()
+	mod, err := os.ReadFile(*gomod)
+	var b []byte
+	if err == nil {
+		b, err = topology.JSON(mod)
+	}
 	if err == nil {
 		err = os.WriteFile(*out, b, 0o644)
 	}
