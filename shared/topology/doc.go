@@ -11,7 +11,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
-//go:generate go run ./gen -gomod ../../go.mod -o ../../terraform/topology.json
+//go:generate go run ./gen -gomod ../../go.mod -o ../../terraform/topology.json -mocks ../../terraform/tests/mocks/topology.tfmock.hcl
 
 // GeneratedNote is the "_generated" entry of terraform/topology.json.
 const GeneratedNote = "Generated from shared/report and shared/topology by `go generate ./shared/topology`; do not edit. The Terraform module reads it (locals.tf); a test of shared/topology fails when it is not current."

@@ -72,8 +72,9 @@ func TestBySubscription(t *testing.T) {
 	}
 }
 
-// TestTopologyJSONIsCurrent: the committed terraform/topology.json is what
-// the generator writes from the definitions as they are now. It needs no
+// TestTopologyJSONIsCurrent: the committed terraform/topology.json (and the
+// terraform tests' mocks of the listeners) are what the generator writes
+// from the definitions as they are now. It needs no
 // server and runs under -short, so `make test` fails on a stale file.
 func TestTopologyJSONIsCurrent(t *testing.T) {
 	t.Parallel()
@@ -92,6 +93,18 @@ func TestTopologyJSONIsCurrent(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("terraform/topology.json is not current: run go generate ./shared/topology and commit it (-committed +generated):\n%s",
 			cmp.Diff(string(got), string(want)))
+	}
+	wantMocks, err := topology.MocksHCL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotMocks, err := os.ReadFile(filepath.Join("..", "..", "terraform", "tests", "mocks", "topology.tfmock.hcl"))
+	if err != nil {
+		t.Fatalf("%v: run go generate ./shared/topology", err)
+	}
+	if !bytes.Equal(gotMocks, wantMocks) {
+		t.Errorf("terraform/tests/mocks/topology.tfmock.hcl is not current: run go generate ./shared/topology and commit it (-committed +generated):\n%s",
+			cmp.Diff(string(gotMocks), string(wantMocks)))
 	}
 }
 

@@ -69,12 +69,15 @@ variables {
     Sweep         = { AMQP_URL = "fanout-amqp-url", RECORD_DSN = "fanout-record-dsn", REDIS_CA_CERT = "fanout-redis-ca", REDIS_PASSWORD = "fanout-redis-auth" }
   })
 
-  # Every grant of every identity, from README.md's IAM table: each
-  # listener's from topology.json (its runtime identity publishes "done"
-  # and parks, reads its own database's DSN and Redis; its push identity
-  # invokes it; the Pub/Sub agent mints the push identity's tokens and
-  # subscribes), the rest written out by hand. Anything more, or less, fails.
-  expected_listener_grants = merge(
+  # Every grant of every identity, from README.md's IAM table: those that
+  # follow from topology.json in expected_topology_grants (each listener's
+  # runtime identity publishes "done" and parks, reads its own database's
+  # DSN and Redis; its push identity invokes it; the Pub/Sub agent mints the
+  # push identity's tokens and subscribes; Aggregate publishes the stage
+  # topics after the first), the rest written out by hand in
+  # expected_grants; an identity's are both lists. Anything more, or less,
+  # fails.
+  expected_topology_grants = merge(
     { for ep, l in jsondecode(file("topology.json")).listeners : "serviceAccount:fanout-${l.slug}@test-project.iam.gserviceaccount.com" => [
       "roles/cloudtrace.agent on project test-project",
       "roles/pubsub.publisher on topic report-aggregate",
@@ -85,6 +88,8 @@ variables {
     ] },
     { for ep, l in jsondecode(file("topology.json")).listeners : "serviceAccount:fanout-${l.slug}-push@test-project.iam.gserviceaccount.com" => ["roles/run.invoker on service fanout-${l.subscription}"] },
     {
+      # Aggregate fans out every stage after the first.
+      "serviceAccount:fanout-aggregate@test-project.iam.gserviceaccount.com" = [for t in slice(jsondecode(file("topology.json")).stage_topics, 1, length(jsondecode(file("topology.json")).stage_topics)) : "roles/pubsub.publisher on topic ${t}"]
       "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com" = flatten([for ep, l in jsondecode(file("topology.json")).listeners : [
         "roles/iam.serviceAccountTokenCreator on service account projects/test-project/serviceAccounts/fanout-${l.slug}-push@test-project.iam.gserviceaccount.com",
         "roles/pubsub.subscriber on subscription ${l.subscription}",
@@ -103,7 +108,6 @@ variables {
       "roles/cloudtrace.agent on project test-project",
       "roles/pubsub.publisher on topic report-completed",
       "roles/pubsub.publisher on topic report-parked",
-      "roles/pubsub.publisher on topic report-stage-2",
       "roles/secretmanager.secretAccessor on secret fanout-record-dsn",
       "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
       "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
@@ -402,13 +406,13 @@ run "defaults" {
   # --- IAM: each identity's exact grants -------------------------------------
 
   assert {
-    condition     = sort(keys(output.iam_grants)) == sort(keys(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) })))
+    condition     = sort(keys(output.iam_grants)) == sort(keys({ for m in distinct(concat(keys(var.expected_grants), keys(var.expected_topology_grants))) : m => concat(lookup(var.expected_grants, m, []), lookup(var.expected_topology_grants, m, [])) }))
     error_message = "Identities holding grants: ${jsonencode(sort(keys(output.iam_grants)))}."
   }
 
   assert {
-    condition     = length({ for m, g in output.iam_grants : m => g if g != sort(lookup(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) }), m, [])) }) == 0
-    error_message = "Identities whose grants differ from the expected: ${jsonencode({ for m, g in output.iam_grants : m => g if g != sort(lookup(merge(var.expected_grants, var.expected_listener_grants, { ("serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com") = concat(var.expected_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"], var.expected_listener_grants["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]) }), m, [])) })}."
+    condition     = length({ for m, g in output.iam_grants : m => g if g != sort(lookup({ for m in distinct(concat(keys(var.expected_grants), keys(var.expected_topology_grants))) : m => concat(lookup(var.expected_grants, m, []), lookup(var.expected_topology_grants, m, [])) }, m, [])) }) == 0
+    error_message = "Identities whose grants differ from the expected: ${jsonencode({ for m, g in output.iam_grants : m => g if g != sort(lookup({ for m in distinct(concat(keys(var.expected_grants), keys(var.expected_topology_grants))) : m => concat(lookup(var.expected_grants, m, []), lookup(var.expected_topology_grants, m, [])) }, m, [])) })}."
   }
 
   assert {

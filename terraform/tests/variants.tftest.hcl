@@ -148,18 +148,20 @@ run "created_network_signed_urls_cloud_sql" {
   }
 
   assert {
-    condition = sort(output.iam_grants["serviceAccount:fanout-aggregate@test-project.iam.gserviceaccount.com"]) == sort([
+    condition = sort(output.iam_grants["serviceAccount:fanout-aggregate@test-project.iam.gserviceaccount.com"]) == sort(concat([
       "roles/cloudsql.client on project db-project if resource.name == \"projects/db-project/instances/reports\"",
       "roles/cloudsql.instanceUser on project db-project if resource.name == \"projects/db-project/instances/reports\"",
       "roles/cloudtrace.agent on project test-project",
       "projects/test-project/roles/fanout_url_signer on service account projects/test-project/serviceAccounts/fanout-aggregate@test-project.iam.gserviceaccount.com",
       "roles/pubsub.publisher on topic prod-report-completed",
       "roles/pubsub.publisher on topic prod-report-parked",
-      "roles/pubsub.publisher on topic prod-report-stage-2",
       "roles/secretmanager.secretAccessor on secret fanout-redis-auth",
       "roles/secretmanager.secretAccessor on secret fanout-redis-ca",
       "roles/storage.objectUser on bucket test-project-fanout-reports",
-    ])
+      ],
+      # The stage topics after the first (report-stage-2, ...).
+      [for t in slice(var.topology.stage_topics, 1, length(var.topology.stage_topics)) : "roles/pubsub.publisher on topic prod-${t}"],
+    ))
     error_message = "Aggregate's grants: ${jsonencode(output.iam_grants["serviceAccount:fanout-aggregate@test-project.iam.gserviceaccount.com"])}."
   }
 

@@ -1,5 +1,7 @@
 // Command gen writes terraform/topology.json, what the Terraform module
-// needs to know of the code (package topology's Document). Run it with
+// needs to know of the code (package topology's Document), and the mock
+// values terraform/tests need for each listener
+// (terraform/tests/mocks/topology.tfmock.hcl). Run it with
 // `go generate ./shared/topology`.
 package main
 
@@ -13,6 +15,7 @@ import (
 
 func main() {
 	out := flag.String("o", "terraform/topology.json", "the file to write")
+	mocks := flag.String("mocks", "terraform/tests/mocks/topology.tfmock.hcl", "the terraform tests' mock values of the listeners to write")
 	gomod := flag.String("gomod", "go.mod", "the module's go.mod (its go directive names the runtime)")
 	flag.Parse()
 	mod, err := os.ReadFile(*gomod)
@@ -22,6 +25,12 @@ func main() {
 	}
 	if err == nil {
 		err = os.WriteFile(*out, b, 0o644)
+	}
+	if err == nil {
+		b, err = topology.MocksHCL()
+	}
+	if err == nil {
+		err = os.WriteFile(*mocks, b, 0o644)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "topology gen:", err)

@@ -5,7 +5,9 @@
 # provider validates, or that the assertions compare, are realistic: the
 # addresses Google would assign to the service accounts (every run uses
 # project test-project and name prefix fanout), the functions' URLs, the
-# topics' IDs, the project's number, Memorystore's TLS endpoint.
+# topics' IDs, the project's number, Memorystore's TLS endpoint. The
+# listeners' and the stage topics' are in topology.tfmock.hcl, which
+# `go generate ./shared/topology` writes from the report definitions.
 
 mock_data "google_project" {
   defaults = {
@@ -84,66 +86,6 @@ override_resource {
     member = "serviceAccount:fanout-build@test-project.iam.gserviceaccount.com"
     name   = "projects/test-project/serviceAccounts/fanout-build@test-project.iam.gserviceaccount.com"
     id     = "projects/test-project/serviceAccounts/fanout-build@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener["ListenUserTagRelation"]
-  values = {
-    email  = "fanout-user-tag@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-user-tag@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-user-tag@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-user-tag@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener["ListenWithdraw"]
-  values = {
-    email  = "fanout-withdraw@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-withdraw@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-withdraw@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-withdraw@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener["ListenPayment"]
-  values = {
-    email  = "fanout-payment@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-payment@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-payment@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-payment@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener_push["ListenUserTagRelation"]
-  values = {
-    email  = "fanout-user-tag-push@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-user-tag-push@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-user-tag-push@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-user-tag-push@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener_push["ListenWithdraw"]
-  values = {
-    email  = "fanout-withdraw-push@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-withdraw-push@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-withdraw-push@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-withdraw-push@test-project.iam.gserviceaccount.com"
-  }
-}
-
-override_resource {
-  target = google_service_account.listener_push["ListenPayment"]
-  values = {
-    email  = "fanout-payment-push@test-project.iam.gserviceaccount.com"
-    member = "serviceAccount:fanout-payment-push@test-project.iam.gserviceaccount.com"
-    name   = "projects/test-project/serviceAccounts/fanout-payment-push@test-project.iam.gserviceaccount.com"
-    id     = "projects/test-project/serviceAccounts/fanout-payment-push@test-project.iam.gserviceaccount.com"
   }
 }
 
@@ -228,33 +170,6 @@ override_resource {
 }
 
 override_resource {
-  target = google_cloudfunctions2_function.function["ListenUserTagRelation"]
-  values = {
-    service_config = {
-      uri = "https://fanout-listen-user-tag-relation-a1b2c3d4e5-ew.a.run.app"
-    }
-  }
-}
-
-override_resource {
-  target = google_cloudfunctions2_function.function["ListenWithdraw"]
-  values = {
-    service_config = {
-      uri = "https://fanout-listen-withdraw-a1b2c3d4e5-ew.a.run.app"
-    }
-  }
-}
-
-override_resource {
-  target = google_cloudfunctions2_function.function["ListenPayment"]
-  values = {
-    service_config = {
-      uri = "https://fanout-listen-payment-a1b2c3d4e5-ew.a.run.app"
-    }
-  }
-}
-
-override_resource {
   target = google_cloudfunctions2_function.function["Aggregate"]
   values = {
     service_config = {
@@ -287,20 +202,6 @@ override_resource {
     service_config = {
       uri = "https://fanout-sweep-a1b2c3d4e5-ew.a.run.app"
     }
-  }
-}
-
-override_resource {
-  target = google_pubsub_topic.topic["report-stage-1"]
-  values = {
-    id = "projects/test-project/topics/report-stage-1"
-  }
-}
-
-override_resource {
-  target = google_pubsub_topic.topic["report-stage-2"]
-  values = {
-    id = "projects/test-project/topics/report-stage-2"
   }
 }
 
