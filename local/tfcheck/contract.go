@@ -6,27 +6,21 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Expect is what the Go code says the deployment must contain. The tests
-// fill it from the root registration, shared/report, shared/topology and
-// shared/config, so the module is checked against the code, not a copy.
+// Expect is what the Go code says the deployment must contain that
+// terraform/topology.json does not already make true: the module takes its
+// functions, topics, subscriptions, delivery policies, runtime and the
+// hash TTL from that generated file (go generate ./shared/topology), so
+// what is left to check is what the module writes by hand. The tests fill
+// it from the root registration and shared/config.
 type Expect struct {
-	EntryPoints []string            // every entry point the root package registers
-	Functions   []topology.Function // topology.Functions()
-	Topics      []string            // every topic the code uses, unprefixed
-	// PullSubscriptions are the subscriptions nobody pushes from, unprefixed.
-	PullSubscriptions []string
-	GoRuntime         string             // "go" + major + minor of go.mod's go directive
-	Env               map[string]EnvRule // by entry point
+	EntryPoints []string           // every entry point the root package registers
+	Env         map[string]EnvRule // by entry point
 	// Secret reports whether an environment variable holding value may
 	// only come from Secret Manager (credentials, DSNs, the Redis AUTH
 	// string and CA; not a Cloud SQL DSN, which holds no password).
 	Secret func(name, value string) bool
-	// StateTTL is the report hash's lifetime (STATE_TTL), a fixed contract.
-	StateTTL time.Duration
 }
 
 // EnvRule is what one function's environment must hold.
@@ -40,24 +34,17 @@ type EnvRule struct {
 
 // Rules the contract check reports.
 const (
-	RuleEntryPoint   = "entry-point"  // deployed functions vs registered entry points
-	RuleRuntime      = "runtime"      // runtime vs go.mod
-	RuleTopics       = "topics"       // topics vs the code's
-	RuleSubscription = "subscription" // push and pull subscriptions vs topology
-	RuleDelivery     = "delivery"     // dead-letter topic, attempts, backoff vs topology
-	RuleScheduler    = "scheduler"    // a scheduled function has its job
-	RuleEnv          = "env"          // environment names and values vs config
-	RuleSecretEnv    = "secret-env"   // credentials only from Secret Manager
-	RuleIAMTable     = "iam-table"    // every grant is in the iam_grants output the tests assert
+	RuleEntryPoint = "entry-point" // a function resource outside topology.json's, or one missing
+	RuleEnv        = "env"         // environment names and values vs config
+	RuleSecretEnv  = "secret-env"  // credentials only from Secret Manager
+	RuleIAMTable   = "iam-table"   // every grant is in the iam_grants output the tests assert
 )
 
 // function is one deployed function, as planned.
 type function struct {
-	entry, uri string
-	timeout    int
-	runtime    string
-	env        map[string]string
-	secrets    map[string]bool
+	timeout int
+	env     map[string]string
+	secrets map[string]bool
 }
 
 // CheckContract returns every way the planned module disagrees with the code.
@@ -70,21 +57,18 @@ func CheckContract(p *Plan, e Expect) []Problem {
 	fns := map[string]function{}
 	for _, r := range p.Of("google_cloudfunctions2_function", "") {
 		b, s := first(r.Change.After, "build_config"), first(r.Change.After, "service_config")
-		f := function{entry: str(b, "entry_point"), runtime: str(b, "runtime"), uri: str(s, "uri"),
-			timeout: num(s, "timeout_seconds"), env: map[string]string{}, secrets: map[string]bool{}}
+		entry := str(b, "entry_point")
+		f := function{timeout: num(s, "timeout_seconds"), env: map[string]string{}, secrets: map[string]bool{}}
 		for k, v := range obj(s, "environment_variables") {
 			f.env[k], _ = v.(string)
 		}
 		for _, sv := range list(s, "secret_environment_variables") {
 			f.secrets[str(sv, "key")] = true
 		}
-		if _, dup := fns[f.entry]; dup {
-			add(RuleEntryPoint, "%s deploys entry point %q again", r.Address, f.entry)
+		if _, dup := fns[entry]; dup {
+			add(RuleEntryPoint, "%s deploys entry point %q again", r.Address, entry)
 		}
-		fns[f.entry] = f
-		if f.runtime != e.GoRuntime {
-			add(RuleRuntime, "%s: runtime %q does not match go.mod (%q)", r.Address, f.runtime, e.GoRuntime)
-		}
+		fns[entry] = f
 	}
 	for _, ep := range sortedKeys(fns) {
 		if !slices.Contains(e.EntryPoints, ep) {
@@ -96,32 +80,14 @@ func CheckContract(p *Plan, e Expect) []Problem {
 			add(RuleEntryPoint, "entry point %q is registered but no function deploys it", ep)
 		}
 	}
-
-	prefix := ""
 	prefixes := map[string]bool{}
 	for _, f := range fns {
-		prefix = f.env["PUBSUB_NAME_PREFIX"]
-		prefixes[prefix] = true
+		prefixes[f.env["PUBSUB_NAME_PREFIX"]] = true
 	}
 	if len(prefixes) > 1 {
 		add(RuleEnv, "functions disagree on PUBSUB_NAME_PREFIX: %v", sortedKeys(prefixes))
 	}
 
-	topicByID := map[string]string{}
-	var topics []string
-	for _, r := range p.Of("google_pubsub_topic", "") {
-		name := str(r.Change.After, "name")
-		topicByID[str(r.Change.After, "id")] = name
-		topics = append(topics, strings.TrimPrefix(name, prefix))
-	}
-	for _, t := range diff(e.Topics, topics) {
-		add(RuleTopics, "topic %q is used by the code but the module has none", prefix+t)
-	}
-	for _, t := range diff(topics, e.Topics) {
-		add(RuleTopics, "the module creates topic %q, which the code does not use", prefix+t)
-	}
-
-	out = append(out, checkSubscriptions(p, e, fns, topicByID, prefix)...)
 	out = append(out, checkEnv(e, fns)...)
 	out = append(out, checkIAMTable(p)...)
 
@@ -131,79 +97,6 @@ func CheckContract(p *Plan, e Expect) []Problem {
 		}
 		return out[i].Msg < out[j].Msg
 	})
-	return out
-}
-
-func checkSubscriptions(p *Plan, e Expect, fns map[string]function, topicByID map[string]string, prefix string) []Problem {
-	var out []Problem
-	add := func(rule, format string, args ...any) {
-		out = append(out, Problem{Rule: rule, Msg: fmt.Sprintf(format, args...)})
-	}
-	pushTo := map[string][]Resource{} // entry point -> its push subscriptions
-	var pull []string
-	for _, r := range p.Of("google_pubsub_subscription", "") {
-		pc := first(r.Change.After, "push_config")
-		if pc == nil {
-			pull = append(pull, strings.TrimPrefix(str(r.Change.After, "name"), prefix))
-			continue
-		}
-		endpoint := str(pc, "push_endpoint")
-		for ep, f := range fns {
-			if f.uri != "" && f.uri == endpoint {
-				pushTo[ep] = append(pushTo[ep], r)
-			}
-		}
-	}
-	for _, s := range diff(pull, e.PullSubscriptions) {
-		add(RuleSubscription, "the module creates pull subscription %q, which shared/topology does not name", prefix+s)
-	}
-	for _, s := range diff(e.PullSubscriptions, pull) {
-		add(RuleSubscription, "pull subscription %q of shared/topology is missing", prefix+s)
-	}
-
-	for _, f := range e.Functions {
-		switch f.Kind {
-		case topology.KindScheduled:
-			found := false
-			for _, j := range p.Of("google_cloud_scheduler_job", "") {
-				found = found || (fns[f.EntryPoint].uri != "" && str(first(j.Change.After, "http_target"), "uri") == fns[f.EntryPoint].uri)
-			}
-			if !found {
-				add(RuleScheduler, "%s is scheduled but no google_cloud_scheduler_job calls it", f.EntryPoint)
-			}
-			continue
-		case topology.KindPush:
-		default:
-			continue
-		}
-		subs := pushTo[f.EntryPoint]
-		if len(subs) != 1 {
-			add(RuleSubscription, "%s is Pub/Sub-driven: want one push subscription to it (%q on %q), have %d", f.EntryPoint, prefix+f.Subscription, prefix+f.Topic, len(subs))
-			continue
-		}
-		s := subs[0].Change.After
-		addr := subs[0].Address
-		if got := str(s, "name"); got != prefix+f.Subscription {
-			add(RuleSubscription, "%s is named %q, want %q (shared/topology)", addr, got, prefix+f.Subscription)
-		}
-		if got := topicByID[str(s, "topic")]; got != prefix+f.Topic {
-			add(RuleSubscription, "%s reads topic %q, want %q", addr, got, prefix+f.Topic)
-		}
-		dl := first(s, "dead_letter_policy")
-		if got := topicByID[str(dl, "dead_letter_topic")]; got != prefix+f.DeadLetterTopic {
-			add(RuleDelivery, "%s dead-letters to %q, want %q", addr, got, prefix+f.DeadLetterTopic)
-		}
-		if got := num(dl, "max_delivery_attempts"); got != f.MaxDeliveryAttempts {
-			add(RuleDelivery, "%s: max_delivery_attempts is %d, want %d", addr, got, f.MaxDeliveryAttempts)
-		}
-		if f.DeadLetterTopic == topology.TopicDeadLetter {
-			rp := first(s, "retry_policy")
-			want := fmt.Sprintf("%ds", topology.BackoffSeconds)
-			if lo, hi := str(rp, "minimum_backoff"), str(rp, "maximum_backoff"); lo != want || hi != want {
-				add(RuleDelivery, "%s: retry backoff %q..%q, want %s (topology.BackoffSeconds)", addr, lo, hi, want)
-			}
-		}
-	}
 	return out
 }
 
@@ -251,11 +144,6 @@ func checkEnv(e Expect, fns map[string]function) []Problem {
 		if k := rule.TimeoutBelow; k != "" {
 			if d, err := time.ParseDuration(f.env[k]); err != nil || d >= timeout {
 				add(RuleEnv, "%s: %s = %q is not below the function's timeout (%s)", ep, k, f.env[k], timeout)
-			}
-		}
-		if v, ok := f.env["STATE_TTL"]; ok && e.StateTTL != 0 {
-			if d, err := time.ParseDuration(v); err != nil || d != e.StateTTL {
-				add(RuleEnv, "%s: STATE_TTL = %q, want %s (the report hash's fixed TTL)", ep, v, e.StateTTL)
 			}
 		}
 	}
@@ -337,18 +225,6 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// diff lists the elements of a that are not in b, sorted.
-func diff(a, b []string) []string {
-	var out []string
-	for _, s := range a {
-		if !slices.Contains(b, s) {
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

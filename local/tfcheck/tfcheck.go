@@ -1,7 +1,13 @@
-// Package tfcheck checks what Terraform cannot know about terraform/: that
-// the module deploys what the Go code expects (entry points, topics,
-// subscriptions, the environment names the config reads, the runtime of
-// go.mod) and that its source archive holds what the build needs.
+// Package tfcheck checks what Terraform cannot know about terraform/ and
+// what terraform/topology.json does not make true by construction: that
+// every function the module deploys is registered, that each function's
+// environment holds the names its config reads (credentials only from
+// Secret Manager), that every grant shows in the iam_grants output, that
+// a first apply creates things in an order that works, and that the
+// source archive holds what the build needs. The functions, listeners,
+// topics, subscriptions, delivery policies, runtime and hash TTL come from
+// topology.json, which `go generate ./shared/topology` writes from the
+// code; a test there fails when it is stale.
 //
 // Everything else about the module is Terraform's to check (terraform
 // validate, and terraform/tests with mock providers, run by

