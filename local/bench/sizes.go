@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -226,16 +228,12 @@ func ReadDeployment(dir string) (Deployment, error) {
 				return d, fmt.Errorf("local %s: a for expression over %T", name, e.CollExpr)
 			}
 			src := locals[trav.Traversal[1].(hcl.TraverseAttr).Name]
-			coll, ok := src.(*hclsyntax.ObjectConsExpr)
-			if !ok {
-				return d, fmt.Errorf("local %s: its collection is not an object", name)
+			eps, err := collectionKeys(dir, src)
+			if err != nil {
+				return d, fmt.Errorf("local %s: %w", name, err)
 			}
-			for _, it := range coll.Items {
-				key, diags := it.KeyExpr.Value(nil)
-				if diags.HasErrors() || key.Type() != cty.String {
-					continue
-				}
-				if err := add(key.AsString(), obj); err != nil {
+			for _, ep := range eps {
+				if err := add(ep, obj); err != nil {
 					return d, err
 				}
 			}
@@ -283,4 +281,46 @@ func walkBlocks(b *hclsyntax.Body, fn func(*hclsyntax.Body)) {
 	for _, blk := range b.Blocks {
 		walkBlocks(blk.Body, fn)
 	}
+}
+
+// collectionKeys lists the keys of a local's value: an object written out,
+// or local.topology.FIELD, an object of topology.json (the generated file
+// the module decodes into local.topology).
+func collectionKeys(dir string, src hclsyntax.Expression) ([]string, error) {
+	var keys []string
+	switch src := src.(type) {
+	case *hclsyntax.ObjectConsExpr:
+		for _, it := range src.Items {
+			key, diags := it.KeyExpr.Value(nil)
+			if !diags.HasErrors() && key.Type() == cty.String {
+				keys = append(keys, key.AsString())
+			}
+		}
+		return keys, nil
+	case *hclsyntax.ScopeTraversalExpr:
+		tr := src.Traversal
+		if len(tr) == 3 && tr.RootName() == "local" {
+			if a, ok := tr[1].(hcl.TraverseAttr); ok && a.Name == "topology" {
+				field, _ := tr[2].(hcl.TraverseAttr)
+				b, err := os.ReadFile(filepath.Join(dir, "topology.json"))
+				if err != nil {
+					return nil, err
+				}
+				var all map[string]json.RawMessage
+				if err := json.Unmarshal(b, &all); err != nil {
+					return nil, fmt.Errorf("topology.json: %w", err)
+				}
+				var m map[string]json.RawMessage
+				if err := json.Unmarshal(all[field.Name], &m); err != nil || m == nil {
+					return nil, fmt.Errorf("topology.json: %s is not an object", field.Name)
+				}
+				for k := range m {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				return keys, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("its collection is neither an object nor an object of topology.json")
 }
