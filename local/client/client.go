@@ -140,13 +140,21 @@ type Progress struct {
 	AggregatorError string        `json:"aggregatorError,omitempty"`
 	TTL             time.Duration `json:"-"`
 	// Parts is the report's number of key-range parts; with more than
-	// one, PartsDone[n-1] counts the parts that finished stage n and
-	// Segments the parts whose CSV segment is written (Done and Missing
-	// then list no listeners: each runs once per part).
-	Parts     int   `json:"parts"`
-	PartsDone []int `json:"partsDone,omitempty"`
-	Segments  int   `json:"segmentsWritten,omitempty"`
+	// one, PartsDone[n-1] counts the parts that finished stage n,
+	// PartsMissing[n-1] names them (from 0, at most MaxPartsListed) and
+	// Segments counts the parts whose CSV segment is written. Done then
+	// lists no listeners (each runs once per part), and Missing lists the
+	// sources of the unfinished stage with the last error any of their
+	// parts recorded.
+	Parts        int     `json:"parts"`
+	PartsDone    []int   `json:"partsDone,omitempty"`
+	PartsMissing [][]int `json:"partsMissing,omitempty"`
+	Segments     int     `json:"segmentsWritten,omitempty"`
 }
+
+// MaxPartsListed bounds PartsMissing per stage: a report may have
+// hundreds of parts, and the first few are what a person reads.
+const MaxPartsListed = 10
 
 func (p Progress) String() string {
 	if p.Status.Final() {
@@ -163,6 +171,9 @@ func (p Progress) String() string {
 		s = fmt.Sprintf("%s stage %d/%d: %d parts", p.Status, p.Stage, p.Stages, p.Parts)
 		for n, d := range p.PartsDone {
 			s += fmt.Sprintf(", stage %d %d/%d done", n+1, d, p.Parts)
+			if n+1 == p.Stage && n < len(p.PartsMissing) && len(p.PartsMissing[n]) > 0 {
+				s += " (missing parts " + ListParts(p.PartsMissing[n], p.Parts-d) + ")"
+			}
 		}
 		s += fmt.Sprintf(", %d/%d segments written", p.Segments, p.Parts)
 	}
@@ -202,7 +213,7 @@ func (c *Client) Look(ctx context.Context, rec record.Record) (Progress, error) 
 	p.AggregatorError = snap.Errors[state.AggregatorName]
 	p.Parts = snap.Parts
 	if snap.Parts > 1 {
-		return c.lookParts(ctx, rec, rep, p)
+		return c.lookParts(ctx, rec, rep, p, snap)
 	}
 	attempts := map[string]int64{}
 	for n, srcs := range rep.Stages {
@@ -246,7 +257,7 @@ func (c *Client) Look(ctx context.Context, rec record.Record) (Progress, error) 
 
 // lookParts is Look of a report split into parts: the parts done per
 // stage and the segments written, from the hash's named fields only.
-func (c *Client) lookParts(ctx context.Context, rec record.Record, rep report.Report, p Progress) (Progress, error) {
+func (c *Client) lookParts(ctx context.Context, rec record.Record, rep report.Report, p Progress, snap state.Snapshot) (Progress, error) {
 	pr, err := c.State.ReadProgress(ctx, rec.ID, rep.StageSources())
 	if errors.Is(err, state.ErrGone) {
 		p.StateGone = true
@@ -265,8 +276,33 @@ func (c *Client) lookParts(ctx context.Context, rec record.Record, rep report.Re
 	}
 	if p.Stage == 0 {
 		p.Stage, p.Writing = p.Stages, true
+		return p, nil
+	}
+	for n := range pr.Missing {
+		p.PartsMissing = append(p.PartsMissing, pr.Missing[n][:min(len(pr.Missing[n]), MaxPartsListed)])
+	}
+	// Errors are recorded per source, not per part: the last part that
+	// failed wrote it.
+	for _, src := range rep.Stages[p.Stage-1] {
+		p.Missing = append(p.Missing, SourceState{Stage: p.Stage, Source: src.Name(), LastError: snap.Errors[src.Name()]})
 	}
 	return p, nil
+}
+
+// ListParts prints parts (from 0) as a person counts them (from 1), with
+// how many more there are than listed.
+func ListParts(parts []int, missing int) string {
+	var b strings.Builder
+	for i, part := range parts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(part + 1))
+	}
+	if more := missing - len(parts); more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
 }
 
 // Wait polls until record id is SUCCESS or FAILED, calling progress on

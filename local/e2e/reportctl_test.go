@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -616,4 +617,78 @@ func wantUnreachable(t *testing.T, r ctlResult, server, where string) {
 	if strings.Contains(r.stderr, "guest:guest") {
 		t.Errorf("message shows credentials: %s", r.stderr)
 	}
+}
+
+// TestReportctlStatusInManyParts: a report split into many parts whose
+// stage-2 listener fails in every part (its table is missing) stops after
+// stage 1. status shows the parts done of P per stage, which parts stage 2
+// still misses, and the listener's last error, in text and in -json.
+func TestReportctlStatusInManyParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{backoff: 10 * time.Minute, envFor: func(e *env) map[string][]string {
+		return map[string][]string{
+			"shim":          {"PART_ROWS=2", "MAX_PARTS=200"},
+			"ListenPayment": {"DSN_PLT_FUND=" + e.emptyDatabase("nopay")},
+		}
+	}})
+	id := e.request("withdraw_by_tag_with_payments", seed.Params)
+	var got reportctl.Record
+	waitFor(t, 90*time.Second, "stage 1 done in every part and stage 2's error recorded", func() bool {
+		got = ctlJSON[reportctl.Record](e, 0, "status", strconv.FormatInt(id, 10))
+		p := got.Progress
+		return p != nil && p.Parts > 1 && len(p.PartsDone) == 2 && p.PartsDone[0] == p.Parts &&
+			len(p.Missing) == 1 && p.Missing[0].LastError != ""
+	})
+	parts := dispatchedParts(t, e, id)
+	if parts < 4 {
+		t.Fatalf("dispatched in %d parts, want many (PART_ROWS=2)", parts)
+	}
+	// Parts whose users hold no requested tag skip stage 2 and write their
+	// (empty) segment at once: they count as done in every stage.
+	written := got.Progress.Segments
+	if written >= parts {
+		t.Fatalf("%d of %d segments written while stage 2 fails everywhere", written, parts)
+	}
+	missing := got.Progress.PartsMissing
+	if len(missing) != 2 || len(missing[0]) != 0 || len(missing[1]) != min(parts-written, client.MaxPartsListed) ||
+		!slices.IsSorted(missing[1]) || len(slices.Compact(slices.Clone(missing[1]))) != len(missing[1]) {
+		t.Errorf("partsMissing = %v, want none in stage 1 and the first %d of %d parts in stage 2", missing, client.MaxPartsListed, parts-written)
+	}
+	want := &client.Progress{
+		Stage: 2, Stages: 2, DoneCount: got.Progress.DoneCount, Expected: int64(3 * parts),
+		Parts: parts, PartsDone: []int{parts, written}, PartsMissing: missing, Segments: written,
+		Missing: []client.SourceState{{Stage: 2, Source: "plt_fund.vs_payment", LastError: got.Progress.Missing[0].LastError}},
+	}
+	if d := got.Progress.DoneCount; d < int64(2*parts) || d >= int64(3*parts) {
+		t.Errorf("listenersDone = %d, want every stage-1 listener of %d parts and not all of stage 2", d, parts)
+	}
+	if got.Status != "PROCESSING" || got.ID != id {
+		t.Errorf("status -json = %+v, want PROCESSING", got)
+	}
+	if diff := cmp.Diff(want, got.Progress, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".TTL" }, cmp.Ignore())); diff != "" {
+		t.Errorf("progress (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(got.Progress.Missing[0].LastError, "vs_payment' doesn't exist") {
+		t.Errorf("last error %q does not name the missing table", got.Progress.Missing[0].LastError)
+	}
+	st := e.ctlWant(0, "status", strconv.FormatInt(id, 10))
+	var names []string
+	for _, i := range missing[1][:min(len(missing[1]), 3)] {
+		names = append(names, strconv.Itoa(i+1))
+	}
+	for _, w := range []string{
+		"PROCESSING", "2 of 2", fmt.Sprintf("%d (key ranges", parts),
+		fmt.Sprintf("%d of %d parts done\n", parts, parts),
+		fmt.Sprintf("%d of %d parts done, missing parts %s", written, parts, strings.Join(names, ", ")),
+		fmt.Sprintf("%d of %d written", written, parts),
+		"plt_fund.vs_payment (stage 2), last error:", "doesn't exist",
+	} {
+		if !strings.Contains(st.stdout, w) {
+			t.Errorf("status does not say %q:\n%s", w, st.stdout)
+		}
+	}
+	if more := parts - written - client.MaxPartsListed; more > 0 && !strings.Contains(st.stdout, fmt.Sprintf("and %d more", more)) {
+		t.Errorf("status does not count the parts it does not list:\n%s", st.stdout)
+	}
+	t.Logf("reportctl status %d (%d parts, stage 2 failing):\n%s", id, parts, st.stdout)
 }

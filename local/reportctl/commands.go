@@ -232,7 +232,11 @@ func (k *cmd) describe(rec record.Record, p *client.Progress) {
 			if p.Parts > 1 {
 				fmt.Fprintf(w, "  parts\t%d (key ranges, each run end to end on its own)\n", p.Parts)
 				for n, d := range p.PartsDone {
-					fmt.Fprintf(w, "    stage %d\t%d of %d parts done\n", n+1, d, p.Parts)
+					line := fmt.Sprintf("    stage %d\t%d of %d parts done", n+1, d, p.Parts)
+					if n < len(p.PartsMissing) && len(p.PartsMissing[n]) > 0 && n+1 == p.Stage {
+						line += ", missing parts " + client.ListParts(p.PartsMissing[n], p.Parts-d)
+					}
+					fmt.Fprintln(w, line)
 				}
 				fmt.Fprintf(w, "    segments\t%d of %d written\n", p.Segments, p.Parts)
 			}

@@ -1,7 +1,6 @@
 package completion_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -44,24 +43,6 @@ func (p *panickyParker) parked() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.reasons...)
-}
-
-// syncBuffer is a log destination for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A panic in the forwarder's Pub/Sub callback (here in the parker it was
@@ -107,7 +88,7 @@ func TestForwarderRecoversPanic(t *testing.T) {
 
 	psc, opts := testenv.PubSub(t, topology.TopicCompleted)
 	testenv.Subscribe(t, psc, "projects/p/subscriptions/"+topology.SubCompletedAMQP, topology.TopicCompleted)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	parker := &panickyParker{}
 	f, err := completion.NewForwarder(ctx, cfg, parker, slog.New(slog.NewJSONHandler(&logs, nil)), opts...)
 	if err != nil {

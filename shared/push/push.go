@@ -21,13 +21,14 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/message"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
 	"github.com/fanoutexport/fanoutexport/shared/tracing"
-	"go.opentelemetry.io/otel/codes"
 )
 
 // Func is one push function over its environment. A function's own
@@ -88,28 +89,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = log.With(logging.KeyRecordID, hd.RecordID, logging.KeyStage, hd.Stage)
 		defer heartbeat(ctx, env.State, hd.RecordID, log)()
 	}
-	err = recovered(log, func() error { return f.Handle(ctx, m, log) })
-	if err := recovered(log, func() error { return h.settle(ctx, f, m, hd, err, log) }); err != nil {
+	// A panic is an error of the retry class, logged with its stack (log
+	// carries the record): one bad message must not take down an instance
+	// serving others, and the message is then redelivered, and
+	// dead-lettered, like after any other error.
+	err = fault.Recovered(log, "handler", func() error { return f.Handle(ctx, m, log) })
+	if err := fault.Recovered(log, "settling the handler's outcome", func() error { return h.settle(ctx, f, m, hd, err, log) }); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		log.Error("not handled; Pub/Sub will redeliver", "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// recovered runs fn and turns a panic in it into an error of the retry
-// class, logged with its stack (log carries the record): one bad message
-// must not take down an instance serving others, and the message is then
-// redelivered, and dead-lettered, like any other error.
-func recovered(log *slog.Logger, fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-			log.Error("handler panicked; answering with an error so the message is redelivered", "error", err, "stack", string(debug.Stack()))
-		}
-	}()
-	return fn()
 }
 
 // settle turns Handle's outcome into nil (ack) or the error to answer

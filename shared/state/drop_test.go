@@ -3,19 +3,15 @@ package state_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/local/services"
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/state"
+	"github.com/fanoutexport/fanoutexport/shared/testenv"
 )
 
 // A losing attempt's chunks are all dropped, however many, in commands of
@@ -83,7 +79,7 @@ func TestDeleteUnlinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
 	}
-	rdb := startRedis(t)
+	rdb := testenv.PrivateRedis(t)
 	ctx := context.Background()
 	st := state.New(rdb, "", ttl)
 	if _, err := st.Create(ctx, id, "withdraw_by_tag", []byte(`{}`)); err != nil {
@@ -114,42 +110,4 @@ func TestDeleteUnlinks(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"cmdstat_unlink": "1"}, calls); diff != "" {
 		t.Errorf("commands that deleted the hash (-want +got):\n%s", diff)
 	}
-}
-
-// startRedis starts a redis-server of this test's own on a free port.
-func startRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (apt-get install redis-server)")
-	}
-	for range 3 { // a free port can be taken before the server binds it
-		port, err := services.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
-		for {
-			if rdb.Ping(context.Background()).Err() == nil {
-				t.Cleanup(func() { rdb.Close(); cmd.Process.Kill(); <-exited })
-				return rdb
-			}
-			select {
-			case <-exited:
-			case <-time.After(20 * time.Millisecond):
-				continue
-			}
-			break
-		}
-		rdb.Close()
-	}
-	t.Fatal("redis-server did not start")
-	return nil
 }

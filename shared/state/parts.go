@@ -369,17 +369,24 @@ func (s *Store) ReadProgress(ctx context.Context, id int64, stages [][]string) (
 	pr.Missing = make([][]int, len(stages))
 	k := 0
 	for i := range pr.Parts {
+		// A part whose segment is written has finished every stage, even
+		// those it skipped (stage 1 found nothing to enrich).
+		var n0 int
+		for _, srcs := range stages {
+			n0 += len(srcs)
+		}
+		written := got[k+n0] != nil && pr.Parts > 1
 		for n, srcs := range stages {
 			missing := false
 			for range srcs {
 				missing = missing || got[k] == nil
 				k++
 			}
-			if missing {
+			if missing && !written {
 				pr.Missing[n] = append(pr.Missing[n], i)
 			}
 		}
-		if got[k] != nil && pr.Parts > 1 {
+		if written {
 			pr.Segments = append(pr.Segments, i)
 		}
 		k++

@@ -80,6 +80,25 @@ func TestPartsCountApart(t *testing.T) {
 	if c, _ := e.st.ClaimPart(ctx, id, p(0), 1, "other", 1, holdLong); c != state.Held {
 		t.Errorf("ClaimPart(part 0) by another message = %v, want Held", c)
 	}
+	pr, err := e.st.ReadProgress(ctx, id, [][]string{{srcTags, srcWd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPr := state.Progress{Parts: 3, Plan: plan, Missing: [][]int{{0, 1, 2}}}
+	if diff := cmp.Diff(wantPr, pr); diff != "" {
+		t.Errorf("ReadProgress (-want +got):\n%s", diff)
+	}
+	for _, src := range []string{srcTags} {
+		for i := range 2 {
+			if _, err := e.st.MarkPartDone(ctx, id, p(i), 1, src, "x", 1, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pr, _ = e.st.ReadProgress(ctx, id, [][]string{{srcTags, srcWd}})
+	if got := pr.StageDone(1); got != 2 {
+		t.Errorf("StageDone(1) = %d, want 2 (parts 0 and 1)", got)
+	}
 	// Segments.
 	for _, s := range []struct {
 		part int
@@ -99,24 +118,12 @@ func TestPartsCountApart(t *testing.T) {
 			t.Errorf("MarkSegment(part %d) (-want +got):\n%s", s.part, diff)
 		}
 	}
-	pr, err := e.st.ReadProgress(ctx, id, [][]string{{srcTags, srcWd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantPr := state.Progress{Parts: 3, Plan: plan, Missing: [][]int{{0, 1, 2}}, Segments: []int{0, 1, 2}}
-	if diff := cmp.Diff(wantPr, pr); diff != "" {
-		t.Errorf("ReadProgress (-want +got):\n%s", diff)
-	}
-	for _, src := range []string{srcTags} {
-		for i := range 2 {
-			if _, err := e.st.MarkPartDone(ctx, id, p(i), 1, src, "x", 1, 0, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	// A written segment means its part finished every stage, including
+	// one it skipped (part 2 never marked stage 1 done).
 	pr, _ = e.st.ReadProgress(ctx, id, [][]string{{srcTags, srcWd}})
-	if got := pr.StageDone(1); got != 2 {
-		t.Errorf("StageDone(1) = %d, want 2 (parts 0 and 1)", got)
+	wantPr = state.Progress{Parts: 3, Plan: plan, Missing: [][]int{nil}, Segments: []int{0, 1, 2}}
+	if diff := cmp.Diff(wantPr, pr); diff != "" {
+		t.Errorf("ReadProgress after every segment (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,10 +1,16 @@
 // Package testenv holds fixtures the handler tests share: an in-process
-// Pub/Sub (pstest) with the topics a test needs, and a Redis key prefix of
-// the test's own, deleted when it ends. Databases come from shared/testdb.
+// Pub/Sub (pstest) with the topics a test needs, a Redis key prefix of
+// the test's own, deleted when it ends, a redis-server of its own, and a
+// log buffer for concurrent writers. Databases come from shared/testdb.
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +108,73 @@ func Pull(t testing.TB, psc *pubsub.Client, sub string, want int) []*pubsubpb.Pu
 		}
 	}
 	return out
+}
+
+// PrivateRedis starts a redis-server of t's own on a free port, without
+// persistence, with extra flags (e.g. "--maxmemory", "2mb"): for a test
+// that changes server settings or reads server-wide counters, so the
+// shared server is never touched. It is killed when t ends.
+func PrivateRedis(t testing.TB, flags ...string) *redis.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed (apt-get install redis-server)")
+	}
+	for range 3 { // a free port can be taken before the server binds it
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, flags...)
+		cmd := exec.Command(bin, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+		for {
+			if rdb.Ping(context.Background()).Err() == nil {
+				t.Cleanup(func() { rdb.Close(); cmd.Process.Kill(); <-exited })
+				return rdb
+			}
+			select {
+			case <-exited:
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
+		rdb.Close()
+	}
+	t.Fatal("redis-server did not start")
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// LogBuffer is a log destination for concurrent writers.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *LogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *LogBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/local/services"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/testdb"
+	"github.com/fanoutexport/fanoutexport/shared/testenv"
 )
 
 func TestParseInfoMemory(t *testing.T) {
@@ -137,45 +134,6 @@ func TestAdmitIsAtomicAcrossInstances(t *testing.T) {
 	}
 }
 
-// startRedis starts a redis-server of this test's own on a free port with
-// maxmemory set, so the shared server's settings are never touched.
-func startRedis(t *testing.T, maxmemory string) *redis.Client {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (apt-get install redis-server)")
-	}
-	for range 3 { // a free port can be taken before the server binds it
-		port, err := services.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--maxmemory", maxmemory,
-			"--maxmemory-policy", "noeviction", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
-		for {
-			if rdb.Ping(context.Background()).Err() == nil {
-				t.Cleanup(func() { rdb.Close(); cmd.Process.Kill(); <-exited })
-				return rdb
-			}
-			select {
-			case <-exited:
-			case <-time.After(20 * time.Millisecond):
-				continue
-			}
-			break
-		}
-		rdb.Close()
-	}
-	t.Fatal("redis-server did not start")
-	return nil
-}
-
 // A new report waits while Redis is above the high-water mark and goes
 // once memory is freed; a record already PROCESSING is never held back.
 // A private redis-server with maxmemory 16 MB, a 0.5 high-water mark,
@@ -183,7 +141,7 @@ func startRedis(t *testing.T, maxmemory string) *redis.Client {
 func TestNewReportsWaitAboveRedisHighWater(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rdb := startRedis(t, "16mb")
+	rdb := testenv.PrivateRedis(t, "--maxmemory", "16mb", "--maxmemory-policy", "noeviction")
 	repo := record.NewRepo(testdb.New(t, "highwater", record.DDL))
 	mem := &RedisMemory{Client: rdb, HighWater: 0.5}
 	d := &Dispatcher{Records: repo, Limits: Limits{MaxInFlight: 10, Memory: mem}}

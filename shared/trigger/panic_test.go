@@ -1,7 +1,6 @@
 package trigger_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -69,24 +68,6 @@ func (h *panicOnCreate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// syncBuffer is a log destination for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A panic in a trigger's goroutine (here in the Redis client the
 // dispatcher was given, while it creates the report's hash) must not take
 // the shim down: it is logged with its stack and the record, and the
@@ -139,7 +120,7 @@ func TestConsumerRecoversPanicInDispatch(t *testing.T) {
 	hook := &panicOnCreate{prefix: prefix, times: map[int64]int{ids["once"]: 1, ids["always"]: -1}}
 	rdb.AddHook(hook)
 
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	c := &trigger.Consumer{Cfg: cfg, Log: slog.New(slog.NewJSONHandler(&logs, nil)), Dispatcher: &trigger.Dispatcher{
 		Records: repo, State: state.New(rdb, prefix, time.Minute), Bus: b, Announce: ann}}
 	runCtx, stop := context.WithCancel(ctx)
