@@ -160,7 +160,7 @@ func TestReasons(t *testing.T) {
 			name: "no attributes: the hash names the listener that never finished", hash: true,
 			setup: func(t *testing.T, id int64) {
 				ctx := context.Background()
-				src := report.Sources[withdraw]
+				src := report.Sources["ListenWithdraw"]
 				if _, err := f.env.State.MarkDone(ctx, id, 1, src.Name(), src.Dataset(), 1, 0, 0); err != nil {
 					t.Fatal(err)
 				}

@@ -72,9 +72,20 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 		log.Debug("report does not use this listener in this stage; acking", "reportType", m.ReportType)
 		return nil
 	}
+	// A name is unique only within a report: another listener may read
+	// the same table for this report (a range read in stage 1, a lookup in
+	// stage 2). The entry point decides whether the message is ours.
 	rep, ok := report.Lookup(m.ReportType)
-	if !ok || !slices.Contains(rep.SourceNames(m.Stage), src.Name()) {
+	if !ok {
 		return fault.Permanent(failreason.ListenerUnknownType.Errorf(src.Name(), m.ReportType, m.Stage))
+	}
+	mine, ok := rep.StageSource(m.Stage, src.Name())
+	if !ok {
+		return fault.Permanent(failreason.ListenerUnknownType.Errorf(src.Name(), m.ReportType, m.Stage))
+	}
+	if mine.EntryPoint != src.EntryPoint {
+		log.Debug("another listener reads this table for this report; acking", "reportType", m.ReportType, "listener", mine.EntryPoint)
+		return nil
 	}
 	params, err := report.ParseParams(m.Params)
 	if err != nil {

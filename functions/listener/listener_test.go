@@ -142,7 +142,7 @@ func stageMessage(t *testing.T, id int64, typ string, stage int) []byte {
 // deliveries tell the aggregator (the second is harmless there).
 func TestRedeliveryCountsOnce(t *testing.T) {
 	t.Parallel()
-	src := report.Sources["plt_fund.vs_withdraw"]
+	src := report.Sources["ListenWithdraw"]
 	f := newFixture(t, src)
 	ctx := context.Background()
 	const id = 7
@@ -181,7 +181,7 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 // A late message for a report whose hash is gone never recreates it.
 func TestGoneHashIsNotRecreated(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, report.Sources["plt_user.vs_user_tag_relation"])
+	f := newFixture(t, report.Sources["ListenUserTagRelation"])
 	const id = 8
 	if code := f.post(t, "m2", stageMessage(t, id, "withdraw_by_tag", 1), 1); code != http.StatusNoContent {
 		t.Fatalf("status %d", code)
@@ -198,7 +198,7 @@ func TestGoneHashIsNotRecreated(t *testing.T) {
 // and its error is kept in the hash for the DLQ function.
 func TestUnknownVersionIsRetried(t *testing.T) {
 	t.Parallel()
-	src := report.Sources["plt_fund.vs_withdraw"]
+	src := report.Sources["ListenWithdraw"]
 	f := newFixture(t, src)
 	ctx := context.Background()
 	const id = 9
@@ -221,8 +221,8 @@ func TestUnknownVersionIsRetried(t *testing.T) {
 // retried.
 func TestErrorPaths(t *testing.T) {
 	t.Parallel()
-	withdraw := report.Sources["plt_fund.vs_withdraw"]
-	payment := report.Sources["plt_fund.vs_payment"]
+	withdraw := report.Sources["ListenWithdraw"]
+	payment := report.Sources["ListenPayment"]
 	params := func(t *testing.T) json.RawMessage {
 		p, err := report.ParseParams([]byte(seed.Params))
 		if err != nil {
@@ -339,7 +339,7 @@ func TestErrorPaths(t *testing.T) {
 // soon as it passes the limit; at the limit it is done as usual.
 func TestRowLimit(t *testing.T) {
 	t.Parallel()
-	src := report.Sources["plt_fund.vs_withdraw"]
+	src := report.Sources["ListenWithdraw"]
 	// The seed's rows for seed.Params, counted in the database, not assumed.
 	probe := newFixture(t, src)
 	var total int64
@@ -412,5 +412,49 @@ func TestRowLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Two listeners may read one table (a stage-1 range read and a stage-2
+// lookup): a listener acts on a stage message only if the report's source
+// of that name in that stage is its own entry point. A listener reading
+// vs_payment under another entry point acks ListenPayment's message and
+// writes nothing.
+func TestAnotherListenersTableIsAcked(t *testing.T) {
+	t.Parallel()
+	shadow := report.Sources["ListenPayment"]
+	shadow.EntryPoint, shadow.Subscription = "ListenPaymentElsewhere", "listen-payment-elsewhere"
+	f := newFixture(t, shadow)
+	ctx := context.Background()
+	const id = 31
+	if _, err := f.state.Create(ctx, id, "withdraw_by_tag_with_payments", []byte(seed.Params)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.rdb.HGetAll(ctx, f.state.Key(id)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.post(t, "m31", stageMessage(t, id, "withdraw_by_tag_with_payments", 2), 1); code != http.StatusNoContent {
+		t.Fatalf("status %d, want 204", code)
+	}
+	after, err := f.rdb.HGetAll(ctx, f.state.Key(id)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(before, "ttl")
+	delete(after, "ttl")
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("the hash changed (-before +after):\n%s", diff)
+	}
+	// The real ListenPayment takes the same message as its own.
+	g := newFixture(t, report.Sources["ListenPayment"])
+	if _, err := g.state.Create(ctx, id, "withdraw_by_tag_with_payments", []byte(seed.Params)); err != nil {
+		t.Fatal(err)
+	}
+	if code := g.post(t, "m31", stageMessage(t, id, "withdraw_by_tag_with_payments", 2), 1); code != http.StatusNoContent {
+		t.Fatalf("ListenPayment: status %d", code)
+	}
+	if got := g.dones(t, 1); len(got) != 1 || got[0].Source != "plt_fund.vs_payment" || got[0].Stage != 2 {
+		t.Errorf("ListenPayment's done messages = %+v, want one for plt_fund.vs_payment stage 2", got)
 	}
 }

@@ -180,25 +180,25 @@ func TestOracle(t *testing.T) {
 	if err := seed.Apply(ctx, user, fund); err != nil {
 		t.Fatal(err)
 	}
-	from, to := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	for typ, golden := range map[string]string{
-		"withdraw_by_tag":               seed.GoldenWithdrawByTag,
-		"withdraw_by_tag_with_payments": seed.GoldenWithdrawByTagWithPayments,
-	} {
+	refDB := report.RefDB{Names: map[string]string{"plt_user": names.userName, "plt_fund": names.fundName}}
+	for _, typ := range report.Types() {
 		rep, _ := report.Lookup(typ)
-		for _, v := range oracleVariants(len(rep.Stages)) {
-			o := seed.Oracle{UserDB: names.userName, FundDB: names.fundName, TagIDs: []int64{3, 10}, From: from, To: to, Payments: v}
-			r, err := runOracle(ctx, fund, o, rep.Header)
+		p, err := report.ParseParams([]byte(rep.Example))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range seed.Oracles(rep, refDB, p) {
+			r, err := runOracle(ctx, fund, o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprintf("%x", sha256.Sum256(seed.Golden(golden))); r.CSVSHA != want {
-				t.Errorf("%s (%s): CSV hash %s, golden %s", typ, v, r.CSVSHA, want)
+			if want := fmt.Sprintf("%x", sha256.Sum256(seed.Golden(seed.GoldenFile(typ)))); r.CSVSHA != want {
+				t.Errorf("%s: CSV hash %s, golden %s", o.Name(), r.CSVSHA, want)
 			}
 		}
 	}
 
-	// Generated data: fresh databases, the payments report's two forms.
+	// Generated data: fresh databases, every report's shapes agree.
 	gnames, gsources := newSources(t)
 	generateSmall(t, gsources, "infile")
 	gfund, err := serverenv.OpenDB(gsources["plt_fund"])
@@ -206,18 +206,25 @@ func TestOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gfund.Close()
-	rep, _ := report.Lookup("withdraw_by_tag_with_payments")
-	var runs []oracleRun
-	for _, v := range oracleVariants(len(rep.Stages)) {
-		o := seed.Oracle{UserDB: gnames.userName, FundDB: gnames.fundName, TagIDs: []int64{1, 2}, From: bigFrom, To: bigTo, Payments: v}
-		r, err := runOracle(ctx, gfund, o, rep.Header)
-		if err != nil {
-			t.Fatal(err)
+	grefDB := report.RefDB{Names: map[string]string{"plt_user": gnames.userName, "plt_fund": gnames.fundName}}
+	for _, typ := range report.Types() {
+		rep, _ := report.Lookup(typ)
+		var runs []oracleRun
+		for _, o := range seed.Oracles(rep, grefDB, report.Params{TagIDs: []int64{1, 2}, From: bigFrom, To: bigTo}) {
+			r, err := runOracle(ctx, gfund, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, r)
 		}
-		runs = append(runs, r)
-	}
-	if len(runs) != 2 || runs[0].Rows == 0 || runs[0].Rows != runs[1].Rows || runs[0].CSVSHA != runs[1].CSVSHA {
-		t.Errorf("payments variants disagree or found nothing: %+v", runs)
+		if len(runs) == 0 || runs[0].Rows == 0 {
+			t.Errorf("%s: the reference found nothing: %+v", typ, runs)
+		}
+		for _, r := range runs[1:] {
+			if r.Rows != runs[0].Rows || r.CSVSHA != runs[0].CSVSHA {
+				t.Errorf("%s: reference shapes disagree: %+v", typ, runs)
+			}
+		}
 	}
 }
 

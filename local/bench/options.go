@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -84,7 +85,7 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.IntVar(&o.tags, "tags", 50, "distinct tag IDs (1..tags)")
 	fs.IntVar(&o.payments, "payments", -1, "rows in plt_fund.vs_payment (-1: withdrawals/2)")
 	fs.IntVar(&o.selectTags, "select-tags", 20, "the big reports request tags 1..this")
-	fs.StringVar(&o.report, "report", "all", "withdraw_by_tag, withdraw_by_tag_with_payments or all")
+	fs.StringVar(&o.report, "report", "all", "one of "+strings.Join(report.Types(), ", ")+", or all")
 	fs.BoolVar(&o.keep, "keep", false, "keep the databases (and the process logs)")
 	fs.IntVar(&o.repeat, "repeat", 1, "run each big report and its MariaDB join this many times; the targets use the best of each")
 	fs.IntVar(&o.smallRuns, "small-runs", 20, "small reports per report type, run one after the other (0: none)")

@@ -19,27 +19,19 @@ type oracleRun struct {
 	CSVSHA  string  `json:"csvSha256"`
 }
 
-// oracleVariants are the forms of the reference query timed for a report:
-// the payments report has two, and the comparison uses the faster.
-func oracleVariants(stages int) []seed.Payments {
-	if stages > 1 {
-		return []seed.Payments{seed.PaymentsCorrelated, seed.PaymentsGrouped}
-	}
-	return []seed.Payments{seed.NoPayments}
-}
-
-// runOracle runs the reference query of local/seed (the one the golden
-// files are checked against) and reads every row on the client, encoding
-// them as the pipeline's CSV (header included) into a SHA-256, so the
-// result can be compared with the pipeline's file without keeping either.
-func runOracle(ctx context.Context, db *sql.DB, o seed.Oracle, header []string) (oracleRun, error) {
+// runOracle runs one shape of the report's reference query (the ones the
+// golden files are checked against, report.Report.Reference) and reads
+// every row on the client, encoding them as the pipeline's CSV (mark and
+// header included) into a SHA-256, so the result can be compared with the
+// pipeline's file without keeping either.
+func runOracle(ctx context.Context, db *sql.DB, o seed.Oracle) (oracleRun, error) {
 	h := sha256.New()
 	start := time.Now()
-	n, err := o.WriteCSV(ctx, db, header, h)
+	n, err := o.WriteCSV(ctx, db, h)
 	if err != nil {
 		return oracleRun{}, fmt.Errorf("MariaDB join: %w", err)
 	}
-	return oracleRun{Variant: o.Payments.String(), Seconds: time.Since(start).Seconds(), Rows: n, CSVSHA: fmt.Sprintf("%x", h.Sum(nil))}, nil
+	return oracleRun{Variant: o.Reference.Name, Seconds: time.Since(start).Seconds(), Rows: n, CSVSHA: fmt.Sprintf("%x", h.Sum(nil))}, nil
 }
 
 // smallWindow is a time range in which exactly want withdrawals of users

@@ -564,10 +564,15 @@ func (b *bench) big(ctx context.Context, typ string) (br BigResult, err error) {
 		mib(br.CSVBytes), mib(br.RedisGrowth), mib(br.HashPeak))
 
 	br.Match = true
-	for _, v := range oracleVariants(len(rep.Stages)) {
-		o := seed.Oracle{UserDB: b.userName, FundDB: b.fundName, TagIDs: tags, From: bigFrom, To: bigTo, Payments: v}
+	p, err := report.ParseParams([]byte(params))
+	if err != nil {
+		return br, err
+	}
+	refDB := report.RefDB{Names: map[string]string{"plt_user": b.userName, "plt_fund": b.fundName}}
+	for _, o := range seed.Oracles(rep, refDB, p) {
+		v := o.Reference.Name
 		step("%s: MariaDB single-query join (%s)", typ, v)
-		r, err := runOracle(ctx, b.fund, o, rep.Header)
+		r, err := runOracle(ctx, b.fund, o)
 		if err != nil {
 			return br, err
 		}

@@ -102,7 +102,7 @@ func TestManyPartsEveryMessageTwice(t *testing.T) {
 	e := newEnv(t, options{duplicate: true, observe: seen.add, envFor: partsEnv(2)})
 	e.keepVersions()
 	ids := runGoldens(t, e)
-	waitSettled(t, e, &seen, []string{"listen-user-tag-relation", "listen-withdraw", "listen-payment", "aggregate"})
+	waitSettled(t, e, &seen, append(listenerSubs(), "aggregate"))
 	for i, g := range goldens {
 		id := ids[i]
 		if id == 0 {
@@ -360,9 +360,10 @@ func TestComposeTreePast32Segments(t *testing.T) {
 	}
 	defer db.Close()
 	rep, _ := report.Lookup(typ)
-	o := seed.Oracle{UserDB: databaseOf(t, e, "plt_user"), FundDB: databaseOf(t, e, "plt_fund"), TagIDs: p.TagIDs, From: p.From, To: p.To, Payments: seed.PaymentsGrouped}
+	refDB := report.RefDB{Names: map[string]string{"plt_user": databaseOf(t, e, "plt_user"), "plt_fund": databaseOf(t, e, "plt_fund")}}
+	o := seed.Oracles(rep, refDB, p)[0]
 	var want bytes.Buffer
-	rows, err := o.WriteCSV(ctx, db, rep.Header, &want)
+	rows, err := o.WriteCSV(ctx, db, &want)
 	if err != nil {
 		t.Fatal(err)
 	}

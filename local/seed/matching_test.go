@@ -75,7 +75,7 @@ func TestMatchingFollowsCollation(t *testing.T) {
 	const params = `{"tagIds":[3],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`
 	// currency, payment_count, payment_total of each CSV row.
 	totals := func() [][]string {
-		rows, err := csv.NewReader(bytes.NewReader(runOracle(t, admin, userName, fundName, params, true, false))).ReadAll()
+		rows, err := csv.NewReader(bytes.NewReader(runOracle(t, admin, userName, fundName, "withdraw_by_tag_with_payments", params, false))).ReadAll()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,22 +15,50 @@ import (
 	"embed"
 	"fmt"
 	"strings"
+
+	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
-// Params is the report request the golden files were computed for.
-const Params = `{"tagIds":[3,10],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`
+// Params is the report request the golden files were computed for: every
+// report type's Example (report.TagExample).
+const Params = report.TagExample
 
 // EmptyParams is a report request with the same range whose result is empty:
-// no user has tag 999.
-const EmptyParams = `{"tagIds":[999],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`
+// no user has tag 999 (report.TagEmptyExample).
+const EmptyParams = report.TagEmptyExample
 
-// Names of the golden files, for use with Golden.
+// Names of the golden files of the withdrawal reports, for use with Golden.
 const (
 	GoldenWithdrawByTag                  = "withdraw_by_tag.csv"
 	GoldenWithdrawByTagWithPayments      = "withdraw_by_tag_with_payments.csv"
 	GoldenEmptyWithdrawByTag             = "empty_withdraw_by_tag.csv"
 	GoldenEmptyWithdrawByTagWithPayments = "empty_withdraw_by_tag_with_payments.csv"
 )
+
+// GoldenFile names report type typ's golden file: its result for the
+// report's Example ({type}.csv).
+func GoldenFile(typ string) string { return typ + ".csv" }
+
+// EmptyGoldenFile names the golden file of typ's EmptyExample
+// (empty_{type}.csv): the header only.
+func EmptyGoldenFile(typ string) string { return "empty_" + typ + ".csv" }
+
+// Example is one report request of the demo and the golden tests.
+type Example struct {
+	Type, Params, Golden string
+}
+
+// Examples lists every report type's Example with its golden file, then
+// every type's EmptyExample with its own.
+func Examples() []Example {
+	var es, empty []Example
+	for _, typ := range report.Types() {
+		r, _ := report.Lookup(typ)
+		es = append(es, Example{typ, r.Example, GoldenFile(typ)})
+		empty = append(empty, Example{typ, r.EmptyExample, EmptyGoldenFile(typ)})
+	}
+	return append(es, empty...)
+}
 
 //go:embed plt_user.sql
 var userSQL string
@@ -41,11 +69,9 @@ var fundSQL string
 //go:embed testdata/golden/*.csv
 var goldenFS embed.FS
 
-// Golden returns the expected CSV bytes for one of the Golden* file names
-// (withdraw_by_tag.csv, withdraw_by_tag_with_payments.csv,
-// empty_withdraw_by_tag.csv, empty_withdraw_by_tag_with_payments.csv).
-// Golden files for Params are named without prefix, those for EmptyParams
-// with the "empty_" prefix. It panics on an unknown name: that is a bug in
+// Golden returns the expected CSV bytes of a golden file (GoldenFile,
+// EmptyGoldenFile): {type}.csv for the type's Example, empty_{type}.csv
+// for its EmptyExample. It panics on an unknown name: that is a bug in
 // the calling test. The returned slice is a fresh copy.
 func Golden(name string) []byte {
 	if strings.ContainsAny(name, `/\`) {

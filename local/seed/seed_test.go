@@ -7,16 +7,16 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the hand-written rows in golden_rows_test.go")
@@ -103,8 +103,28 @@ func TestGoldenQuoting(t *testing.T) {
 		if !strings.HasSuffix(g, "\n") || strings.Contains(g, "\r\n") || strings.Count(g, "\r") != 1 {
 			t.Errorf("golden %s: want LF line endings with a trailing newline, and one CR, inside a cell", name)
 		}
-		if strings.HasPrefix(g, "\uFEFF") {
-			t.Errorf("golden %s starts with a byte-order mark", name)
+	}
+}
+
+// TestGoldenFilesPerType checks that every report type has both golden
+// files, with the byte-order mark exactly when the report writes one, the
+// header its columns, and LF line ends.
+func TestGoldenFilesPerType(t *testing.T) {
+	for _, ex := range Examples() {
+		rep, _ := report.Lookup(ex.Type)
+		g := string(Golden(ex.Golden))
+		if strings.HasPrefix(g, bom) != rep.CSV.BOM || strings.Count(g, bom) > 1 {
+			t.Errorf("golden %s: byte-order mark %v (%d), report's CSV.BOM %v", ex.Golden, strings.HasPrefix(g, bom), strings.Count(g, bom), rep.CSV.BOM)
+		}
+		recs := parseCSV(t, []byte(strings.TrimPrefix(g, bom)))
+		if diff := cmp.Diff(rep.Header, recs[0]); diff != "" {
+			t.Errorf("golden %s header (-report +file):\n%s", ex.Golden, diff)
+		}
+		if strings.Contains(g, "\r\n") || !strings.HasSuffix(g, "\n") {
+			t.Errorf("golden %s: want LF line endings with a trailing newline", ex.Golden)
+		}
+		if strings.HasPrefix(ex.Golden, "empty_") != (len(recs) == 1) {
+			t.Errorf("golden %s has %d rows: the empty example has none, the example some", ex.Golden, len(recs)-1)
 		}
 	}
 }
@@ -141,26 +161,6 @@ func TestStatements(t *testing.T) {
 	}
 }
 
-type params struct {
-	TagIDs []int64   `json:"tagIds"`
-	From   time.Time `json:"from"`
-	To     time.Time `json:"to"`
-}
-
-func parseParams(t *testing.T, s string) params {
-	t.Helper()
-	var p params
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		t.Fatalf("params %s: %v", s, err)
-	}
-	if len(p.TagIDs) == 0 || !p.From.Before(p.To) {
-		t.Fatalf("params %s: bad values", s)
-	}
-	return p
-}
-
 func dsnBase() string {
 	if b := os.Getenv("SEED_TEST_DSN_BASE"); b != "" {
 		return b
@@ -178,38 +178,42 @@ func openDB(t *testing.T, db string) *sql.DB {
 	return d
 }
 
-// runOracle computes a report with the exported reference query (the
-// benchmark uses the same one), in every variant that applies: the
-// payments columns as correlated subqueries and as a grouped join must
-// agree, and the result is returned once.
-func runOracle(t *testing.T, db *sql.DB, userDB, fundDB, paramsJSON string, withPayments, exact bool) []byte {
+// runOracle computes a report with every shape of its reference query
+// (the benchmark uses the same ones): the shapes must agree, and the
+// result is returned once.
+func runOracle(t *testing.T, db *sql.DB, userDB, fundDB, typ, paramsJSON string, exact bool) []byte {
 	t.Helper()
-	p := parseParams(t, paramsJSON)
-	header := headerWithdrawByTag
-	variants := []Payments{NoPayments}
-	if withPayments {
-		header = headerWithdrawByTagWithPayments
-		variants = []Payments{PaymentsCorrelated, PaymentsGrouped}
+	rep, ok := report.Lookup(typ)
+	if !ok {
+		t.Fatalf("no report type %s", typ)
 	}
+	p, err := report.ParseParams([]byte(paramsJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refDB := report.RefDB{Names: map[string]string{"plt_user": userDB, "plt_fund": fundDB}, Exact: exact}
 	var first []byte
-	for _, v := range variants {
-		o := Oracle{UserDB: userDB, FundDB: fundDB, TagIDs: p.TagIDs, From: p.From, To: p.To, Payments: v, Exact: exact}
+	for _, o := range Oracles(rep, refDB, p) {
 		var buf bytes.Buffer
-		n, err := o.WriteCSV(context.Background(), db, header, &buf)
+		n, err := o.WriteCSV(context.Background(), db, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := int64(len(parseCSV(t, buf.Bytes())) - 1); got != n {
-			t.Errorf("oracle (%s) reported %d rows, wrote %d", v, n, got)
+		if got := int64(len(parseCSV(t, bytes.TrimPrefix(buf.Bytes(), []byte(bom)))) - 1); got != n {
+			t.Errorf("oracle %s reported %d rows, wrote %d", o.Name(), n, got)
 		}
 		if first == nil {
 			first = buf.Bytes()
 		} else if diff := cmp.Diff(string(first), buf.String()); diff != "" {
-			t.Errorf("oracle (%s) differs from (%s) (-first +this):\n%s", v, variants[0], diff)
+			t.Errorf("oracle %s differs from (%s) (-first +this):\n%s", o.Name(), rep.Reference[0].Name, diff)
 		}
 	}
 	return first
 }
+
+// bom is the UTF-8 byte-order mark, first in the files of a report whose
+// CSV.BOM is set.
+const bom = "\uFEFF"
 
 func parseCSV(t *testing.T, b []byte) [][]string {
 	t.Helper()
@@ -281,25 +285,16 @@ func TestOracle(t *testing.T) {
 				t.Errorf("pass %d: %s has %d rows, want %d", pass, table, got, want)
 			}
 		}
-		for _, tc := range []struct {
-			golden       string
-			params       string
-			withPayments bool
-		}{
-			{GoldenWithdrawByTag, Params, false},
-			{GoldenWithdrawByTagWithPayments, Params, true},
-			{GoldenEmptyWithdrawByTag, EmptyParams, false},
-			{GoldenEmptyWithdrawByTagWithPayments, EmptyParams, true},
-		} {
-			got := runOracle(t, admin, userName, fundName, tc.params, tc.withPayments, true)
-			if diff := cmp.Diff(string(Golden(tc.golden)), string(got)); diff != "" {
-				t.Errorf("pass %d: %s (-want +got):\n%s", pass, tc.golden, diff)
+		for _, ex := range Examples() {
+			got := runOracle(t, admin, userName, fundName, ex.Type, ex.Params, true)
+			if diff := cmp.Diff(string(Golden(ex.Golden)), string(got)); diff != "" {
+				t.Errorf("pass %d: %s (-want +got):\n%s", pass, ex.Golden, diff)
 			}
 			// The pipeline compares status/currency with the column
 			// collation (case-insensitive, PAD SPACE); the data must not
 			// make that differ from an exact comparison.
-			if coll := runOracle(t, admin, userName, fundName, tc.params, tc.withPayments, false); !bytes.Equal(coll, got) {
-				t.Errorf("pass %d: %s depends on the collation (-binary +collation):\n%s", pass, tc.golden, cmp.Diff(string(got), string(coll)))
+			if coll := runOracle(t, admin, userName, fundName, ex.Type, ex.Params, false); !bytes.Equal(coll, got) {
+				t.Errorf("pass %d: %s depends on the collation (-binary +collation):\n%s", pass, ex.Golden, cmp.Diff(string(got), string(coll)))
 			}
 		}
 	}

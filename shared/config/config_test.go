@@ -216,7 +216,7 @@ func TestInvalid(t *testing.T) {
 	t.Run("LoadListener", func(t *testing.T) {
 		clean(t)
 		t.Setenv("STATE_TTL", "10s")
-		if _, err := LoadListener(context.Background(), report.Sources["plt_fund.vs_withdraw"]); err == nil {
+		if _, err := LoadListener(context.Background(), report.Sources["ListenWithdraw"]); err == nil {
 			t.Errorf("LoadListener with STATE_TTL=10s returned no error")
 		}
 	})
@@ -251,7 +251,7 @@ func TestDeployedNeedsAddresses(t *testing.T) {
 	clean(t)
 	t.Setenv("K_SERVICE", "fn")
 	t.Setenv("REDIS_ADDR", "10.0.0.3:6378")
-	_, err := LoadListener(context.Background(), report.Sources["plt_fund.vs_withdraw"])
+	_, err := LoadListener(context.Background(), report.Sources["ListenWithdraw"])
 	if err == nil || !strings.Contains(err.Error(), "DSN_PLT_FUND is not set") {
 		t.Errorf("deployed listener without its DSN: %v, want an error naming DSN_PLT_FUND", err)
 	}

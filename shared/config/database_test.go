@@ -67,7 +67,7 @@ func TestDSNErrorsNameTheVariable(t *testing.T) {
 	}
 	clean(t)
 	t.Setenv("DSN_PLT_USER", "fanout-user-tag:pw@cloudsql(db-project:europe-west1:users)/plt_user")
-	_, err := LoadListener(context.Background(), report.Sources["plt_user.vs_user_tag_relation"])
+	_, err := LoadListener(context.Background(), report.Sources["ListenUserTagRelation"])
 	if err == nil || !strings.HasPrefix(err.Error(), "config: DSN_PLT_USER: ") {
 		t.Errorf("LoadListener with a bad DSN_PLT_USER = %v, want config: DSN_PLT_USER: …", err)
 	}

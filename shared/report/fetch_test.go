@@ -19,9 +19,9 @@ import (
 )
 
 var (
-	userTags = report.Sources["plt_user.vs_user_tag_relation"]
-	withdraw = report.Sources["plt_fund.vs_withdraw"]
-	payment  = report.Sources["plt_fund.vs_payment"]
+	userTags = report.Sources["ListenUserTagRelation"]
+	withdraw = report.Sources["ListenWithdraw"]
+	payment  = report.Sources["ListenPayment"]
 )
 
 // newDB creates a throwaway database holding every source table (made by

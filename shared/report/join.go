@@ -94,6 +94,73 @@ func (t *tagLookup) get(user int64) (string, bool, error) {
 	return t.tags, true, nil
 }
 
+// joinTagged merge-joins the tag relation with src's dataset by user, both
+// in user order: it yields every row of src whose user holds a requested
+// tag, in src's order, with its user and that user's matching tags
+// ("3;10"). row is src's row (src.Columns), valid only during the call.
+func joinTagged(ctx context.Context, st dataset.Store, src Source, yield func(user int64, tags string, row []string) error) error {
+	tags, err := openKeyed(ctx, st, userTagRelation.Dataset(), len(userTagRelation.Columns))
+	if err != nil {
+		return err
+	}
+	rows, err := openKeyed(ctx, st, src.Dataset(), len(src.Columns))
+	if err != nil {
+		return err
+	}
+	lookup := &tagLookup{k: tags}
+	for !rows.eof {
+		t, ok, err := lookup.get(rows.key)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := yield(rows.key, t, rows.row); err != nil {
+				return err
+			}
+		}
+		if err := rows.advance(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TagIDs names the tag_ids cell in TaggedRows's columns: the user's
+// matching tags.
+const TagIDs = "tag_ids"
+
+// TaggedRows is the Join of a report whose rows are src's rows of users
+// holding any requested tag (src and the tag relation in stage 1): one CSV
+// row per src row, in src's order, its cells src's columns named by cols
+// (TagIDs for the user's matching tags).
+func TaggedRows(src Source, cols ...string) func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
+	idx := make([]int, len(cols))
+	for i, c := range cols {
+		idx[i] = -1
+		if c == TagIDs {
+			continue
+		}
+		j := slices.IndexFunc(src.Columns, func(sc Column) bool { return sc.Name == c })
+		if j < 0 {
+			panic(fmt.Sprintf("report: TaggedRows: %s has no column %s", src.Name(), c))
+		}
+		idx[i] = j
+	}
+	return func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
+		out := make([]string, len(idx))
+		return joinTagged(ctx, st, src, func(_ int64, tags string, row []string) error {
+			for i, j := range idx {
+				if j < 0 {
+					out[i] = tags
+				} else {
+					out[i] = row[j]
+				}
+			}
+			return emit(out)
+		})
+	}
+}
+
 // withdrawRow is one joined stage-1 row; out is reused between calls.
 type withdrawRow struct {
 	user     int64
@@ -101,39 +168,16 @@ type withdrawRow struct {
 	out      []string // withdraw_id,user_id,tag_ids,amount,currency,status,created_at
 }
 
-// joinWithdrawals merge-joins the tag relation and the withdrawals by user,
-// both in user order, yielding withdrawals of tagged users in
+// joinWithdrawals yields the withdrawals of tagged users in
 // (user_id, withdraw_id) order.
 func joinWithdrawals(ctx context.Context, st dataset.Store, yield func(withdrawRow) error) error {
-	tags, err := openKeyed(ctx, st, userTagRelation.Dataset(), len(userTagRelation.Columns))
-	if err != nil {
-		return err
-	}
-	wd, err := openKeyed(ctx, st, withdraw.Dataset(), len(withdraw.Columns))
-	if err != nil {
-		return err
-	}
-	lookup := &tagLookup{k: tags}
 	w := withdrawRow{out: make([]string, 7)}
-	for !wd.eof {
-		t, ok, err := lookup.get(wd.key)
-		if err != nil {
-			return err
-		}
-		if ok {
-			// wd.row: user_id, id, amount, currency, status, created_at
-			r := wd.row
-			w.user, w.currency = wd.key, r[3]
-			w.out[0], w.out[1], w.out[2], w.out[3], w.out[4], w.out[5], w.out[6] = r[1], r[0], t, r[2], r[3], r[4], r[5]
-			if err := yield(w); err != nil {
-				return err
-			}
-		}
-		if err := wd.advance(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return joinTagged(ctx, st, withdraw, func(user int64, t string, r []string) error {
+		// r: user_id, id, amount, currency, status, created_at
+		w.user, w.currency = user, r[3]
+		w.out[0], w.out[1], w.out[2], w.out[3], w.out[4], w.out[5], w.out[6] = r[1], r[0], t, r[2], r[3], r[4], r[5]
+		return yield(w)
+	})
 }
 
 // writeStage1Pairs writes the distinct (user, currency) pairs of the

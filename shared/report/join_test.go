@@ -399,3 +399,59 @@ func BenchmarkBetweenStage1(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TaggedRows, the one-line Join of a report of tagged users' rows, gives
+// withdraw_by_tag's rows from the withdrawals in any column order, and
+// refuses a column its source does not have.
+func TestTaggedRows(t *testing.T) {
+	t.Parallel()
+	st := load(t, 64, fixture{dsTags: tagRows, dsWithdraw: withdrawRows})
+	var got [][]string
+	j := TaggedRows(withdraw, "id", "user_id", TagIDs, "amount", "currency", "status", "created_at")
+	if err := j(context.Background(), st, func(row []string) error { got = append(got, slices.Clone(row)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantJoin, got); diff != "" {
+		t.Errorf("rows (-withdraw_by_tag +TaggedRows):\n%s", diff)
+	}
+	got = nil
+	j = TaggedRows(withdraw, TagIDs, "id")
+	if err := j(context.Background(), st, func(row []string) error { got = append(got, slices.Clone(row)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, row := range got {
+		if want := []string{wantJoin[i][2], wantJoin[i][0]}; !slices.Equal(row, want) {
+			t.Errorf("row %d = %q, want %q", i, row, want)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("TaggedRows with an unknown column did not panic")
+		}
+	}()
+	TaggedRows(withdraw, "no_such_column")
+}
+
+// A report reads each table once: its sources' names are its messages',
+// markers' and datasets' identity.
+func TestAddReportRefusesOneTableTwice(t *testing.T) {
+	t.Parallel()
+	shadow := withdraw
+	shadow.EntryPoint = "ListenWithdrawAgain"
+	for name, r := range map[string]Report{
+		"same table twice": {Type: "twice_test", Stages: [][]Source{{userTagRelation, withdraw, withdraw}}},
+		"unregistered":     {Type: "shadow_test", Stages: [][]Source{{userTagRelation, shadow}}},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: addReport did not panic", name)
+				}
+			}()
+			addReport(r)
+		}()
+		if _, ok := Lookup(r.Type); ok {
+			t.Errorf("%s: registered anyway", name)
+		}
+	}
+}

@@ -293,7 +293,7 @@ func TestParamsJSONRoundTrip(t *testing.T) {
 // a row at 00:00:00 is before 00:00:00.0000001, so it is out.
 func TestSubMicrosecondBoundsInTheDatabase(t *testing.T) {
 	t.Parallel()
-	src := report.Sources["plt_fund.vs_withdraw"]
+	src := report.Sources["ListenWithdraw"]
 	db := testdb.New(t, "paramstest", src.DDL)
 	ctx := context.Background()
 	for _, r := range [][]any{

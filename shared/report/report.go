@@ -33,6 +33,17 @@ type Report struct {
 	// SplitBy says how Split estimates the report's rows to cut its key
 	// space into parts; nil keeps every report of this type one part.
 	SplitBy *SplitBy
+
+	// Reference lists the shapes of the report's reference query: the same
+	// CSV rows computed independently of the pipeline, each one
+	// cross-database SQL statement. The golden files are checked against
+	// every shape and the benchmark times them all (the fastest is the
+	// comparison). At least one.
+	Reference []Reference
+	// Example is the params `make demo` runs and the golden file
+	// {Type}.csv holds the result of; EmptyExample's result is the header
+	// only (empty_{Type}.csv).
+	Example, EmptyExample string
 }
 
 // DoneAfter is queryDoneCount once every listener up to stage n is done:
@@ -57,6 +68,19 @@ func (r Report) SourceNames(n int) []string {
 	return names
 }
 
+// StageSource finds the source named name (Source.Name) in stage n.
+func (r Report) StageSource(n int, name string) (Source, bool) {
+	if n < 1 || n > len(r.Stages) {
+		return Source{}, false
+	}
+	for _, s := range r.Stages[n-1] {
+		if s.Name() == name {
+			return s, true
+		}
+	}
+	return Source{}, false
+}
+
 // StageSources lists every stage's source names: StageSources()[n-1] is
 // stage n's, as the report state's reader wants them.
 func (r Report) StageSources() [][]string {
@@ -71,15 +95,34 @@ func (r Report) StageSources() [][]string {
 var Reports = map[string]Report{}
 
 func addReport(r Report) {
+	if _, dup := Reports[r.Type]; dup {
+		panic(fmt.Sprintf("report %s defined twice", r.Type))
+	}
+	// Within a report a source's name is its identity in messages, done
+	// markers, dataset fields and errors: one source per table.
+	names := map[string]bool{}
 	for n, stage := range r.Stages {
 		for _, s := range stage {
 			if s.Stage != n+1 {
 				panic(fmt.Sprintf("report %s: source %s listens on stage %d, used in stage %d", r.Type, s.Name(), s.Stage, n+1))
 			}
+			if Sources[s.EntryPoint].EntryPoint != s.EntryPoint {
+				panic(fmt.Sprintf("report %s: source %s (%s) is not registered with addSource", r.Type, s.Name(), s.EntryPoint))
+			}
+			if names[s.Name()] {
+				panic(fmt.Sprintf("report %s reads %s twice; a report's sources must name different tables", r.Type, s.Name()))
+			}
+			names[s.Name()] = true
 		}
 	}
 	if len(r.Stages) > 1 && r.Between == nil {
 		panic(fmt.Sprintf("report %s: several stages need Between", r.Type))
+	}
+	if r.Join == nil || len(r.Reference) == 0 || r.Example == "" || r.EmptyExample == "" {
+		panic(fmt.Sprintf("report %s needs Join, a Reference, Example and EmptyExample", r.Type))
+	}
+	if len(r.Header) == 0 {
+		r.Header = r.CSV.Header()
 	}
 	Reports[r.Type] = r
 }
@@ -111,15 +154,12 @@ func MaxStages() int {
 
 // SourceByEntryPoint finds the source a listener entry point serves.
 func SourceByEntryPoint(ep string) (Source, bool) {
-	for _, s := range Sources {
-		if s.EntryPoint == ep {
-			return s, true
-		}
-	}
-	return Source{}, false
+	s, ok := Sources[ep]
+	return s, ok
 }
 
-// SourcesIn lists the sources of one database, for schema creation.
+// SourcesIn lists the sources of one database, for schema creation, by
+// table then entry point.
 func SourcesIn(database string) []Source {
 	var out []Source
 	for _, s := range Sources {
@@ -127,7 +167,12 @@ func SourcesIn(database string) []Source {
 			out = append(out, s)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Table < out[j].Table })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Table != out[j].Table {
+			return out[i].Table < out[j].Table
+		}
+		return out[i].EntryPoint < out[j].EntryPoint
+	})
 	return out
 }
 
@@ -165,6 +210,15 @@ var byWithdrawals = &SplitBy{
 	},
 }
 
+// TagExample and TagEmptyExample are the example params of the reports
+// filtered by tags and a time range: the seed data (local/seed) gives the
+// first real rows in every such report and the second none (no user has
+// tag 999).
+const (
+	TagExample      = `{"tagIds":[3,10],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`
+	TagEmptyExample = `{"tagIds":[999],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`
+)
+
 func init() {
 	// CSV.BOM stays off (the default) for both: set it on a report whose
 	// readers open non-ASCII text in a spreadsheet.
@@ -173,20 +227,22 @@ func init() {
 	addReport(Report{
 		Type:    "withdraw_by_tag",
 		CSV:     withdrawCSV,
-		Header:  withdrawCSV.Header(),
 		Stages:  [][]Source{{userTagRelation, withdraw}},
 		SplitBy: byWithdrawals,
 		Join: func(ctx context.Context, st dataset.Store, emit func([]string) error) error {
 			return joinWithdrawals(ctx, st, func(w withdrawRow) error { return emit(w.out) })
 		},
+		Reference: []Reference{withdrawReference(refJoin)},
+		Example:   TagExample, EmptyExample: TagEmptyExample,
 	})
 	addReport(Report{
-		Type:    "withdraw_by_tag_with_payments",
-		CSV:     withPaymentsCSV,
-		Header:  withPaymentsCSV.Header(),
-		Stages:  [][]Source{{userTagRelation, withdraw}, {payment}},
-		Between: writeStage1Pairs,
-		Join:    joinWithPayments,
-		SplitBy: byWithdrawals,
+		Type:      "withdraw_by_tag_with_payments",
+		CSV:       withPaymentsCSV,
+		Stages:    [][]Source{{userTagRelation, withdraw}, {payment}},
+		Between:   writeStage1Pairs,
+		Join:      joinWithPayments,
+		SplitBy:   byWithdrawals,
+		Reference: []Reference{withdrawReference(refCorrelated), withdrawReference(refGrouped)},
+		Example:   TagExample, EmptyExample: TagEmptyExample,
 	})
 }

@@ -39,11 +39,16 @@ func TestDoneAfter(t *testing.T) {
 
 func TestReportDefinitions(t *testing.T) {
 	t.Parallel()
-	if diff := cmp.Diff([]string{"withdraw_by_tag", "withdraw_by_tag_with_payments"}, Types()); diff != "" {
-		t.Errorf("Types() (-want +got):\n%s", diff)
+	for _, typ := range []string{"withdraw_by_tag", "withdraw_by_tag_with_payments"} {
+		if _, ok := Lookup(typ); !ok || !slices.Contains(Types(), typ) {
+			t.Errorf("report type %s is missing", typ)
+		}
 	}
-	if got := MaxStages(); got != 2 {
-		t.Errorf("MaxStages() = %d, want 2", got)
+	if !slices.IsSorted(Types()) || len(Types()) != len(Reports) {
+		t.Errorf("Types() = %v: want every type, sorted", Types())
+	}
+	if got := MaxStages(); got < 2 {
+		t.Errorf("MaxStages() = %d, want at least 2", got)
 	}
 	used := map[string]bool{}
 	for _, typ := range Types() {
@@ -62,12 +67,15 @@ func TestReportDefinitions(t *testing.T) {
 				t.Errorf("report %s: stage %d has no sources", typ, n+1)
 			}
 			for _, s := range stage {
-				used[s.Name()] = true
+				used[s.EntryPoint] = true
 				if s.Stage != n+1 {
 					t.Errorf("report %s: source %s listens on stage %d but is used in stage %d", typ, s.Name(), s.Stage, n+1)
 				}
-				if Sources[s.Name()].EntryPoint != s.EntryPoint {
+				if Sources[s.EntryPoint].Name() != s.Name() {
 					t.Errorf("report %s: source %s is not the one registered in Sources", typ, s.Name())
+				}
+				if got, ok := r.StageSource(n+1, s.Name()); !ok || got.EntryPoint != s.EntryPoint {
+					t.Errorf("report %s: StageSource(%d, %s) = %s, %v", typ, n+1, s.Name(), got.EntryPoint, ok)
 				}
 			}
 			if diff := cmp.Diff(namesOf(stage), r.SourceNames(n+1)); diff != "" {
@@ -82,8 +90,8 @@ func TestReportDefinitions(t *testing.T) {
 		}
 	}
 	for name, s := range Sources {
-		if name != s.Name() {
-			t.Errorf("Sources[%q] holds %s", name, s.Name())
+		if name != s.EntryPoint {
+			t.Errorf("Sources[%q] holds %s", name, s.EntryPoint)
 		}
 		if !used[name] {
 			t.Errorf("source %s is used by no report: its listener would never be asked", name)
@@ -98,8 +106,16 @@ func TestReportDefinitions(t *testing.T) {
 	if diff := cmp.Diff([]string{"plt_fund", "plt_user"}, Databases()); diff != "" {
 		t.Errorf("Databases() (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"plt_fund.vs_payment", "plt_fund.vs_withdraw"}, namesOf(SourcesIn("plt_fund"))); diff != "" {
-		t.Errorf("SourcesIn(plt_fund) (-want +got):\n%s", diff)
+	for _, db := range Databases() {
+		in := SourcesIn(db)
+		for i, s := range in {
+			if s.Database != db || (i > 0 && in[i-1].Table > s.Table) {
+				t.Errorf("SourcesIn(%s) = %v: want its sources, by table", db, namesOf(in))
+			}
+		}
+	}
+	if names := namesOf(SourcesIn("plt_fund")); !slices.Contains(names, "plt_fund.vs_payment") || !slices.Contains(names, "plt_fund.vs_withdraw") {
+		t.Errorf("SourcesIn(plt_fund) = %v", names)
 	}
 	if got := DSNEnv("plt_fund"); got != "DSN_PLT_FUND" {
 		t.Errorf("DSNEnv(plt_fund) = %q", got)

@@ -58,11 +58,27 @@ type Source struct {
 	// Key (bound parameters, like every value) and, with Input, one batch.
 	Build func(p Params, b Bounds, batch [][]string) (Query, error)
 
-	// DDL creates the table and the indexes its query needs.
+	// DDL creates the table and the indexes its query needs. Sources on
+	// the same table share one DDL (the first to run creates the table);
+	// a source that needs more indexes than it declares lists them in
+	// Indexes.
 	DDL string
+	// Indexes are secondary indexes this source's query needs on a table
+	// another source's DDL creates; schema.Ensure adds the missing ones.
+	Indexes []Index
 }
 
-// Name is "{database}.{table}", the source's name in messages, logs and the hash.
+// Index is one secondary index: its name and its column list, "(a, b)".
+type Index struct {
+	Name    string
+	Columns string
+}
+
+// Name is "{database}.{table}", the source's name in messages, logs and
+// the hash (the dataset prefix {database}.{table}.{column} is fixed). Two
+// sources may read one table (a stage-1 range read and a stage-2 lookup),
+// so a name is unique only within a report; a source's identity is its
+// EntryPoint.
 func (s Source) Name() string { return s.Database + "." + s.Table }
 
 // Dataset is the hash field prefix of its rows: "{database}.{table}.{key}".
@@ -83,14 +99,25 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-// Sources are all source tables, keyed by Name().
+// Sources are all sources, keyed by EntryPoint: one listener function each.
 var Sources = map[string]Source{}
 
 func addSource(s Source) Source {
-	if _, dup := Sources[s.Name()]; dup {
-		panic(fmt.Sprintf("report: source %s defined twice", s.Name()))
+	if s.EntryPoint == "" || s.Subscription == "" {
+		panic(fmt.Sprintf("report: source %s needs an entry point and a subscription", s.Name()))
 	}
-	Sources[s.Name()] = s
+	if _, dup := Sources[s.EntryPoint]; dup {
+		panic(fmt.Sprintf("report: entry point %s defined twice", s.EntryPoint))
+	}
+	for _, o := range Sources {
+		if o.Subscription == s.Subscription {
+			panic(fmt.Sprintf("report: subscription %s used by %s and %s", s.Subscription, o.EntryPoint, s.EntryPoint))
+		}
+		if o.Name() == s.Name() && o.DDL != s.DDL {
+			panic(fmt.Sprintf("report: %s and %s read %s with different DDL; share one, add indexes with Indexes", o.EntryPoint, s.EntryPoint, s.Name()))
+		}
+	}
+	Sources[s.EntryPoint] = s
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -31,17 +32,48 @@ func Ensure(ctx context.Context, d DSNs) error {
 			return fmt.Errorf("schema: no DSN for source database %s", name)
 		}
 		var ddl []string
+		var indexes []tableIndex
 		for _, s := range report.SourcesIn(name) {
-			ddl = append(ddl, s.DDL)
+			if !slices.Contains(ddl, s.DDL) {
+				ddl = append(ddl, s.DDL)
+			}
+			for _, x := range s.Indexes {
+				indexes = append(indexes, tableIndex{s.Table, x})
+			}
 		}
-		if err := ensure(ctx, dsn, ddl); err != nil {
+		if err := ensure(ctx, dsn, ddl, indexes...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func ensure(ctx context.Context, dsn string, ddl []string) error {
+// tableIndex is an index a source declares beside its table's DDL.
+type tableIndex struct {
+	table string
+	report.Index
+}
+
+// addIndexes adds each index the table does not have yet (by name): the
+// DDL's CREATE TABLE IF NOT EXISTS leaves an existing table as it is.
+func addIndexes(ctx context.Context, db *sql.DB, indexes []tableIndex) error {
+	for _, x := range indexes {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?`, x.table, x.Name).Scan(&n); err != nil {
+			return fmt.Errorf("schema: index %s on %s: %w", x.Name, x.table, err)
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, "ALTER TABLE `"+x.table+"` ADD INDEX `"+x.Name+"` "+x.Columns); err != nil {
+			return fmt.Errorf("schema: add index %s on %s: %w", x.Name, x.table, err)
+		}
+	}
+	return nil
+}
+
+func ensure(ctx context.Context, dsn string, ddl []string, indexes ...tableIndex) error {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return fmt.Errorf("schema: DSN: %w", err)
@@ -59,7 +91,7 @@ func ensure(ctx context.Context, dsn string, ddl []string) error {
 			return fmt.Errorf("schema: %s: %w", cfg.DBName, err)
 		}
 	}
-	return nil
+	return addIndexes(ctx, db, indexes)
 }
 
 func createDatabase(ctx context.Context, cfg *mysql.Config) error {

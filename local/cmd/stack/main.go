@@ -150,7 +150,11 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "\nRequest a report from another shell:\n  go run ./local/cmd/reportctl request -type withdraw_by_tag -params '%s' -out report.csv\n", seed.Params)
+		fmt.Fprintf(os.Stderr, "\nRequest a report from another shell, e.g. each type's example:\n")
+		for _, typ := range report.Types() {
+			r, _ := report.Lookup(typ)
+			fmt.Fprintf(os.Stderr, "  go run ./local/cmd/reportctl request -type %s -params '%s' -out %s.csv\n", typ, r.Example, typ)
+		}
 		fmt.Fprintf(os.Stderr, "For a signed link (reportctl fetch ID -url), export there what %s holds:\n", envFile)
 		for _, kv := range ctlSigningEnv(signEnv) {
 			fmt.Fprintf(os.Stderr, "  export %s\n", kv)
@@ -224,7 +228,8 @@ func demoOne(ctx context.Context, c *client.Client, typ string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	id, err := c.Request(ctx, typ, []byte(seed.Params))
+	rep, _ := report.Lookup(typ)
+	id, err := c.Request(ctx, typ, []byte(rep.Example))
 	if err != nil {
 		return err
 	}
