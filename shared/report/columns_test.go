@@ -67,24 +67,7 @@ func TestColumnsMatchJoinWidth(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			r := Reports[typ]
-			st := dataset.NewMemStore()
-			for n, stage := range r.Stages {
-				for _, s := range stage {
-					rows, err := generatedRows(ctx, st, s)
-					if err != nil {
-						t.Fatalf("stage %d: %v", n+1, err)
-					}
-					if err := st.Put(ctx, s.Dataset(), 1<<10, rows); err != nil {
-						t.Fatalf("Put %s: %v", s.Dataset(), err)
-					}
-				}
-				if n+1 < len(r.Stages) {
-					next, err := r.Between(ctx, n+1, st, 1<<10)
-					if err != nil || !next {
-						t.Fatalf("Between(%d) = %v, %v; want true, nil", n+1, next, err)
-					}
-				}
-			}
+			st := generatedStore(t, r, 1)
 			var rows int
 			err := r.Join(ctx, st, func(row []string) error {
 				rows++
@@ -111,10 +94,37 @@ func TestColumnsMatchJoinWidth(t *testing.T) {
 	}
 }
 
-// generatedRows makes one row per input row (or one row) of source s: the
-// input's fields first (a driven source echoes its key), then a value of
-// each remaining column's kind. Every key is user 1, every text "X".
-func generatedRows(ctx context.Context, st dataset.Store, s Source) ([][]string, error) {
+// generatedStore runs report r's stages on generated rows of users 1 to
+// users (generatedRows), returning the store ready for Join.
+func generatedStore(t *testing.T, r Report, users int) *dataset.MemStore {
+	t.Helper()
+	ctx := context.Background()
+	st := dataset.NewMemStore()
+	for n, stage := range r.Stages {
+		for _, s := range stage {
+			rows, err := generatedRows(ctx, st, s, users)
+			if err != nil {
+				t.Fatalf("stage %d: %v", n+1, err)
+			}
+			if err := st.Put(ctx, s.Dataset(), 1<<10, rows); err != nil {
+				t.Fatalf("Put %s: %v", s.Dataset(), err)
+			}
+		}
+		if n+1 < len(r.Stages) {
+			next, err := r.Between(ctx, n+1, st, 1<<10)
+			if err != nil || !next {
+				t.Fatalf("Between(%d) = %v, %v; want true, nil", n+1, next, err)
+			}
+		}
+	}
+	return st
+}
+
+// generatedRows makes one row per input row (or one row per user 1 to
+// users) of source s: the input's fields first (a driven source echoes
+// its key), then a value of each remaining column's kind. Every key is
+// the user, every other integer 1, every text "X".
+func generatedRows(ctx context.Context, st dataset.Store, s Source, users int) ([][]string, error) {
 	fill := func(prefix []string) []string {
 		row := append([]string(nil), prefix...)
 		for _, c := range s.Columns[len(prefix):] {
@@ -130,7 +140,11 @@ func generatedRows(ctx context.Context, st dataset.Store, s Source) ([][]string,
 		return row
 	}
 	if s.Input == "" {
-		return [][]string{fill(nil)}, nil
+		var rows [][]string
+		for u := 1; u <= users; u++ {
+			rows = append(rows, fill([]string{fmt.Sprint(u)}))
+		}
+		return rows, nil
 	}
 	r, err := dataset.Open(ctx, st, s.Input, s.InputColumns)
 	if err != nil {

@@ -283,10 +283,10 @@ func TestJoinErrors(t *testing.T) {
 
 func TestJoinStopsOnEmitError(t *testing.T) {
 	t.Parallel()
-	st := load(t, 64, fixture{dsTags: tagRows, dsWithdraw: withdrawRows, dsPayment: paymentRows})
 	stop := errors.New("client went away")
 	for _, typ := range Types() {
 		r, _ := Lookup(typ)
+		st := generatedStore(t, r, 3)
 		n := 0
 		err := r.Join(context.Background(), st, func([]string) error {
 			n++
