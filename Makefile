@@ -27,7 +27,7 @@ test: services check tf-check
 	wait $$e2e; e2erc=$$?; cat .tmp/e2e-test.log; \
 	if [ $$race -ne 0 ] || [ $$e2erc -ne 0 ]; then exit 1; fi
 
-## demo: bring the stack up, run both report types end to end, print the results.
+## demo: bring the stack up, run every report type end to end, print the results.
 demo: services
 	$(GO) run ./local/cmd/stack demo
 

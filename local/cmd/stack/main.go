@@ -1,6 +1,6 @@
 // Command stack runs the local system. `stack up` (make up) keeps it in the
 // foreground until Ctrl-C; `stack demo` (make demo) seeds the demo data,
-// requests both report types as an upstream service would, prints the
+// requests every report type as an upstream service would, prints the
 // results and exits 0 only if both reached SUCCESS.
 //
 // MariaDB, Redis and RabbitMQ must be listening (make runs
