@@ -37,6 +37,35 @@ override_resource {
 }
 
 override_resource {
+  target = google_service_account.listener["ListenPaymentRange"]
+  values = {
+    email  = "fanout-pay-range@test-project.iam.gserviceaccount.com"
+    member = "serviceAccount:fanout-pay-range@test-project.iam.gserviceaccount.com"
+    name   = "projects/test-project/serviceAccounts/fanout-pay-range@test-project.iam.gserviceaccount.com"
+    id     = "projects/test-project/serviceAccounts/fanout-pay-range@test-project.iam.gserviceaccount.com"
+  }
+}
+
+override_resource {
+  target = google_service_account.listener_push["ListenPaymentRange"]
+  values = {
+    email  = "fanout-pay-range-push@test-project.iam.gserviceaccount.com"
+    member = "serviceAccount:fanout-pay-range-push@test-project.iam.gserviceaccount.com"
+    name   = "projects/test-project/serviceAccounts/fanout-pay-range-push@test-project.iam.gserviceaccount.com"
+    id     = "projects/test-project/serviceAccounts/fanout-pay-range-push@test-project.iam.gserviceaccount.com"
+  }
+}
+
+override_resource {
+  target = google_cloudfunctions2_function.function["ListenPaymentRange"]
+  values = {
+    service_config = {
+      uri = "https://fanout-listen-payment-range-a1b2c3d4e5-ew.a.run.app"
+    }
+  }
+}
+
+override_resource {
   target = google_service_account.listener["ListenUserTagRelation"]
   values = {
     email  = "fanout-user-tag@test-project.iam.gserviceaccount.com"
