@@ -352,9 +352,13 @@ variable "cloud_sql_instances" {
 variable "db_connection_limits" {
   description = "Connections this deployment may hold on each database (keys: each source database of topology.json, today plt_user and plt_fund, and record), e.g. the database user's max_user_connections. Planning fails if the functions' max_instance_count x db_connections_per_instance could exceed it."
   type        = map(number)
+  # Room for a listener more per source database at the default caps
+  # (a listener holds 10 x 2 at most): adding a report type with a new
+  # listener plans with the defaults; the precondition names what to
+  # change when it does not.
   default = {
-    plt_user = 40
-    plt_fund = 60
+    plt_user = 100
+    plt_fund = 100
     record   = 40
   }
 

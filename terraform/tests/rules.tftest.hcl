@@ -295,8 +295,8 @@ run "record_connections_exceed_limit" {
 
   variables {
     db_connection_limits = {
-      plt_user = 40
-      plt_fund = 60
+      plt_user = 100
+      plt_fund = 100
       record   = 20
     }
   }
@@ -304,17 +304,18 @@ run "record_connections_exceed_limit" {
   expect_failures = [google_cloudfunctions2_function.function]
 }
 
-# plt_fund's listeners alone fit its 60 connections exactly (ListenWithdraw
-# and ListenPayment 15 instances each x 2); DrainTriggers' pool of plt_fund
-# for its split estimates (1 instance x 2) takes it to 62.
+# plt_fund's listeners alone (each at its default cap of 10 instances x 2
+# connections) fit the limit exactly; DrainTriggers' pool of plt_fund for
+# its split estimates (1 instance x 2) takes it over. The limit is counted
+# from topology.json, so a new listener keeps this exact.
 run "fund_connections_exceed_limit_with_shim_pool" {
   command = plan
 
   variables {
-    listener_max_instances = {
-      ListenUserTagRelation = 10
-      ListenWithdraw        = 15
-      ListenPayment         = 15
+    db_connection_limits = {
+      plt_user = 100
+      plt_fund = 20 * length([for ep, l in jsondecode(file("topology.json")).listeners : ep if l.database == "plt_fund"])
+      record   = 40
     }
   }
 

@@ -94,8 +94,8 @@ run "created_network_signed_urls_cloud_sql" {
   }
 
   assert {
-    condition     = output.subnet_addresses_needed == 112
-    error_message = "Every function here has at most 6 instances (parts-sized: max_in_flight 2 x max_parts 3), 16 addresses each: 112, not ${output.subnet_addresses_needed}."
+    condition     = output.subnet_addresses_needed == 16 * length(jsondecode(file("topology.json")).functions)
+    error_message = "Every function of topology.json here has at most 6 instances (parts-sized: max_in_flight 2 x max_parts 3), 16 addresses each: ${16 * length(jsondecode(file("topology.json")).functions)}, not ${output.subnet_addresses_needed}."
   }
 
   # --- Signed URLs: the announcers sign with their own identity -------------
