@@ -55,6 +55,17 @@ type Source struct {
 	// Key (bound parameters, like every value) and, with Input, one batch.
 	Build func(p Params, b Bounds, batch [][]string) (Query, error)
 
+	// Scan, with Input, is the other way to read: one statement over the
+	// part's whole key range b, given the distinct values of the input's
+	// second column, returning Columns rows ordered by Key for the input
+	// rows that have data (the value as given, exactly); Fetch merges them
+	// with the input and gives the rest Missing. ScanRows is the statement
+	// whose EXPLAIN estimates the rows Scan reads in b. Fetch chooses Scan
+	// when the input is dense in the range (see scanDensity).
+	Scan     func(p Params, b Bounds, values []string) (Query, error)
+	ScanRows func(b Bounds) Query
+	Missing  []string
+
 	// DDL creates the table and the indexes its query needs.
 	DDL string
 }
@@ -192,6 +203,40 @@ var payment = addSource(Source{
 			"AND p.status = 'SUCCESS' AND p.created_at >= ? AND p.created_at < ? " +
 			"GROUP BY k.i, k.user_id, k.currency ORDER BY k.i", Args: args}, nil
 	},
+	// The scan reads the part's users in idx_user_currency's order, joined
+	// to the pairs' distinct spellings of the currency as a derived table:
+	// the same equality as Build's (the column's collation), each payment
+	// counted once for every spelling it equals, grouped by the spelling's
+	// index so that "USD" and "usd" stay two rows. Users without a pair
+	// are read and dropped by the merge; pairs without payments get 0 and
+	// 0.00, as Build's LEFT JOIN gives them.
+	Scan: func(p Params, b Bounds, values []string) (Query, error) {
+		var keys strings.Builder
+		args := make([]any, 0, len(values)*2+4)
+		for i, v := range values {
+			if i > 0 {
+				keys.WriteString(" UNION ALL ")
+			}
+			keys.WriteString("SELECT ? AS i, ? AS currency")
+			args = append(args, i, v)
+		}
+		args = append(args, p.From, p.To)
+		pred, bargs := and(b.Predicate("user_id"))
+		return Query{SQL: "SELECT p.user_id, k.currency, COUNT(*), SUM(p.amount) FROM vs_payment p JOIN (" +
+			keys.String() + ") k ON p.currency = k.currency " +
+			"WHERE p.status = 'SUCCESS' AND p.created_at >= ? AND p.created_at < ?" + pred +
+			" GROUP BY p.user_id, k.i ORDER BY p.user_id, k.i", Args: append(args, bargs...)}, nil
+	},
+	ScanRows: func(b Bounds) Query {
+		pred, bargs := b.Predicate("user_id")
+		if pred == "" {
+			return Query{SQL: "SELECT user_id FROM vs_payment"}
+		}
+		return Query{SQL: "SELECT user_id FROM vs_payment FORCE INDEX (idx_user_currency) WHERE " + pred, Args: bargs}
+	},
+	Missing: []string{"0", "0.00"},
+	// idx_user_currency covers both reads (amount included): a pair's
+	// lookup and a part's scan read the index alone, never the table.
 	DDL: `CREATE TABLE IF NOT EXISTS vs_payment (
   id BIGINT NOT NULL PRIMARY KEY,
   user_id BIGINT NOT NULL,
@@ -199,6 +244,6 @@ var payment = addSource(Source{
   currency CHAR(3) NOT NULL,
   status VARCHAR(16) NOT NULL,
   created_at DATETIME NOT NULL,
-  KEY idx_user_currency (user_id, currency, status, created_at)
+  KEY idx_user_currency (user_id, currency, status, created_at, amount)
 )`,
 })
