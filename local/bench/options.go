@@ -54,6 +54,7 @@ type Options struct {
 	cpuProfile                                      string
 	skew                                            bool
 	mariadb                                         bool
+	concurrency                                     int
 	partRows, maxParts                              int
 	terraformDir                                    string
 	workload                                        Workload
@@ -100,6 +101,7 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.StringVar(&o.moduleRoot, "module", ".", "module root to build the functions from")
 	fs.BoolVar(&o.skew, "skew", false, "skewed data: half the withdrawals and payments belong to 1% of the users (the first ones); the part sizes show how the reports split")
 	fs.BoolVar(&o.mariadb, "mariadb", true, "run MariaDB's single-query joins after each big report (false: no ratio and no CSV comparison, for runs where they take too long: 10M took 277 s and 420 s)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "pushes in flight per subscription (0: the local relay's 8; 1: each function process serves one request at a time, as a production instance does, so its peak RSS is one instance's)")
 	fs.IntVar(&o.partRows, "part-rows", 0, "PART_ROWS for the functions, the target rows of a report's part (0: the functions' default)")
 	fs.IntVar(&o.maxParts, "max-parts", 0, "MAX_PARTS for the functions, the most parts of one report (0: the functions' default)")
 	fs.StringVar(&o.terraformDir, "terraform", "", "the Terraform module the cost model reads the functions' sizes from (default: terraform/ under -module)")

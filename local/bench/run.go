@@ -341,7 +341,7 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: binDir, Project: "bench-project", PubSubAddr: "127.0.0.1:0", GCSHost: "127.0.0.1", GCSPort: 0,
 		Bucket: "reports", Backoff: time.Second, AckDeadline: 30 * time.Second,
-		Env: vars, LogDir: logDir, Log: logger(), Observe: dl.observe,
+		Env: vars, LogDir: logDir, Log: logger(), Observe: dl.observe, Concurrency: o.concurrency,
 	})
 	if err != nil {
 		return res, err
