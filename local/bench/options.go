@@ -144,6 +144,9 @@ report over most of the data, and compares with MariaDB's single-query join.
 	if o.terraformDir == "" {
 		o.terraformDir = filepath.Join(o.moduleRoot, "terraform")
 	}
+	if o.concurrency < 0 {
+		return o, errors.New("-concurrency must be ≥ 0")
+	}
 	if o.partRows < 0 || o.maxParts < 0 {
 		return o, errors.New("-part-rows and -max-parts must be ≥ 0")
 	}

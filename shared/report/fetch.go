@@ -80,11 +80,17 @@ type FetchStats struct {
 }
 
 // scanDensity: ReadAuto scans when the input rows are at least this share
-// of the rows the scan would read (ScanRows' estimate). Measured per part
-// (README, Benchmark): a lookup costs a pair 20 µs (vs_payment in the
-// buffer pool) to 150 µs (not), a scan about 1 µs a row read, so the scan
-// wins from a few percent on; 1/20 leaves it a margin of 2.5× even where
-// lookups are cheapest.
+// of the rows ScanRows' EXPLAIN expects in the range (InnoDB's estimate of
+// a range this wide comes out about twice the rows it holds). Measured
+// part by part with local/cmd/stage2bench (README, Benchmark), both reads
+// on the covering idx_user_currency: at 1M withdrawals (vs_payment in the
+// buffer pool) parts at 0.086 scanned in 0.10–0.14 s against 0.20–0.30 s
+// of lookups, a part at 0.022 in 0.08–0.12 s against 0.07–0.10 s; at 10M
+// (not in the pool) parts at 0.08 in 0.29–1.6 s against 0.71–1.8 s, 12
+// parts 8.3 s against 11.2 s, and parts at 0.017 tied (0.30–0.58 s and
+// 0.34–0.68 s). So the scan wins from about 0.02 on; 0.05 keeps to the
+// lookups where they tie, and a one-part small report (one batch) is never
+// estimated.
 const scanDensity = 1.0 / 20
 
 // maxScanValues bounds the distinct values a scan joins to; more reads by
