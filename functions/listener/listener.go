@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"google.golang.org/api/option"
 
@@ -158,8 +159,15 @@ func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Sour
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
 	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it (a
 	// part past it is a report past it; the aggregator sums the parts).
-	if err := report.FetchLimit(ctx, e.DB, src, params, bounds, store, out, e.cfg.MaxReportRows); err != nil {
+	start := time.Now()
+	how, err := report.FetchRead(ctx, e.DB, src, params, bounds, store, out, e.cfg.MaxReportRows, report.ReadAuto)
+	if err != nil {
 		return err
+	}
+	if src.Input != "" {
+		log.Info("read", "read", how.Read.String(), "inputs", how.Inputs, "statements", how.Statements,
+			"returned", how.Returned, "estimatedRows", int64(how.Estimated), "values", how.Values,
+			"seconds", time.Since(start).Seconds())
 	}
 	chunks, rows, err := out.Close()
 	if err != nil {

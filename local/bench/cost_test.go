@@ -247,6 +247,24 @@ func TestSizeOf(t *testing.T) {
 	}
 }
 
+// TestMaxConcurrent: overlapping deliveries count together, one that
+// starts as another ends does not.
+func TestMaxConcurrent(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(sub string, from, to int) relay.Delivery {
+		return relay.Delivery{Subscription: sub, Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
+	}
+	d := newDeliveries()
+	got := maxConcurrent([]relay.Delivery{
+		at("aggregate", 0, 10), at("aggregate", 2, 4), at("aggregate", 3, 5), at("aggregate", 5, 6),
+		at("listen-withdraw", 0, 1), at("listen-withdraw", 1, 2),
+	}, d.functionName)
+	if diff := cmp.Diff(map[string]int{"Aggregate": 3, "ListenWithdraw": 1}, got); diff != "" {
+		t.Errorf("maxConcurrent (-want +got):\n%s", diff)
+	}
+}
+
 func TestFnUsage(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -258,8 +276,8 @@ func TestFnUsage(t *testing.T) {
 	sizes := map[string]Size{"ListenWithdraw": {GiB: 0.5, VCPU: 0.333}, "Aggregate": {GiB: 1, VCPU: 1}}
 	got := fnUsage(ds, d.functionName, sizes)
 	want := map[string]FnUsage{
-		"ListenWithdraw": {Requests: 2, Failed: 1, Seconds: 1.284, BilledSec: 1.4, LongestSec: 1.234, VCPUSeconds: 1.4 * 0.333, GiBSeconds: 0.7},
-		"Aggregate":      {Requests: 2, Seconds: 2.101, BilledSec: 2.2, LongestSec: 2.001, VCPUSeconds: 2.2, GiBSeconds: 2.2},
+		"ListenWithdraw": {Requests: 2, Failed: 1, Seconds: 1.284, BilledSec: 1.4, LongestSec: 1.234, VCPUSeconds: 1.4 * 0.333, GiBSeconds: 0.7, MaxConcurrent: 2},
+		"Aggregate":      {Requests: 2, Seconds: 2.101, BilledSec: 2.2, LongestSec: 2.001, VCPUSeconds: 2.2, GiBSeconds: 2.2, MaxConcurrent: 2},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
 		t.Errorf("fnUsage (-want +got):\n%s", diff)

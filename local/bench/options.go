@@ -54,6 +54,8 @@ type Options struct {
 	moduleRoot                                      string
 	cpuProfile                                      string
 	skew                                            bool
+	mariadb                                         bool
+	concurrency                                     int
 	partRows, maxParts                              int
 	terraformDir                                    string
 	workload                                        Workload
@@ -99,6 +101,8 @@ report over most of the data, and compares with MariaDB's single-query join.
 	fs.StringVar(&o.amqpURL, "amqp", envOr("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
 	fs.StringVar(&o.moduleRoot, "module", ".", "module root to build the functions from")
 	fs.BoolVar(&o.skew, "skew", false, "skewed data: half the withdrawals and payments belong to 1% of the users (the first ones); the part sizes show how the reports split")
+	fs.BoolVar(&o.mariadb, "mariadb", true, "run MariaDB's single-query joins after each big report (false: no ratio and no CSV comparison, for runs where they take too long: 10M took 277 s and 420 s)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "pushes in flight per subscription (0: the local relay's 8; 1: each function process serves one request at a time, as a production instance does, so its peak RSS is one instance's)")
 	fs.IntVar(&o.partRows, "part-rows", 0, "PART_ROWS for the functions, the target rows of a report's part (0: the functions' default)")
 	fs.IntVar(&o.maxParts, "max-parts", 0, "MAX_PARTS for the functions, the most parts of one report (0: the functions' default)")
 	fs.StringVar(&o.terraformDir, "terraform", "", "the Terraform module the cost model reads the functions' sizes from (default: terraform/ under -module)")
@@ -140,6 +144,9 @@ report over most of the data, and compares with MariaDB's single-query join.
 	}
 	if o.terraformDir == "" {
 		o.terraformDir = filepath.Join(o.moduleRoot, "terraform")
+	}
+	if o.concurrency < 0 {
+		return o, errors.New("-concurrency must be ≥ 0")
 	}
 	if o.partRows < 0 || o.maxParts < 0 {
 		return o, errors.New("-part-rows and -max-parts must be ≥ 0")

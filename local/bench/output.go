@@ -106,14 +106,14 @@ func PrintSummary(w io.Writer, r *Results) {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		hdr := "process\t"
 		for _, b := range r.Reports {
-			hdr += b.label() + " MiB\tCPU s\t"
+			hdr += b.label() + " MiB (anon)\tCPU s\t"
 		}
 		fmt.Fprintln(tw, hdr)
 		for _, n := range sorted {
 			line := n + "\t"
 			for _, b := range r.Reports {
 				p := b.Procs[n]
-				line += fmt.Sprintf("%.1f\t%.2f\t", p.PeakMiB, p.CPUSec)
+				line += fmt.Sprintf("%.1f (%.0f)\t%.2f\t", p.PeakMiB, p.AnonMiB, p.CPUSec)
 			}
 			fmt.Fprintln(tw, line)
 		}

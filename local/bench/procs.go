@@ -114,9 +114,18 @@ func stackProcs(st *stack.Stack) ([]fnProc, error) {
 
 // memKB reads VmRSS and VmHWM of pid ("self" for this process).
 func memKB(pid string) (rss, hwm int64, err error) {
+	rss, hwm, _, err = memKBAnon(pid)
+	return rss, hwm, err
+}
+
+// memKBAnon is memKB with RssAnon: the resident memory that is the
+// process's own (heap, stacks), without the executable's mapped pages
+// (RssFile: 33 MiB of an idle function's 41 MiB here, the same for every
+// report).
+func memKBAnon(pid string) (rss, hwm, anon int64, err error) {
 	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -128,6 +137,8 @@ func memKB(pid string) (rss, hwm int64, err error) {
 			dst = &rss
 		case strings.HasPrefix(line, "VmHWM:"):
 			dst = &hwm
+		case strings.HasPrefix(line, "RssAnon:"):
+			dst = &anon
 		default:
 			continue
 		}
@@ -136,7 +147,7 @@ func memKB(pid string) (rss, hwm int64, err error) {
 			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
 		}
 	}
-	return rss, hwm, sc.Err()
+	return rss, hwm, anon, sc.Err()
 }
 
 // resetHWM sets VmHWM back to the current RSS (Linux ≥ 4.0), so each
@@ -160,7 +171,10 @@ func cpuTicks(pid string) int64 {
 type ProcMem struct {
 	PeakMiB    float64 `json:"peakRssMiB"`       // VmHWM at the end (reset before)
 	SampledMiB float64 `json:"sampledMaxRssMiB"` // max VmRSS seen every 50 ms
-	CPUSec     float64 `json:"cpuSec"`
+	// AnonMiB is the max RssAnon seen every 50 ms: the process's own
+	// memory, what grows with its work (VmRSS less the executable's pages).
+	AnonMiB float64 `json:"sampledMaxRssAnonMiB"`
+	CPUSec  float64 `json:"cpuSec"`
 }
 
 // sampler watches the stack's processes, this process and Redis while one
@@ -173,6 +187,7 @@ type sampler struct {
 	mu        sync.Mutex
 	key       string // the report's hash, once its record ID is known
 	maxRSS    map[string]int64
+	maxAnon   map[string]int64
 	cpu0      map[string]int64
 	redisBase int64
 	redisMax  int64
@@ -187,7 +202,7 @@ type sampler struct {
 func pidKey(p fnProc) string { return strconv.Itoa(p.PID) }
 
 func newSampler(ctx context.Context, procs, servers []fnProc, rdb *redis.Client) *sampler {
-	s := &sampler{procs: procs, servers: servers, rdb: rdb, maxRSS: map[string]int64{}, cpu0: map[string]int64{}}
+	s := &sampler{procs: procs, servers: servers, rdb: rdb, maxRSS: map[string]int64{}, maxAnon: map[string]int64{}, cpu0: map[string]int64{}}
 	for _, p := range servers {
 		s.cpu0[pidKey(p)] = cpuTicks(pidKey(p))
 	}
@@ -234,9 +249,10 @@ func (s *sampler) sample(ctx context.Context) {
 		pids = append(pids, pidKey(p))
 	}
 	for _, pid := range pids {
-		if rss, _, err := memKB(pid); err == nil {
+		if rss, _, anon, err := memKBAnon(pid); err == nil {
 			s.mu.Lock()
 			s.maxRSS[pid] = max(s.maxRSS[pid], rss)
+			s.maxAnon[pid] = max(s.maxAnon[pid], anon)
 			s.mu.Unlock()
 		}
 	}
@@ -300,6 +316,7 @@ func (s *sampler) finish() map[string]ProcMem {
 		out[p.Name] = ProcMem{
 			PeakMiB:    float64(hwm) / 1024,
 			SampledMiB: float64(s.maxRSS[pid]) / 1024,
+			AnonMiB:    float64(s.maxAnon[pid]) / 1024,
 			CPUSec:     float64(cpuTicks(pid)-s.cpu0[pid]) / userHZ,
 		}
 	}

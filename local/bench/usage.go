@@ -37,6 +37,10 @@ type FnUsage struct {
 	GiBSeconds  float64 `json:"gibSeconds"`  // billed seconds x the configured memory
 	// CPUSec is the function's process's CPU seconds here (atSize).
 	CPUSec float64 `json:"cpuSec"`
+	// MaxConcurrent is the most deliveries its one local process served
+	// at once: its peak RSS holds that many (in production each is its
+	// own instance, request concurrency 1).
+	MaxConcurrent int `json:"maxConcurrentDeliveries"`
 }
 
 // atSize corrects the billed seconds for the instance's size: here a
@@ -54,6 +58,35 @@ func atSize(fns map[string]FnUsage, cpu map[string]float64, sizes map[string]Siz
 		}
 		u.VCPUSeconds, u.GiBSeconds = u.BilledSec*s.VCPU, u.BilledSec*s.GiB
 		out[fn] = u
+	}
+	return out
+}
+
+// maxConcurrent is, per function, the most deliveries in flight at once.
+func maxConcurrent(ds []relay.Delivery, name func(sub string) string) map[string]int {
+	type edge struct {
+		t     time.Time
+		delta int
+	}
+	by := map[string][]edge{}
+	for _, x := range ds {
+		fn := name(x.Subscription)
+		by[fn] = append(by[fn], edge{x.Start, 1}, edge{x.End, -1})
+	}
+	out := map[string]int{}
+	for fn, es := range by {
+		sort.Slice(es, func(i, j int) bool {
+			if es[i].t.Equal(es[j].t) {
+				return es[i].delta < es[j].delta
+			}
+			return es[i].t.Before(es[j].t)
+		})
+		n, m := 0, 0
+		for _, e := range es {
+			n += e.delta
+			m = max(m, n)
+		}
+		out[fn] = m
 	}
 	return out
 }
@@ -139,6 +172,11 @@ func fnUsage(ds []relay.Delivery, name func(sub string) string, sizes map[string
 		s := sizes[fn]
 		u.VCPUSeconds += billed * s.VCPU
 		u.GiBSeconds += billed * s.GiB
+		out[fn] = u
+	}
+	for fn, n := range maxConcurrent(ds, name) {
+		u := out[fn]
+		u.MaxConcurrent = n
 		out[fn] = u
 	}
 	return out

@@ -92,6 +92,10 @@ type Config struct {
 	Log    *slog.Logger
 	// Observe, if set, sees every push the relay makes (relay.Relay.Observe).
 	Observe func(relay.Delivery)
+	// Concurrency is the relay's pushes in flight per subscription (0:
+	// the relay's default, 8). 1 serves each function one request at a
+	// time, as production's instances are (request concurrency 1).
+	Concurrency int
 }
 
 // Stack is a running local system.
@@ -221,7 +225,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.SweepURL = fmt.Sprintf("http://127.0.0.1:%d/", sweepPort)
 
 	s.Relay = &relay.Relay{Emulator: s.PubSubAddr, Project: cfg.Project, Routes: routes, Backoff: cfg.Backoff,
-		Duplicate: cfg.Duplicate, RequestTimeout: 10 * time.Minute, Logger: cfg.Log, Observe: cfg.Observe}
+		Duplicate: cfg.Duplicate, RequestTimeout: 10 * time.Minute, Logger: cfg.Log, Observe: cfg.Observe,
+		Concurrency: cfg.Concurrency}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)

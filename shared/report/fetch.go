@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -44,19 +45,113 @@ func Fetch(ctx context.Context, db *sql.DB, src Source, p Params, in dataset.Sto
 // key) that stops with RowLimitError(maxRows) as soon as the dataset would
 // pass maxRows rows, before writing that row; 0 or less means no limit.
 func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds, in dataset.Store, out *dataset.Writer, maxRows int64) error {
+	_, err := FetchRead(ctx, db, src, p, b, in, out, maxRows, ReadAuto)
+	return err
+}
+
+// Read is how a source with Input reads its rows.
+type Read int
+
+// Reads. ReadAuto chooses from the input's density in the part's range.
+const (
+	ReadAuto    Read = iota
+	ReadLookups      // Build, one statement per BatchSize input rows
+	ReadScan         // Scan, one statement over the part's key range
+)
+
+func (r Read) String() string {
+	switch r {
+	case ReadLookups:
+		return "lookups"
+	case ReadScan:
+		return "scan"
+	}
+	return "auto"
+}
+
+// FetchStats says how a fetch read: for logs and the benchmark.
+type FetchStats struct {
+	Read       Read
+	Inputs     int64   // input rows (the part's pairs)
+	Statements int     // statements run
+	Returned   int64   // rows the database returned
+	Estimated  float64 // Scan's rows in the range, estimated (0: not asked)
+	Values     int     // distinct values Scan was given
+}
+
+// scanDensity: ReadAuto scans when the input rows are at least this share
+// of the rows ScanRows' EXPLAIN expects in the range (InnoDB's estimate of
+// a range this wide comes out about twice the rows it holds). Measured
+// part by part with local/cmd/stage2bench (README, Benchmark), both reads
+// on the covering idx_user_currency: at 1M withdrawals (vs_payment in the
+// buffer pool) parts at 0.086 scanned in 0.10–0.14 s against 0.20–0.30 s
+// of lookups, a part at 0.022 in 0.08–0.12 s against 0.07–0.10 s; at 10M
+// (not in the pool) parts at 0.08 in 0.29–1.6 s against 0.71–1.8 s, 12
+// parts 8.3 s against 11.2 s, and parts at 0.017 tied (0.30–0.58 s and
+// 0.34–0.68 s). So the scan wins from about 0.02 on; 0.05 keeps to the
+// lookups where they tie, and a one-part small report (one batch) is never
+// estimated.
+const scanDensity = 1.0 / 20
+
+// maxScanValues bounds the distinct values a scan joins to; more reads by
+// lookups.
+const maxScanValues = 64
+
+// FetchRead is FetchLimit that reads src's Input as how says (for a
+// source without Input, how is ignored) and says how it read.
+func FetchRead(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds, in dataset.Store, out *dataset.Writer, maxRows int64, how Read) (FetchStats, error) {
 	sink := &rowSink{out: out, max: maxRows}
+	var st FetchStats
 	if src.Input == "" {
 		q, err := src.Build(p, b, nil)
 		if err != nil {
-			return err
+			return st, err
 		}
-		return runQuery(ctx, db, src, q, sink)
+		st.Statements = 1
+		err = runQuery(ctx, db, src, q, sink)
+		st.Returned = sink.rows
+		return st, err
 	}
 	r, err := dataset.Open(ctx, in, src.Input, src.InputColumns)
 	if err != nil {
-		return fmt.Errorf("open input %s: %w", src.Input, err)
+		return st, fmt.Errorf("open input %s: %w", src.Input, err)
 	}
+	st.Inputs = r.Rows()
+	if src.Scan == nil || st.Inputs == 0 {
+		how = ReadLookups
+	}
+	if how == ReadAuto {
+		how = ReadLookups
+		// One statement's worth of input is never worth an estimate.
+		if st.Inputs > int64(src.BatchSize) {
+			if st.Estimated, err = estimateRows(ctx, db, src.ScanRows(b)); err != nil {
+				return st, fmt.Errorf("estimate %s: %w", src.Name(), err)
+			}
+			if float64(st.Inputs) >= scanDensity*st.Estimated {
+				how = ReadScan
+			}
+		}
+	}
+	if how == ReadScan {
+		values, err := distinctValues(ctx, in, src)
+		switch {
+		case err != nil:
+			return st, err
+		case len(values) <= maxScanValues:
+			st.Read, st.Values = ReadScan, len(values)
+			err := scanMerge(ctx, db, src, p, b, in, values, sink, &st)
+			return st, err
+		}
+	}
+	st.Read = ReadLookups
+	err = lookups(ctx, db, src, p, b, r, sink, &st)
+	return st, err
+}
+
+// lookups feeds the input to Build in batches.
+func lookups(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds, r *dataset.Reader, sink *rowSink, st *FetchStats) error {
 	batch := make([][]string, 0, src.BatchSize)
+	returned := &countSink{next: sink}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -66,7 +161,10 @@ func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds,
 			return err
 		}
 		batch = batch[:0]
-		return runQuery(ctx, db, src, q, sink)
+		st.Statements++
+		err = runQuery(ctx, db, src, q, returned)
+		st.Returned = returned.n
+		return err
 	}
 	for {
 		row, err := r.Next()
@@ -83,6 +181,142 @@ func FetchLimit(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds,
 			}
 		}
 	}
+}
+
+// distinctValues reads the input once for the distinct values of its
+// second column, up to one more than maxScanValues.
+func distinctValues(ctx context.Context, in dataset.Store, src Source) ([]string, error) {
+	r, err := dataset.Open(ctx, in, src.Input, src.InputColumns)
+	if err != nil {
+		return nil, fmt.Errorf("open input %s: %w", src.Input, err)
+	}
+	var values []string
+	for len(values) <= maxScanValues {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(values, row[1]) {
+			values = append(values, row[1])
+		}
+	}
+	return values, nil
+}
+
+// scanMerge runs Scan over the part's range and merges its rows, key by
+// key, with a second read of the input: each input row gets the scan's
+// row for its key and value, or Missing.
+func scanMerge(ctx context.Context, db *sql.DB, src Source, p Params, b Bounds, in dataset.Store, values []string, sink *rowSink, st *FetchStats) error {
+	q, err := src.Scan(p, b, values)
+	if err != nil {
+		return err
+	}
+	r, err := dataset.Open(ctx, in, src.Input, src.InputColumns)
+	if err != nil {
+		return fmt.Errorf("open input %s: %w", src.Input, err)
+	}
+	m := &merger{src: src, in: r, out: sink, group: map[string][]string{}}
+	st.Statements = 1
+	err = runQuery(ctx, db, src, q, m)
+	st.Returned = m.returned
+	if err != nil {
+		return err
+	}
+	return m.drain(false, 0)
+}
+
+// merger takes the scan's rows (key order) and writes the input's rows
+// with them.
+type merger struct {
+	src      Source
+	in       *dataset.Reader
+	out      *rowSink
+	next     []string // the input row read but not written yet (pending)
+	pending  bool
+	eof      bool
+	cur      int64 // the key of group
+	have     bool
+	group    map[string][]string // the scan's rows of key cur, by value
+	returned int64
+	rec      []string
+}
+
+func (m *merger) Write(row []string) error {
+	m.returned++
+	k, err := strconv.ParseInt(row[0], 10, 64)
+	if err != nil {
+		return fault.Permanent(failreason.NotInteger.Errorf(m.src.Name(), m.src.Key, row[0]))
+	}
+	if !m.have || k != m.cur {
+		if err := m.drain(true, k); err != nil {
+			return err
+		}
+		m.cur, m.have = k, true
+		clear(m.group)
+	}
+	m.group[row[1]] = slices.Clone(row[2:])
+	return nil
+}
+
+// drain writes the input rows with keys below limit (all of them without
+// bounded), each with the scan's row of its key and value or Missing.
+func (m *merger) drain(bounded bool, limit int64) error {
+	for {
+		if !m.pending && !m.eof {
+			row, err := m.in.Next()
+			switch {
+			case errors.Is(err, io.EOF):
+				m.eof = true
+			case err != nil:
+				return err
+			default:
+				m.next, m.pending = append(m.next[:0], row...), true
+			}
+		}
+		if m.eof {
+			return nil
+		}
+		k, err := strconv.ParseInt(m.next[0], 10, 64)
+		if err != nil {
+			return fault.Permanent(failreason.BadInput.Errorf(m.src.Input, m.next[0]))
+		}
+		if bounded && k >= limit {
+			return nil
+		}
+		rest := m.src.Missing
+		if m.have && k == m.cur {
+			if got, ok := m.group[m.next[1]]; ok {
+				rest = got
+			}
+		}
+		m.rec = append(append(m.rec[:0], m.next...), rest...)
+		if err := m.out.Write(m.rec); err != nil {
+			return err
+		}
+		m.pending = false
+	}
+}
+
+// estimateRows is the rows EXPLAIN expects q to read.
+func estimateRows(ctx context.Context, db *sql.DB, q Query) (float64, error) {
+	return explainRows(db.QueryContext(ctx, "EXPLAIN "+q.SQL, q.Args...))
+}
+
+// rowWriter takes a query's rows one at a time (rec is reused).
+type rowWriter interface{ Write(rec []string) error }
+
+// countSink counts the rows passed on to next.
+type countSink struct {
+	next rowWriter
+	n    int64
+}
+
+func (c *countSink) Write(rec []string) error {
+	c.n++
+	return c.next.Write(rec)
 }
 
 // rowSink counts the rows written to out across every query of a fetch.
@@ -103,7 +337,7 @@ func (s *rowSink) Write(rec []string) error {
 	return nil
 }
 
-func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out *rowSink) error {
+func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWriter) error {
 	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", src.Name(), err)

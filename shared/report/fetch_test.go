@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,7 +50,9 @@ func run(t *testing.T, db *sql.DB, src report.Source, p report.Params, in datase
 	ctx := context.Background()
 	out := dataset.NewMemStore()
 	w := dataset.NewWriter(ctx, out, src.Dataset(), limit)
-	if err := report.Fetch(ctx, db, src, p, in, w); err != nil {
+	// The batches are the lookups' (TestPaymentScanMatchesLookups and
+	// TestPaymentReadAuto cover the scan and the choice).
+	if _, err := report.FetchRead(ctx, db, src, p, report.Bounds{}, in, w, 0, report.ReadLookups); err != nil {
 		return nil, 0, err
 	}
 	chunks, n, err := w.Close()
@@ -291,5 +296,168 @@ func TestRunPaymentColumnCollation(t *testing.T) {
 				t.Errorf("rows %v, want USD counted %s times under %s", got, tt.usdCount, tt.collation)
 			}
 		})
+	}
+}
+
+// runRead is run with the part's bounds b and the stage-2 read how.
+func runRead(t *testing.T, db *sql.DB, src report.Source, p report.Params, b report.Bounds, in dataset.Store, how report.Read) ([][]string, report.FetchStats) {
+	t.Helper()
+	ctx := context.Background()
+	out := dataset.NewMemStore()
+	w := dataset.NewWriter(ctx, out, src.Dataset(), 64)
+	st, err := report.FetchRead(ctx, db, src, p, b, in, w, 0, how)
+	if err != nil {
+		t.Fatalf("%v read: %v", how, err)
+	}
+	chunks, n, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Finish(ctx, src.Dataset(), chunks, n); err != nil {
+		t.Fatal(err)
+	}
+	r, err := dataset.Open(ctx, out, src.Dataset(), len(src.Columns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]string
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows, st
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, slices.Clone(row))
+	}
+}
+
+func bounds(lo, hi int64) report.Bounds { return report.Bounds{Lo: &lo, Hi: &hi} }
+
+// TestPaymentScanMatchesLookups: the part's range scan merged with the
+// pairs gives exactly the lookups' rows: the column's collation decides
+// equality (USD, usd and Usd each see the three payments in any spelling,
+// status 'success' and 'SUCCESS ' count), each row keeps its pair's bytes,
+// pairs without payments get 0 and 0.00, users outside the pairs or the
+// part's bounds are read past, and users compare as BIGINT.
+func TestPaymentScanMatchesLookups(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	big := int64(9007199254740992)
+	insert(t, db, insertPayment,
+		[]any{1, 10, "1.00", "USD", "SUCCESS", "2026-01-05 00:00:00"},
+		[]any{2, 10, "2.00", "usd", "success", "2026-01-06 00:00:00"},
+		[]any{3, 10, "4.00", "Usd", "SUCCESS ", "2026-01-07 00:00:00"},
+		[]any{4, 10, "8.00", "USD", "FAILED", "2026-01-08 00:00:00"},
+		[]any{5, 10, "16.00", "EUR", "SUCCESS", "2026-01-09 00:00:00"},
+		[]any{6, 10, "32.00", "USD", "SUCCESS", "2026-02-01 00:00:00"}, // to is exclusive
+		[]any{7, 11, "64.00", "USD", "SUCCESS", "2026-01-09 00:00:00"}, // a user with no pair
+		[]any{8, 12, "0.50", "EUR", "SUCCESS", "2026-01-01 00:00:00"},
+		[]any{9, 9, "1.00", "USD", "SUCCESS", "2026-01-09 00:00:00"}, // below the part
+		[]any{10, big, "1.00", "USD", "SUCCESS", "2026-01-09 00:00:00"},
+		[]any{11, big + 1, "2.00", "USD", "SUCCESS", "2026-01-09 00:00:00"},
+	)
+	pairs := [][]string{
+		{"10", "EUR"}, {"10", "USD"}, {"10", "Usd"}, {"10", "usd"},
+		{"12", "EUR"}, {"12", "USD"}, // 12 has no USD payment
+		{"13", "EUR"}, // 13 has no payment at all
+		{strconv.FormatInt(big, 10), "USD"},
+	}
+	want := [][]string{
+		{"10", "EUR", "1", "16.00"}, {"10", "USD", "3", "7.00"}, {"10", "Usd", "3", "7.00"}, {"10", "usd", "3", "7.00"},
+		{"12", "EUR", "1", "0.50"}, {"12", "USD", "0", "0.00"},
+		{"13", "EUR", "0", "0.00"},
+		{strconv.FormatInt(big, 10), "USD", "1", "1.00"},
+	}
+	p := report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}
+	for _, b := range []report.Bounds{{}, bounds(10, big+1)} {
+		for _, how := range []report.Read{report.ReadLookups, report.ReadScan} {
+			got, st := runRead(t, db, payment, p, b, pairsStore(t, pairs), how)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%v read in %v (-want +got):\n%s", how, b, diff)
+			}
+			if st.Read != how || st.Inputs != int64(len(pairs)) || st.Statements != 1 {
+				t.Errorf("%v read in %v: stats %+v", how, b, st)
+			}
+		}
+	}
+	// Past maxScanValues distinct currencies the scan is not tried.
+	var many [][]string
+	for i := range 70 {
+		many = append(many, []string{"10", fmt.Sprintf("C%02d", i)})
+	}
+	if _, st := runRead(t, db, payment, p, report.Bounds{}, pairsStore(t, many), report.ReadScan); st.Read != report.ReadLookups {
+		t.Errorf("70 currencies read by %v, want lookups", st.Read)
+	}
+}
+
+// TestPaymentReadAuto: a few pairs in a large range are looked up; pairs
+// dense in their range are scanned.
+func TestPaymentReadAuto(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	var rows [][]any
+	for u := 1; u <= 3000; u++ {
+		rows = append(rows, []any{u, u, "1.00", "USD", "SUCCESS", "2026-01-05 00:00:00"})
+	}
+	insertMany(t, db, rows)
+	rows = rows[:0]
+	if _, err := db.Exec("ANALYZE TABLE vs_payment"); err != nil {
+		t.Fatal(err)
+	}
+	p := report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}
+	var sparse, dense [][]string
+	for u := 1; u <= 3000; u++ {
+		if u%100 == 0 {
+			sparse = append(sparse, []string{strconv.Itoa(u), "USD"})
+		}
+		if u <= 1500 {
+			dense = append(dense, []string{strconv.Itoa(u), "USD"})
+		}
+	}
+	if _, st := runRead(t, db, payment, p, report.Bounds{}, pairsStore(t, sparse), report.ReadAuto); st.Read != report.ReadLookups || st.Estimated != 0 {
+		t.Errorf("30 pairs (one batch): %+v, want lookups without an estimate", st)
+	}
+	got, st := runRead(t, db, payment, p, bounds(1, 1501), pairsStore(t, dense), report.ReadAuto)
+	if st.Read != report.ReadScan || st.Estimated <= 0 {
+		t.Errorf("1500 pairs in a range of 1500 users: %+v, want a scan", st)
+	}
+	if len(got) != 1500 || got[1499][2] != "1" {
+		t.Errorf("scan: %d rows, last %v", len(got), got[len(got)-1])
+	}
+	// 1100 pairs spread over a table of 30000 payments: lookups.
+	for u := 3001; u <= 30000; u++ {
+		rows = append(rows, []any{u + 100000, u, "1.00", "USD", "SUCCESS", "2026-01-05 00:00:00"})
+		if u%1000 == 0 || u == 30000 {
+			insertMany(t, db, rows)
+			rows = rows[:0]
+		}
+	}
+	if _, err := db.Exec("ANALYZE TABLE vs_payment"); err != nil {
+		t.Fatal(err)
+	}
+	var spread [][]string
+	for u := 1; u <= 30000; u += 27 {
+		spread = append(spread, []string{strconv.Itoa(u), "USD"})
+	}
+	if _, st := runRead(t, db, payment, p, report.Bounds{}, pairsStore(t, spread), report.ReadAuto); st.Read != report.ReadLookups || st.Estimated <= 0 {
+		t.Errorf("%d pairs among 30000 users: %+v, want lookups after an estimate", len(spread), st)
+	}
+}
+
+func insertMany(t *testing.T, db *sql.DB, rows [][]any) {
+	t.Helper()
+	if len(rows) == 0 {
+		return
+	}
+	var args []any
+	q := "INSERT INTO vs_payment (id, user_id, amount, currency, status, created_at) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?),", len(rows)), ",")
+	for _, r := range rows {
+		args = append(args, r...)
+	}
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatal(err)
 	}
 }

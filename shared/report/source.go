@@ -58,6 +58,17 @@ type Source struct {
 	// Key (bound parameters, like every value) and, with Input, one batch.
 	Build func(p Params, b Bounds, batch [][]string) (Query, error)
 
+	// Scan, with Input, is the other way to read: one statement over the
+	// part's whole key range b, given the distinct values of the input's
+	// second column, returning Columns rows ordered by Key for the input
+	// rows that have data (the value as given, exactly); Fetch merges them
+	// with the input and gives the rest Missing. ScanRows is the statement
+	// whose EXPLAIN estimates the rows Scan reads in b. Fetch chooses Scan
+	// when the input is dense in the range (see scanDensity).
+	Scan     func(p Params, b Bounds, values []string) (Query, error)
+	ScanRows func(b Bounds) Query
+	Missing  []string
+
 	// DDL creates the table and the indexes its query needs. Sources on
 	// the same table share one DDL (the first to run creates the table);
 	// a source that needs more indexes than it declares lists them in
@@ -169,6 +180,13 @@ var withdraw = addSource(Source{
 	// took 64 s through (user_id, id) and a row lookup each (the table is
 	// larger than the buffer pool), and 2.0 s covered. report.Split counts
 	// key ranges on it.
+	// idx_created covers it too, for a small report's narrow time range
+	// (a part without bounds): through (created_at) alone each row was a
+	// random read of the table, which stops fitting in the buffer pool (on
+	// 10M withdrawals, 20 small reports' queries read 12,662 pages from
+	// disk in 2.99 s, and again on a second pass; covered, 91 pages in
+	// 0.36 s, then none in 0.24 s). report.Split counts the time range on
+	// its first column.
 	DDL: `CREATE TABLE IF NOT EXISTS vs_withdraw (
   id BIGINT NOT NULL PRIMARY KEY,
   user_id BIGINT NOT NULL,
@@ -176,7 +194,7 @@ var withdraw = addSource(Source{
   currency CHAR(3) NOT NULL,
   status VARCHAR(16) NOT NULL,
   created_at DATETIME NOT NULL,
-  KEY idx_created (created_at),
+  KEY idx_created (created_at, user_id, id, amount, currency, status),
   KEY idx_user (user_id, id, created_at, amount, currency, status)
 )`,
 })
@@ -222,6 +240,40 @@ var payment = addSource(Source{
 			"AND p.status = 'SUCCESS' AND p.created_at >= ? AND p.created_at < ? " +
 			"GROUP BY k.i, k.user_id, k.currency ORDER BY k.i", Args: args}, nil
 	},
+	// The scan reads the part's users in idx_user_currency's order, joined
+	// to the pairs' distinct spellings of the currency as a derived table:
+	// the same equality as Build's (the column's collation), each payment
+	// counted once for every spelling it equals, grouped by the spelling's
+	// index so that "USD" and "usd" stay two rows. Users without a pair
+	// are read and dropped by the merge; pairs without payments get 0 and
+	// 0.00, as Build's LEFT JOIN gives them.
+	Scan: func(p Params, b Bounds, values []string) (Query, error) {
+		var keys strings.Builder
+		args := make([]any, 0, len(values)*2+4)
+		for i, v := range values {
+			if i > 0 {
+				keys.WriteString(" UNION ALL ")
+			}
+			keys.WriteString("SELECT ? AS i, ? AS currency")
+			args = append(args, i, v)
+		}
+		args = append(args, p.From, p.To)
+		pred, bargs := and(b.Predicate("user_id"))
+		return Query{SQL: "SELECT p.user_id, k.currency, COUNT(*), SUM(p.amount) FROM vs_payment p JOIN (" +
+			keys.String() + ") k ON p.currency = k.currency " +
+			"WHERE p.status = 'SUCCESS' AND p.created_at >= ? AND p.created_at < ?" + pred +
+			" GROUP BY p.user_id, k.i ORDER BY p.user_id, k.i", Args: append(args, bargs...)}, nil
+	},
+	ScanRows: func(b Bounds) Query {
+		pred, bargs := b.Predicate("user_id")
+		if pred == "" {
+			return Query{SQL: "SELECT user_id FROM vs_payment"}
+		}
+		return Query{SQL: "SELECT user_id FROM vs_payment FORCE INDEX (idx_user_currency) WHERE " + pred, Args: bargs}
+	},
+	Missing: []string{"0", "0.00"},
+	// idx_user_currency covers both reads (amount included): a pair's
+	// lookup and a part's scan read the index alone, never the table.
 	DDL: `CREATE TABLE IF NOT EXISTS vs_payment (
   id BIGINT NOT NULL PRIMARY KEY,
   user_id BIGINT NOT NULL,
@@ -229,6 +281,6 @@ var payment = addSource(Source{
   currency CHAR(3) NOT NULL,
   status VARCHAR(16) NOT NULL,
   created_at DATETIME NOT NULL,
-  KEY idx_user_currency (user_id, currency, status, created_at)
+  KEY idx_user_currency (user_id, currency, status, created_at, amount)
 )`,
 })
