@@ -22,10 +22,10 @@ import (
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
-	"github.com/fanoutexport/fanoutexport/functions/aggregator"
-	"github.com/fanoutexport/fanoutexport/functions/dlq"
-	"github.com/fanoutexport/fanoutexport/functions/listener"
-	"github.com/fanoutexport/fanoutexport/functions/shim"
+	"github.com/fanoutexport/fanoutexport/functions/aggregate"
+	"github.com/fanoutexport/fanoutexport/functions/deadletter"
+	"github.com/fanoutexport/fanoutexport/functions/draintriggers"
+	"github.com/fanoutexport/fanoutexport/functions/listen"
 	"github.com/fanoutexport/fanoutexport/functions/sweep"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
@@ -73,16 +73,16 @@ func init() {
 func newHandler(f topology.Function) handler {
 	switch f.EntryPoint {
 	case topology.EntryDrainTriggers:
-		return shim.New()
+		return draintriggers.New()
 	case topology.EntryAggregate:
-		return aggregator.New()
+		return aggregate.New()
 	case topology.EntryDeadLetter:
-		return dlq.New()
+		return deadletter.New()
 	case topology.EntrySweep:
 		return sweep.New()
 	}
 	if s, ok := report.SourceByEntryPoint(f.EntryPoint); ok {
-		return listener.New(s)
+		return listen.New(s)
 	}
 	panic(fmt.Sprintf("fanoutexport: no handler for entry point %s", f.EntryPoint))
 }

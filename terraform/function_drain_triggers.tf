@@ -1,4 +1,4 @@
-# DrainTriggers, the MQ1 shim. Cloud Functions only run during a request, so
+# DrainTriggers, the trigger consumer. Cloud Functions only run during a request, so
 # Cloud Scheduler calls this HTTP function every minute; each call consumes
 # report.trigger for DRAIN_FOR (50 s), admits at most MAX_IN_FLIGHT reports
 # (the rest wait on THROTTLE_QUEUE), republishes each admitted trigger to

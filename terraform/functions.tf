@@ -15,7 +15,7 @@
 #   dsn_env            the variable its DSN is read from: the database's
 #                      secret, or a Cloud SQL DSN (cloud_sql_instances)
 #   source_databases   further databases it reads, database => DSN
-#                      variable (the shim's split estimates): each gets
+#                      variable (DrainTriggers' split estimates): each gets
 #                      its DSN, egress, Cloud SQL grants and a share of the
 #                      connection budget as the database above does
 #   amqp               whether it connects to RabbitMQ (firewall)
@@ -54,7 +54,7 @@ locals {
   function_databases = { for ep, f in local.functions : ep => merge(f.source_databases, { (f.database) = f.dsn_env }) }
 
   # Deliveries a push function may get at once: one per part of each of
-  # max_in_flight reports (the shim admits no more reports; a report has at
+  # max_in_flight reports (DrainTriggers admits no more reports; a report has at
   # most max_parts parts). Listeners and the aggregator size their max
   # instances from it (divided by their request concurrency), capped by
   # their *_max_instances variables.
@@ -123,7 +123,7 @@ locals {
 
   # Open connections per database at full scale-out, checked against
   # var.db_connection_limits by the functions' precondition. A pool is per
-  # instance and per database, whatever its request concurrency: the shim's
+  # instance and per database, whatever its request concurrency: DrainTriggers'
   # pools of its source databases count as the listeners' do.
   db_users = {
     for db in distinct(flatten([for dbs in values(local.function_databases) : keys(dbs)])) :
@@ -192,7 +192,7 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   lifecycle {
-    # Every database the function connects to (its own and, for the shim,
+    # Every database the function connects to (its own and, for DrainTriggers,
     # the source databases it estimates from) must fit its budget.
     precondition {
       condition     = length(setintersection(local.over_budget, keys(local.function_databases[each.key]))) == 0
@@ -201,7 +201,7 @@ resource "google_cloudfunctions2_function" "function" {
 
     # Saturation is not failure: with every instance busy Cloud Run answers
     # 429, Pub/Sub counts a failed delivery, and after 6 the report is
-    # FAILED. The shim admits at most max_in_flight reports at once, and
+    # FAILED. DrainTriggers admits at most max_in_flight reports at once, and
     # each of them is one message at a time for each push function.
     precondition {
       condition     = each.value.push == null || each.value.max_instances * each.value.concurrency >= var.max_in_flight

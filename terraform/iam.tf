@@ -44,7 +44,7 @@ locals {
 
   # Each function's access to each Cloud SQL instance it reads, key =>
   # {ep, db}: its own database's under the key ep, and a source database's
-  # (the shim's split estimates) under "ep/db" unless that instance is
+  # (DrainTriggers' split estimates) under "ep/db" unless that instance is
   # already its own database's (one IAM user and one grant per instance).
   cloud_sql_access = merge(
     { for ep in local.cloud_sql_readers : ep => { ep = ep, db = local.functions[ep].database } },
@@ -112,7 +112,7 @@ locals {
 
   # Pub/Sub forwards undeliverable messages as its service agent: it must
   # publish to each dead-letter topic (report-dead-letter for the function
-  # subscriptions, report-parked for the DLQ function's own). Only the push
+  # subscriptions, report-parked for DeadLetter's own). Only the push
   # subscriptions need the agent's grants, so only they wait for them.
   agent_topic_grants = {
     for topic in distinct([for p in values(local.push_subscriptions) : p.delivery.dead_letter_topic]) :

@@ -13,7 +13,7 @@ locals {
   # minor, go126 (topology.json, from go.mod's go directive).
   go_runtime = local.topology.go_runtime
 
-  # Delivery policy of every push subscription except the DLQ function's own
+  # Delivery policy of every push subscription except DeadLetter's own
   # (topology.MaxDeliveryAttempts, topology.BackoffSeconds): 6 deliveries 60 s
   # apart, then report-dead-letter. DeadLetter's exception is its own entry
   # of local.topology.functions.
@@ -49,7 +49,7 @@ locals {
   # fans out the others.
   stage_topics = local.topology.stage_topics
 
-  # Every source database (listeners' and the shim's split estimates),
+  # Every source database (listeners' and DrainTriggers' split estimates),
   # database => its DSN variable, and with the record database every key
   # the database-keyed variables take.
   source_databases = { for db, d in local.topology.source_databases : db => d.dsn_env }

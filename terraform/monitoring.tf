@@ -17,7 +17,7 @@ locals {
 }
 
 # A message failed every delivery on a push subscription (its record is
-# FAILED by the DLQ function), or the DLQ function itself gave up and parked
+# FAILED by DeadLetter), or DeadLetter itself gave up and parked
 # its message: somebody should look at the record and the logs. The
 # condition is evaluated per subscription (grouped by subscription_id), so
 # each incident names its subscription; one condition keeps the policy

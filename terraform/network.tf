@@ -3,8 +3,8 @@
 # VPC and subnet (a Shared VPC host's included) or, with create_network, in
 # a VPC created here. Egress is denied except where each function needs it:
 # every function Redis (and, with all-traffic egress, Google APIs at
-# private.googleapis.com); a listener its own database; the shim and the
-# sweeper the record database and RabbitMQ, the shim also the source
+# private.googleapis.com); a listener its own database; DrainTriggers and the
+# sweeper the record database and RabbitMQ, DrainTriggers also the source
 # databases it estimates parts from; the aggregator and the DLQ
 # function the record database. With the default VPC_EGRESS_ALL_TRAFFIC
 # the deny covers every destination, the internet included; with
@@ -69,7 +69,7 @@ locals {
         port        = google_redis_instance.state.port
       }
       amqp = {
-        description = "The shim and the sweeper: RabbitMQ (report.trigger and its delay queues, report.completed)."
+        description = "DrainTriggers and the sweeper: RabbitMQ (report.trigger and its delay queues, report.completed)."
         tags        = [for ep in sort(keys(local.functions)) : local.function_tags[ep] if local.functions[ep].amqp]
         ranges      = [var.amqp_host_cidr]
         port        = var.amqp_port

@@ -18,7 +18,7 @@ resource "google_pubsub_topic" "topic" {
 locals {
   # Pull subscriptions, by name before PUBSUB_NAME_PREFIX. Neither has a
   # dead-letter policy: report-parked-hold is the end of the line, and a
-  # completion event the shim cannot forward yet waits (the backlog alert
+  # completion event DrainTriggers cannot forward yet waits (the backlog alert
   # in monitoring.tf fires when it waits too long).
   # Ops inspect parked messages (report-parked-hold) by pulling without
   # acking: they are kept as long as Pub/Sub allows. DrainTriggers forwards

@@ -1,7 +1,7 @@
 # Report state (shared/state). Hashes carry a TTL; the default
 # maxmemory-policy volatile-lru would evict exactly those live reports under
 # memory pressure, so writes must fail instead (noeviction), new reports
-# wait above REDIS_MEMORY_HIGH_WATER (the shim), and an alert fires before
+# wait above REDIS_MEMORY_HIGH_WATER (DrainTriggers), and an alert fires before
 # it is full (monitoring.tf).
 resource "google_redis_instance" "state" {
   project        = var.project_id

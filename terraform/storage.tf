@@ -33,7 +33,7 @@ resource "google_storage_bucket" "reports" {
   }
 
   # Part segments (tmp/reports/{id}/) live until the aggregator composes
-  # the CSV and deletes them, or the DLQ function deletes a failed
+  # the CSV and deletes them, or DeadLetter deletes a failed
   # report's; a crash between the two leaves them: gone after a day.
   lifecycle_rule {
     condition {

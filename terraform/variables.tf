@@ -624,7 +624,7 @@ variable "throttle_queue" {
 }
 
 variable "throttle_delay_seconds" {
-  description = "THROTTLE_DELAY: how long a throttled trigger waits before it is offered again (the shim's own default, 5 s)."
+  description = "THROTTLE_DELAY: how long a throttled trigger waits before it is offered again (DrainTriggers' own default, 5 s)."
   type        = number
   default     = 5
 
@@ -646,7 +646,7 @@ variable "redis_memory_high_water" {
 }
 
 variable "completed_exchange" {
-  description = "COMPLETED_EXCHANGE: the durable RabbitMQ fanout exchange DrainTriggers forwards completion events to (declared by the shim)."
+  description = "COMPLETED_EXCHANGE: the durable RabbitMQ fanout exchange DrainTriggers forwards completion events to (declared by DrainTriggers)."
   type        = string
   default     = "report.completed"
 

@@ -1,5 +1,5 @@
 // Package sweep is the Sweep function: Cloud Scheduler calls it every few
-// minutes and it runs one sweep (package shared/sweep holds the logic):
+// minutes and it runs one sweep (package shared/stuck holds the logic):
 // records stuck in PENDING get their trigger republished, records stuck in
 // PROCESSING end FAILED.
 package sweep
@@ -16,13 +16,13 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/logging"
 	"github.com/fanoutexport/fanoutexport/shared/record"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
-	"github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/stuck"
 )
 
 // env is the instance's clients and its sweeper.
 type env struct {
 	*serverenv.Env
-	sweeper *sweep.Sweeper
+	sweeper *stuck.Sweeper
 }
 
 // Handler is the Sweep HTTP function.
@@ -49,7 +49,7 @@ func New() *Handler {
 		if err != nil {
 			return nil, errors.Join(err, se.Close())
 		}
-		return &env{Env: se, sweeper: &sweep.Sweeper{
+		return &env{Env: se, sweeper: &stuck.Sweeper{
 			Cfg: cfg, Repo: repo, Log: logging.Default, State: se.State, Announce: ann,
 		}}, nil
 	})}
@@ -75,7 +75,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.mu.Unlock()
 	res, err := e.sweeper.Run(r.Context())
 	body := struct {
-		sweep.Result
+		stuck.Result
 		Error string `json:"error,omitempty"`
 	}{Result: res}
 	w.Header().Set("Content-Type", "application/json")

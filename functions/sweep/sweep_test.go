@@ -17,7 +17,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/functions/sweep"
 	"github.com/fanoutexport/fanoutexport/shared/record"
-	shared "github.com/fanoutexport/fanoutexport/shared/sweep"
+	shared "github.com/fanoutexport/fanoutexport/shared/stuck"
 	"github.com/fanoutexport/fanoutexport/shared/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"

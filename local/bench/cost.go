@@ -114,7 +114,7 @@ type Workload struct {
 	SmallPerDay int     `json:"smallPerDay"`
 	BigPerDay   int     `json:"bigPerDay"`
 	Days        float64 `json:"daysPerMonth"`
-	// DrainBusySecPerMin is how long the shim's scheduled drain runs of
+	// DrainBusySecPerMin is how long DrainTriggers' scheduled drain runs of
 	// every minute (it keeps draining RabbitMQ until just before the next
 	// run).
 	DrainBusySecPerMin float64 `json:"drainBusySecPerMinute"`
@@ -208,7 +208,7 @@ func runsPerHour(cron string) (float64, error) {
 
 // Monthly prices workload w on deployment d: the reports as measured
 // (small and big, each the mean of its report types), and what the
-// deployment pays idle: Memorystore, the shim's drain, the sweeper, the
+// deployment pays idle: Memorystore, DrainTriggers' drain, the sweeper, the
 // scheduler jobs, minimum instances, and the CSVs kept for the bucket's
 // retention.
 func (p Prices) Monthly(w Workload, d Deployment, small, big PerReport) (Monthly, error) {
@@ -248,7 +248,7 @@ func (p Prices) Monthly(w Workload, d Deployment, small, big PerReport) (Monthly
 	if err != nil {
 		return m, err
 	}
-	add("shim's drain (DrainTriggers)", basis, usd, true)
+	add("DrainTriggers drain", basis, usd, true)
 	if usd, basis, err = busy("Sweep", w.SweepSecPerRun); err != nil {
 		return m, err
 	}

@@ -143,14 +143,14 @@ func TestMonthly(t *testing.T) {
 	drainRuns, sweepRuns := 60.0*24*30, 12.0*24*30
 	month := 30.0 * 24 * 3600
 	want := map[string]float64{
-		"Memorystore":                  1 * 2 * 730,
-		"shim's drain (DrainTriggers)": drainRuns*50*(0.5*0.01+0.25*0.001) + drainRuns*1e-6,
-		"sweeper (Sweep)":              sweepRuns*2*(1*0.01+0.5*0.001) + sweepRuns*1e-6,
-		"Cloud Scheduler":              2 * 3,
-		"minimum instances":            month*(0.5*0.001+0.25*0.0001) + month*(1*0.001+0.5*0.0001),
-		"small reports":                100 * 30 * 0.001,
-		"big reports":                  2 * 30 * 0.5,
-		"CSVs stored":                  10 * (100.0/1024 + 2) * 1,
+		"Memorystore":         1 * 2 * 730,
+		"DrainTriggers drain": drainRuns*50*(0.5*0.01+0.25*0.001) + drainRuns*1e-6,
+		"sweeper (Sweep)":     sweepRuns*2*(1*0.01+0.5*0.001) + sweepRuns*1e-6,
+		"Cloud Scheduler":     2 * 3,
+		"minimum instances":   month*(0.5*0.001+0.25*0.0001) + month*(1*0.001+0.5*0.0001),
+		"small reports":       100 * 30 * 0.001,
+		"big reports":         2 * 30 * 0.5,
+		"CSVs stored":         10 * (100.0/1024 + 2) * 1,
 	}
 	gotLines := map[string]float64{}
 	var fixed, total float64

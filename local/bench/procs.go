@@ -17,7 +17,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/stack"
 )
 
-// fnProc is one process of the stack: a function server or the shim.
+// fnProc is one process of the stack: a function server or DrainTriggers.
 type fnProc struct {
 	PID  int
 	Name string // FUNCTION_TARGET, or the executable's name
@@ -98,7 +98,7 @@ func statFields(pid string) ([]string, error) {
 }
 
 // stackProcs names the stack's running processes (each function server
-// and the shim, each its own executable) and their process IDs.
+// and DrainTriggers, each its own executable) and their process IDs.
 func stackProcs(st *stack.Stack) ([]fnProc, error) {
 	var out []fnProc
 	for _, name := range st.Processes() {

@@ -305,7 +305,7 @@ func Run(ctx context.Context, o Options) (res *Results, err error) {
 		os.RemoveAll(logDir)
 		res.LogDir = ""
 	})
-	step("building the function server and the shim")
+	step("building the function server and DrainTriggers")
 	bstart := time.Now()
 	if err := stack.Build(ctx, o.moduleRoot, binDir); err != nil {
 		return res, err

@@ -99,7 +99,7 @@ type PubSubUsage struct {
 	Deliveries int   `json:"deliveries"`
 	// BillableBytes counts each publish and each delivery at its size or
 	// 1000 bytes, whichever is more (a message no subscriber pushed is
-	// counted as delivered once: pulled by the shim or a hold subscription).
+	// counted as delivered once: pulled by DrainTriggers or a hold subscription).
 	BillableBytes int64 `json:"billableBytes"`
 }
 

@@ -91,7 +91,7 @@ func (c *Client) Publish(ctx context.Context, body []byte) error {
 	}
 	if c.PassiveTrigger {
 		if _, err := ch.QueueDeclarePassive(c.TriggerQueue, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("trigger queue %s does not exist on RabbitMQ at %s (the shim declares it locally: is `make up` running? in production the upstream declares it; check TRIGGER_QUEUE): %w", c.TriggerQueue, c.where(RabbitMQ), err)
+			return fmt.Errorf("trigger queue %s does not exist on RabbitMQ at %s (DrainTriggers declares it locally: is `make up` running? in production the upstream declares it; check TRIGGER_QUEUE): %w", c.TriggerQueue, c.where(RabbitMQ), err)
 		}
 	} else if err := trigger.DeclareTrigger(ch, c.TriggerQueue); err != nil {
 		// The upstream owns the trigger queue; this client stands in for it.
@@ -162,7 +162,7 @@ func (p Progress) String() string {
 	}
 	if p.StateGone {
 		if p.Status == record.Pending {
-			return "PENDING (waiting for the shim to dispatch it)"
+			return "PENDING (waiting for DrainTriggers to dispatch it)"
 		}
 		return p.Status.String() + " (no state in Redis)"
 	}

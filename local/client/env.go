@@ -34,7 +34,7 @@ const (
 // with Application Default Credentials. Nothing dials here. Call the
 // returned func when done.
 func FromEnv(ctx context.Context) (*Client, func(), error) {
-	var cfg config.Shim
+	var cfg config.DrainTriggers
 	if err := config.Load(ctx, &cfg); err != nil {
 		return nil, nil, err
 	}

@@ -115,7 +115,7 @@ func (c *Client) ParkedTriggers(ctx context.Context, limit int) ([]Parked, error
 }
 
 // Requeue moves the parked trigger whose TriggerKey is key back to the
-// trigger queue, without its park reason and attempt counts so the shim
+// trigger queue, without its park reason and attempt counts so DrainTriggers
 // gives it a fresh set of attempts, and acks it in the parking queue only
 // after RabbitMQ confirmed the copy. It looks through up to requeueScan
 // triggers; one that another listing holds at that moment is not seen.
@@ -165,7 +165,7 @@ func (c *Client) parked(ctx context.Context, limit int, f func(*amqp.Channel, []
 	}
 	defer ch.Close()
 	if _, err := ch.QueueDeclarePassive(c.ParkedQueue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("parking queue %s does not exist on RabbitMQ at %s (the shim declares it when it starts; check PARKED_QUEUE): %w", c.ParkedQueue, c.where(RabbitMQ), err)
+		return fmt.Errorf("parking queue %s does not exist on RabbitMQ at %s (DrainTriggers declares it when it starts; check PARKED_QUEUE): %w", c.ParkedQueue, c.where(RabbitMQ), err)
 	}
 	var ds []amqp.Delivery
 	for len(ds) < limit {

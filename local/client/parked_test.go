@@ -48,7 +48,7 @@ func TestRequeueMovesThePickedTrigger(t *testing.T) {
 		})
 	}
 	// Two parkings of one body differ by their headers (here the reason;
-	// in the shim also the trace context), and are told apart.
+	// in DrainTriggers also the trace context), and are told apart.
 	for _, p := range [][2]string{{"101", "no record 101"}, {"102", "no record 102"}, {"103", "no record 103"}, {"103", "not a trigger"}} {
 		if err := ch.PublishWithContext(ctx, "", parkedQ, false, false, amqp.Publishing{
 			Body: []byte(p[0]), Headers: amqp.Table{trigger.HeaderParkReason: p[1], trigger.HeaderAttempt: int32(6)},

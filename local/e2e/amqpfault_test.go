@@ -57,7 +57,7 @@ func startProxy(t *testing.T, target string) *amqpProxy {
 	}
 	p := &amqpProxy{ln: ln, target: target, conns: map[*proxyConn]bool{}}
 	p.wg.Go(p.serve)
-	// Registered before the stack starts, so it runs after the shim stopped.
+	// Registered before the stack starts, so it runs after DrainTriggers stopped.
 	t.Cleanup(func() {
 		ln.Close()
 		p.cut()
@@ -157,7 +157,7 @@ func (p *amqpProxy) fromBroker(pc *proxyConn, class, method uint16, args []byte)
 func (p *amqpProxy) fromClient(pc *proxyConn, class, method uint16) {
 	if class == classBasic && (method == methodAck || method == methodNack || method == methodReject) {
 		p.mu.Lock()
-		pc.settled++ // the shim settles one delivery at a time
+		pc.settled++ // DrainTriggers settles one delivery at a time
 		p.mu.Unlock()
 	}
 }
@@ -245,9 +245,9 @@ func (f *amqpFrames) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// RabbitMQ connections cut while triggers flow: the shim's connection
+// RabbitMQ connections cut while triggers flow: DrainTriggers' connection
 // goes through a proxy of this test's own, which cuts it four times while
-// 40 triggers arrive in four bursts, each time at the moment the shim
+// 40 triggers arrive in four bursts, each time at the moment DrainTriggers
 // holds unsettled triggers of the burst. Those go back to the queue and
 // come again; every record must end SUCCESS exactly once with the
 // reference CSV, uploaded once, and nothing may be parked or dead-lettered.
@@ -262,7 +262,7 @@ func TestRabbitMQConnectionsCut(t *testing.T) {
 	proxy := startProxy(t, u.Host)
 	var pushes deliveries
 	e := newEnv(t, options{observe: pushes.add, envFor: func(*env) map[string][]string {
-		return map[string][]string{"shim": {"AMQP_URL=" + proxy.url(amqpURL)}}
+		return map[string][]string{"draintriggers": {"AMQP_URL=" + proxy.url(amqpURL)}}
 	}})
 	e.keepVersions()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -277,9 +277,9 @@ func TestRabbitMQConnectionsCut(t *testing.T) {
 	var cuts []time.Time
 	unsettledAtCuts := 0
 	for b := range batches {
-		// Cut a live session each time: wait for the shim to have
+		// Cut a live session each time: wait for DrainTriggers to have
 		// connected again after the previous cut.
-		waitUntil(ctx, t, "the shim to connect through the proxy", func() bool {
+		waitUntil(ctx, t, "DrainTriggers to connect through the proxy", func() bool {
 			st := proxy.stats()
 			return st.open > 0 && st.accepted > b
 		})
@@ -301,7 +301,7 @@ func TestRabbitMQConnectionsCut(t *testing.T) {
 			unsettledAtCuts += n
 			cuts = append(cuts, time.Now())
 		case <-ctx.Done():
-			t.Fatalf("batch %d: the shim never held %d triggers unsettled: %v", b+1, unsettledAtCut, ctx.Err())
+			t.Fatalf("batch %d: DrainTriggers never held %d triggers unsettled: %v", b+1, unsettledAtCut, ctx.Err())
 		}
 	}
 
@@ -374,16 +374,16 @@ func TestRabbitMQConnectionsCut(t *testing.T) {
 		t.Errorf("%d triggers parked, want none; first: %q %v", len(parked), parked[0].Body, parked[0].Headers)
 	}
 	if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got != 0 {
-		t.Errorf("%d pushes to the DLQ function, want none", got)
+		t.Errorf("%d pushes to DeadLetter, want none", got)
 	}
-	// The cuts bit: the shim reconnected after each, and every trigger
+	// The cuts bit: DrainTriggers reconnected after each, and every trigger
 	// it held unsettled at a cut came to it again, marked redelivered.
 	st := proxy.stats()
 	if st.accepted < batches+1 {
-		t.Errorf("the shim connected %d times through the proxy, want at least %d (once, then after each cut)", st.accepted, batches+1)
+		t.Errorf("DrainTriggers connected %d times through the proxy, want at least %d (once, then after each cut)", st.accepted, batches+1)
 	}
 	if st.redelivered < unsettledAtCuts {
-		t.Errorf("%d redeliveries reached the shim, want at least the %d triggers unsettled at the cuts", st.redelivered, unsettledAtCuts)
+		t.Errorf("%d redeliveries reached DrainTriggers, want at least the %d triggers unsettled at the cuts", st.redelivered, unsettledAtCuts)
 	}
 
 	// Duplicate dispatches: a trigger that came again while its record
@@ -403,19 +403,19 @@ func TestRabbitMQConnectionsCut(t *testing.T) {
 	for _, j := range jobs {
 		dispatches[len(stage1[strconv.FormatInt(j.id, 10)])]++
 	}
-	t.Logf("%d cuts with %d triggers unsettled in all; %d shim connections, %d deliveries to it of which %d redelivered; stage-1 dispatches per record → records: %v",
+	t.Logf("%d cuts with %d triggers unsettled in all; %d DrainTriggers connections, %d deliveries to it of which %d redelivered; stage-1 dispatches per record → records: %v",
 		len(cuts), unsettledAtCuts, st.accepted, st.delivered, st.redelivered, dispatches)
 	t.Logf("%d reports: all final %v after the last cut, %v after the first request; test %v",
 		len(jobs), lastFinal.Sub(cuts[len(cuts)-1]).Round(time.Millisecond), lastFinal.Sub(began).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 
-// unsettledAtCut is how many triggers the shim holds unsettled when the
+// unsettledAtCut is how many triggers DrainTriggers holds unsettled when the
 // proxy cuts its connection: some it is dispatching, one it never got.
 const unsettledAtCut = 3
 
 // publishBurst publishes each ID to queue back to back on one connection
 // straight to RabbitMQ (upstream's path is not the one cut), then waits
-// for the broker's confirms, so the shim receives them as one burst.
+// for the broker's confirms, so DrainTriggers receives them as one burst.
 func publishBurst(ctx context.Context, t *testing.T, queue string, ids []int64) {
 	t.Helper()
 	conn, err := amqp.Dial(amqpURL)
@@ -481,13 +481,13 @@ func (e *env) pubsubSettled() bool {
 }
 
 // RabbitMQ goes away and stays away for a while, as in a broker restart
-// (`rabbitmqctl stop_app`, a few seconds, `start_app`): the shim's two
+// (`rabbitmqctl stop_app`, a few seconds, `start_app`): DrainTriggers' two
 // connections (trigger consumer and completion forwarder) go through a
 // proxy of this test's own, which closes them and then resets every new
 // connection until it has refused each side several times, then lets
 // them through again. A session that ended with a closed connection and
-// a dial that was refused end with errors of different types: the shim
-// once stored both in one atomic.Value and panicked. The shim must not
+// a dial that was refused end with errors of different types: DrainTriggers
+// once stored both in one atomic.Value and panicked. DrainTriggers must not
 // exit (no restart by the stack's supervisor), and a trigger published
 // during the outage must end SUCCESS with its completion event on the
 // upstream's queue, as must one published before.
@@ -499,7 +499,7 @@ func TestRabbitMQRefusedAfterCut(t *testing.T) {
 	}
 	proxy := startProxy(t, u.Host)
 	e := newEnv(t, options{envFor: func(*env) map[string][]string {
-		return map[string][]string{"shim": {"AMQP_URL=" + proxy.url(amqpURL)}}
+		return map[string][]string{"draintriggers": {"AMQP_URL=" + proxy.url(amqpURL)}}
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -550,17 +550,17 @@ func TestRabbitMQRefusedAfterCut(t *testing.T) {
 		event(id)
 	}
 
-	waitUntil(ctx, t, "the shim's consumer and forwarder to connect through the proxy", func() bool { return proxy.stats().open >= 2 })
+	waitUntil(ctx, t, "DrainTriggers' consumer and forwarder to connect through the proxy", func() bool { return proxy.stats().open >= 2 })
 	report("before the outage")
 
 	proxy.refuse(true)
 	proxy.cut()
 	// Both reconnect loops back off from 200 ms, doubling, with full
 	// jitter: six refusals each take about 3 s (the first run of this
-	// test, before the fix, saw the shim panic at its first refusal).
+	// test, before the fix, saw DrainTriggers panic at its first refusal).
 	const refusals = 12
-	waitUntil(ctx, t, "the shim to be refused several times", func() bool { return proxy.stats().refused >= refusals })
-	// Published straight to RabbitMQ while the shim cannot reach it.
+	waitUntil(ctx, t, "DrainTriggers to be refused several times", func() bool { return proxy.stats().refused >= refusals })
+	// Published straight to RabbitMQ while DrainTriggers cannot reach it.
 	id := e.request("withdraw_by_tag", seed.Params)
 	accepted := proxy.stats().accepted
 	proxy.refuse(false)
@@ -572,10 +572,10 @@ func TestRabbitMQRefusedAfterCut(t *testing.T) {
 
 	st := proxy.stats()
 	if st.accepted < accepted+2 {
-		t.Errorf("the shim connected %d times through the proxy after the outage, want at least 2 (consumer and forwarder)", st.accepted-accepted)
+		t.Errorf("DrainTriggers connected %d times through the proxy after the outage, want at least 2 (consumer and forwarder)", st.accepted-accepted)
 	}
-	if n := e.stack.Restarts("shim"); n != 0 {
-		t.Errorf("the shim exited %d times and was restarted, want never; its log:\n%s", n, e.stack.Logs("shim"))
+	if n := e.stack.Restarts("draintriggers"); n != 0 {
+		t.Errorf("DrainTriggers exited %d times and was restarted, want never; its log:\n%s", n, e.stack.Logs("draintriggers"))
 	}
 	t.Logf("%d connections refused; %d accepted in all", st.refused, st.accepted)
 }

@@ -56,7 +56,7 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// A trigger for a final record is consumed and changes nothing: wait
-	// for the shim to say, in its log's structured fields, that it ignored
+	// for DrainTriggers to say, in its log's structured fields, that it ignored
 	// this record's trigger, then compare the whole record.
 	done := ids["unknown report type"]
 	before, err := e.client.Records.Get(ctx, done)
@@ -64,15 +64,15 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ignored = "record already final; trigger ignored"
-	if n := countLogLines(t, e, "shim", done, ignored); n != 0 {
-		t.Fatalf("shim ignored a trigger of record %d %d times before it was sent", done, n)
+	if n := countLogLines(t, e, "draintriggers", done, ignored); n != 0 {
+		t.Fatalf("DrainTriggers ignored a trigger of record %d %d times before it was sent", done, n)
 	}
 	if err := e.client.Publish(ctx, []byte(fmt.Sprint(done))); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); countLogLines(t, e, "shim", done, ignored) == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); countLogLines(t, e, "draintriggers", done, ignored) == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the shim never consumed the trigger for final record %d", done)
+			t.Fatalf("DrainTriggers never consumed the trigger for final record %d", done)
 		}
 	}
 	after, err := e.client.Records.Get(ctx, done)
@@ -151,13 +151,13 @@ func TestStateGoneFailsRecord(t *testing.T) {
 	}
 }
 
-// A dispatch that keeps failing (here: the shim cannot reach Redis) is
+// A dispatch that keeps failing (here: DrainTriggers cannot reach Redis) is
 // retried through our delay queue, 6 attempts in all, then the record is
 // FAILED with the last error; the trigger queue is never blocked.
-func TestShimRetriesThenFails(t *testing.T) {
+func TestDrainTriggersRetriesThenFails(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{envFor: func(*env) map[string][]string {
-		return map[string][]string{"shim": {"REDIS_ADDR=127.0.0.1:1"}}
+		return map[string][]string{"draintriggers": {"REDIS_ADDR=127.0.0.1:1"}}
 	}})
 	id := e.request("withdraw_by_tag", seed.Params)
 	rec := e.wait(id, 60*time.Second)
@@ -169,7 +169,7 @@ func TestShimRetriesThenFails(t *testing.T) {
 			t.Errorf("fail_reason %q does not mention %q", rec.FailReason, want)
 		}
 	}
-	if n := strings.Count(e.stack.Logs("shim"), "dispatch failed; retrying later"); n != 5 {
-		t.Errorf("shim logged %d retries, want 5 (6 attempts)", n)
+	if n := strings.Count(e.stack.Logs("draintriggers"), "dispatch failed; retrying later"); n != 5 {
+		t.Errorf("DrainTriggers logged %d retries, want 5 (6 attempts)", n)
 	}
 }

@@ -27,15 +27,15 @@ const (
 	burstInFlight = 8
 )
 
-// 200 reports requested at once, through the real shim and functions, with
+// 200 reports requested at once, through the real DrainTriggers and functions, with
 // MAX_IN_FLIGHT=8: every record ends SUCCESS with the golden CSV, a goroutine
 // polling the record table never sees more than 8 PROCESSING, no Redis key
 // and no trigger is left anywhere. THROTTLE_DELAY is short (300 ms) so the
 // 25 rounds of 8 take seconds, not minutes.
 //
 // Goroutines: the function processes have no debug endpoint, so this test
-// cannot count theirs. The shim's long-running process (the trigger
-// consumer and the completion forwarder, as local/cmd/shim runs them) is
+// cannot count theirs. DrainTriggers' long-running process (the trigger
+// consumer and the completion forwarder, as local/cmd/draintriggers runs them) is
 // checked in-process by TestConsumerKeepsInFlightLimit in shared/trigger:
 // the same burst and limit, then runtime.NumGoroutine back to its baseline
 // once both are stopped and closed.
@@ -45,10 +45,10 @@ func TestBurstWithInFlightLimit(t *testing.T) {
 	e := newEnv(t, options{envFor: func(e *env) map[string][]string {
 		throttleQueue = e.iso.Queues()["TRIGGER_QUEUE"] + ".throttled"
 		// Registered before the stack starts, so it runs after the
-		// stack stops (the shim declares the queue; isolation does not
+		// stack stops (DrainTriggers declares the queue; isolation does not
 		// know it yet).
 		t.Cleanup(func() { deleteQueue(t, throttleQueue) })
-		return map[string][]string{stack.Shim: {
+		return map[string][]string{stack.DrainTriggers: {
 			"MAX_IN_FLIGHT=" + strconv.Itoa(burstInFlight),
 			"THROTTLE_QUEUE=" + throttleQueue,
 			"THROTTLE_DELAY=300ms",

@@ -62,7 +62,7 @@ func listen(t *testing.T, e *env) *events {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The shim declares the exchange when it starts forwarding; declaring
+	// DrainTriggers declares the exchange when it starts forwarding; declaring
 	// it the same way first lets the queue be bound before any event.
 	if err := completion.Declare(ch, e.iso.CompletedExchange()); err != nil {
 		t.Fatal(err)
@@ -204,13 +204,13 @@ func (ev *events) expect(e *env, rec record.Record, golden string) string {
 }
 
 // A SUCCESS and a FAILED report are announced on Pub/Sub and, forwarded
-// by the shim, on RabbitMQ, with the contract's bodies; a trigger
+// by DrainTriggers, on RabbitMQ, with the contract's bodies; a trigger
 // republished for a final record announces it again, identically but for
 // the link.
 func TestCompletionEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{envFor: func(e *env) map[string][]string {
-		m := map[string][]string{stack.Shim: {"SIGNED_URL_TTL=" + signedTTL.String()}}
+		m := map[string][]string{stack.DrainTriggers: {"SIGNED_URL_TTL=" + signedTTL.String()}}
 		for _, f := range topology.Functions() {
 			m[f.EntryPoint] = []string{"SIGNED_URL_TTL=" + signedTTL.String()}
 		}
@@ -234,7 +234,7 @@ func TestCompletionEvent(t *testing.T) {
 		t.Errorf("republished SUCCESS event differs beyond the link:\n%s\n%s", first, again)
 	}
 
-	// An unknown report type ends FAILED in the shim.
+	// An unknown report type ends FAILED in DrainTriggers.
 	bad, err := e.client.Records.Insert(ctx, "no_such_report", []byte(seed.Params))
 	if err != nil {
 		t.Fatal(err)

@@ -229,7 +229,7 @@ func crashUnderLoad(t *testing.T, perType int, envFor func(*env) map[string][]st
 		}
 	}
 	if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got != 0 {
-		t.Errorf("%d pushes to the DLQ function, want none", got)
+		t.Errorf("%d pushes to DeadLetter, want none", got)
 	}
 
 	// What was measured.

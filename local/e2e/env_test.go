@@ -79,7 +79,7 @@ type env struct {
 	rdb    *redis.Client
 	stack  *stack.Stack
 	client *client.Client
-	logDir string // one log file per process: {entry point}.log, shim.log
+	logDir string // one log file per process: {entry point}.log, draintriggers.log
 }
 
 type options struct {

@@ -26,19 +26,19 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// partsEnv gives the shim tiny parts: the seed's 30-odd withdrawals in the
+// partsEnv gives DrainTriggers tiny parts: the seed's 30-odd withdrawals in the
 // report's range become many key-range parts, several users heavier than
 // a part, and parts whose users have no requested tag (empty segments).
 func partsEnv(partRows int) func(*env) map[string][]string {
 	return func(*env) map[string][]string {
-		return map[string][]string{"shim": {fmt.Sprintf("PART_ROWS=%d", partRows), "MAX_PARTS=200"}}
+		return map[string][]string{"draintriggers": {fmt.Sprintf("PART_ROWS=%d", partRows), "MAX_PARTS=200"}}
 	}
 }
 
-// dispatchedParts reads the shim's log: the parts record id was split into.
+// dispatchedParts reads DrainTriggers' log: the parts record id was split into.
 func dispatchedParts(t *testing.T, e *env, id int64) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.logDir, "shim.log"))
+	b, err := os.ReadFile(filepath.Join(e.logDir, "draintriggers.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestManyPartsEveryMessageTwice(t *testing.T) {
 
 // A part whose listener fails every delivery, for real: ListenWithdraw
 // reads a vs_withdraw that is a view raising an error for one user's
-// rows, so only the part holding that user fails (the shim plans on the
+// rows, so only the part holding that user fails (DrainTriggers plans on the
 // real table). After 6 deliveries the part dead-letters: the record ends
 // FAILED naming the listener and the part's key range, and the other
 // parts stop and leave no hash and no segment behind.
@@ -156,7 +156,7 @@ END`, boomUser, boomUser),
 				t.Fatalf("%s: %v", q, err)
 			}
 		}
-		return map[string][]string{"shim": {"PART_ROWS=2", "MAX_PARTS=200"}, "ListenWithdraw": {"DSN_PLT_FUND=" + dsn}}
+		return map[string][]string{"draintriggers": {"PART_ROWS=2", "MAX_PARTS=200"}, "ListenWithdraw": {"DSN_PLT_FUND=" + dsn}}
 	}})
 	id := e.request("withdraw_by_tag", seed.Params)
 	rec := e.wait(id, 3*time.Minute)
@@ -338,7 +338,7 @@ func TestComposeTreePast32Segments(t *testing.T) {
 				}
 			}
 		}
-		return map[string][]string{"shim": {"PART_ROWS=1", "MAX_PARTS=500"}}
+		return map[string][]string{"draintriggers": {"PART_ROWS=1", "MAX_PARTS=500"}}
 	}})
 	ctx := context.Background()
 	const typ = "withdraw_by_tag_with_payments"

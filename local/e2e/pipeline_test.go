@@ -1,6 +1,6 @@
 // Package e2e runs the whole system through its real processes: functions
 // built from this module and started with FUNCTION_TARGET, the push relay,
-// pstest, fake-gcs-server, the shim, and real MariaDB, Redis and RabbitMQ.
+// pstest, fake-gcs-server, DrainTriggers, and real MariaDB, Redis and RabbitMQ.
 package e2e
 
 import (
@@ -278,7 +278,7 @@ func countLogLines(t *testing.T, e *env, proc string, id int64, msg string) int 
 }
 
 // A listener whose every delivery fails: exactly 6 POSTs, then pstest's
-// dead-letter policy, the DLQ function, and the record FAILED naming it.
+// dead-letter policy, DeadLetter, and the record FAILED naming it.
 func TestListenerFailingEveryTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{envFor: func(e *env) map[string][]string {
@@ -299,7 +299,7 @@ func TestListenerFailingEveryTime(t *testing.T) {
 		t.Errorf("listen-withdraw got %d POSTs, want exactly %d", got, topology.MaxDeliveryAttempts)
 	}
 	if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got < 1 {
-		t.Errorf("DLQ function got %d POSTs, want ≥ 1", got)
+		t.Errorf("DeadLetter got %d POSTs, want ≥ 1", got)
 	}
 	if !e.hashGone(id) {
 		t.Errorf("hash of FAILED record %d still in Redis", id)

@@ -131,7 +131,7 @@ func TestRedisRestartFailsReportsInFlight(t *testing.T) {
 			e := newEnv(t, options{backoff: 500 * time.Millisecond, observe: pushes.add, envFor: func(*env) map[string][]string {
 				// The sweeper too: on another Redis it would fail these
 				// PROCESSING records itself, for want of their hashes.
-				vars := map[string][]string{stack.Shim: {"REDIS_ADDR=" + r.addr}, stack.Sweep: {"REDIS_ADDR=" + r.addr}}
+				vars := map[string][]string{stack.DrainTriggers: {"REDIS_ADDR=" + r.addr}, stack.Sweep: {"REDIS_ADDR=" + r.addr}}
 				for _, f := range topology.Functions() {
 					vars[f.EntryPoint] = []string{"REDIS_ADDR=" + r.addr}
 				}
@@ -218,7 +218,7 @@ func TestRedisRestartFailsReportsInFlight(t *testing.T) {
 				t.Errorf("keys left in Redis: %v", keys)
 			}
 			if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got != 0 {
-				t.Errorf("%d pushes to the DLQ function, want none: a report waited out its retries", got)
+				t.Errorf("%d pushes to DeadLetter, want none: a report waited out its retries", got)
 			}
 
 			after := pushes.list()[before:]
@@ -243,7 +243,7 @@ func TestRedisRestartFailsReportsInFlight(t *testing.T) {
 // A key of the wrong type at FileDownloadRecordEntity-{ID} (hostile-
 // upstream finding): WRONGTYPE on every attempt, the record FAILED only
 // when the key expired ten minutes later, with a reason hiding the cause,
-// and the shim had put a TTL on the key. Now the shim refuses to dispatch
+// and DrainTriggers had put a TTL on the key. Now DrainTriggers refuses to dispatch
 // onto it: FAILED at once naming the cause, nothing run, and the key
 // exactly as it was, without a TTL.
 func TestKeyOfWrongTypeFailsAtOnce(t *testing.T) {

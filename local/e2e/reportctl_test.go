@@ -302,7 +302,7 @@ func TestReportctl(t *testing.T) {
 	wantUnreachable(t, r, "Redis", down+" (REDIS_ADDR)")
 
 	// fetch refuses a report with no file yet; cancel ends it and
-	// announces the end on report-completed (and the shim forwards it).
+	// announces the end on report-completed (and DrainTriggers forwards it).
 	ev := listen(t, e)
 	e.ctlWant(1, "fetch", strconv.FormatInt(id, 10))
 	c := e.ctlWant(0, "cancel", strconv.FormatInt(id, 10))
@@ -333,7 +333,7 @@ func TestReportctl(t *testing.T) {
 
 	// Pub/Sub unreachable while cancelling a PENDING record nobody
 	// triggered: it ends FAILED, exit 3 names Pub/Sub and says how to have
-	// it announced; publishing its ID does, through the shim.
+	// it announced; publishing its ID does, through DrainTriggers.
 	pending, err := e.client.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
 	if err != nil {
 		t.Fatal(err)
@@ -627,7 +627,7 @@ func TestReportctlStatusInManyParts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{backoff: 10 * time.Minute, envFor: func(e *env) map[string][]string {
 		return map[string][]string{
-			"shim":          {"PART_ROWS=2", "MAX_PARTS=200"},
+			"draintriggers": {"PART_ROWS=2", "MAX_PARTS=200"},
 			"ListenPayment": {"DSN_PLT_FUND=" + e.emptyDatabase("nopay")},
 		}
 	}})

@@ -29,13 +29,13 @@ func TestFinishedReportIsNeverRerun(t *testing.T) {
 	t.Parallel()
 	const copies = 300
 	var pushes deliveries
-	// The shim's Redis commands go through a proxy that holds each one
+	// DrainTriggers' Redis commands go through a proxy that holds each one
 	// back: a copy that read the record PROCESSING then reaches Redis
 	// after the aggregator's MarkSuccess and hash deletion, as it did by
 	// chance on a loaded machine.
 	slow := startSlowProxy(t, redisAddr, 30*time.Millisecond)
 	e := newEnv(t, options{observe: pushes.add, envFor: func(*env) map[string][]string {
-		return map[string][]string{"shim": {"REDIS_ADDR=" + slow}}
+		return map[string][]string{"draintriggers": {"REDIS_ADDR=" + slow}}
 	}})
 	e.keepVersions()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -109,7 +109,7 @@ func TestFinishedReportIsNeverRerun(t *testing.T) {
 		t.Errorf("%d triggers parked, want none; first: %q", len(parked), parked[0].Body)
 	}
 	if got := e.stack.Relay.Stats(topology.SubDeadLetter).Posts; got != 0 {
-		t.Errorf("%d pushes to the DLQ function, want none", got)
+		t.Errorf("%d pushes to DeadLetter, want none", got)
 	}
 
 	// How many copies dispatched: each published stage 1 again.

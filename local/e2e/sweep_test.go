@@ -23,7 +23,7 @@ import (
 const sweepLimit = time.Minute
 
 // Issue 7's test 3, through the real stack: the Sweep function served by
-// its own process and called every 200 ms by the stack, the shim with
+// its own process and called every 200 ms by the stack, DrainTriggers with
 // MAX_IN_FLIGHT=1, and a stage-2 listener whose database has no tables
 // (its first failure is retried only after 10 minutes, so its report stays
 // PROCESSING with its hash). In order:
@@ -51,8 +51,8 @@ func TestSweeper(t *testing.T) {
 			// Registered before the stack starts, so it runs after it stops.
 			t.Cleanup(func() { deleteQueue(t, throttleQueue) })
 			return map[string][]string{
-				"ListenPayment": {"DSN_PLT_FUND=" + e.emptyDatabase("nopay")},
-				stack.Shim:      {"MAX_IN_FLIGHT=1", "THROTTLE_QUEUE=" + throttleQueue, "THROTTLE_DELAY=200ms"},
+				"ListenPayment":     {"DSN_PLT_FUND=" + e.emptyDatabase("nopay")},
+				stack.DrainTriggers: {"MAX_IN_FLIGHT=1", "THROTTLE_QUEUE=" + throttleQueue, "THROTTLE_DELAY=200ms"},
 				stack.Sweep: {
 					"SWEEP_PENDING_AFTER=" + sweepLimit.String(),
 					"SWEEP_PROCESSING_AFTER=" + sweepLimit.String(),
@@ -69,7 +69,7 @@ func TestSweeper(t *testing.T) {
 	defer db.Close()
 	runs := &sweepRuns{e: e}
 
-	// 1. PROCESSING without a hash: the shim died between the two, or
+	// 1. PROCESSING without a hash: DrainTriggers died between the two, or
 	// Redis lost the key.
 	lost, err := e.client.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
 	if err != nil {
@@ -122,9 +122,9 @@ func TestSweeper(t *testing.T) {
 			return runs.count(republished, published) == round && runs.count(republished, unpublished) == round
 		})
 	}
-	// The republished trigger reached the shim, which held it back.
-	waitFor(t, 30*time.Second, fmt.Sprintf("the shim to throttle record %d's republished trigger", unpublished), func() bool {
-		return countLogLines(t, e, stack.Shim, unpublished, "report waits for capacity") >= 1
+	// The republished trigger reached DrainTriggers, which held it back.
+	waitFor(t, 30*time.Second, fmt.Sprintf("DrainTriggers to throttle record %d's republished trigger", unpublished), func() bool {
+		return countLogLines(t, e, stack.DrainTriggers, unpublished, "report waits for capacity") >= 1
 	})
 	// Five more runs: nothing republished again (once per interval),
 	// nothing failed for waiting.

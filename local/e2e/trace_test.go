@@ -22,9 +22,9 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
 
-// One trace ID across every hop of a report: the shim, both stage-1
+// One trace ID across every hop of a report: DrainTriggers, both stage-1
 // listeners, the aggregator twice, the stage-2 listener. The trace is the
-// upstream's when its trigger carries W3C trace context, else one the shim
+// upstream's when its trigger carries W3C trace context, else one DrainTriggers
 // starts; every process's log lines about the report name it.
 func TestOneTracePerReport(t *testing.T) {
 	t.Parallel()
@@ -48,7 +48,7 @@ func TestOneTracePerReport(t *testing.T) {
 	// Every listener of every stage the report reaches sees its stage
 	// message (a stage topic fans out to all its listeners) and logs it.
 	rep, _ := report.Lookup("withdraw_by_tag_with_payments")
-	wantProcs := []string{"Aggregate", "shim"}
+	wantProcs := []string{"Aggregate", "draintriggers"}
 	for _, s := range report.Sources {
 		if s.Stage <= len(rep.Stages) {
 			wantProcs = append(wantProcs, s.EntryPoint)

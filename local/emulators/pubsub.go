@@ -128,7 +128,7 @@ func CreateTopology(ctx context.Context, emulatorAddr, project string, names top
 	}
 
 	// The pull subscriptions: parked-hold keeps parked messages until
-	// someone pulls them by hand; completed-amqp is the shim's, which
+	// someone pulls them by hand; completed-amqp is DrainTriggers', which
 	// forwards completion events to RabbitMQ. Nothing dead-letters out of
 	// either.
 	for _, p := range []struct{ sub, topic string }{

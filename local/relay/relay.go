@@ -440,7 +440,7 @@ func (x *run) waitReady(ctx context.Context, rt *route, log *slog.Logger) {
 func (x *run) push(ctx context.Context, rt *route, rm *pubsubpb.ReceivedMessage, attempt int32, log *slog.Logger) bool {
 	m := rm.GetMessage()
 	pt := m.GetPublishTime().AsTime().UTC().Format(time.RFC3339Nano)
-	b := message.Push{
+	b := message.Envelope{
 		Message: message.PushMessage{
 			Data:        m.GetData(),
 			Attributes:  m.GetAttributes(),

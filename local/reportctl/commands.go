@@ -220,7 +220,7 @@ func (k *cmd) describe(rec record.Record, p *client.Progress) {
 	if p != nil {
 		switch {
 		case p.StateGone && rec.Status == record.Pending:
-			fmt.Fprintf(w, "  state\tnone yet: the shim has not dispatched it (waiting in RabbitMQ)\n")
+			fmt.Fprintf(w, "  state\tnone yet: DrainTriggers has not dispatched it (waiting in RabbitMQ)\n")
 		case p.StateGone:
 			fmt.Fprintf(w, "  state\tgone from Redis (expired, or the record is ending right now)\n")
 		default:
@@ -449,8 +449,8 @@ func (k *cmd) cancel(ctx context.Context, id int64) error {
 	}
 	if err := k.c.Announce(ctx, id); err != nil {
 		// Nothing retries the CLI; a trigger naming a final record makes
-		// the shim announce it.
-		errs = append(errs, fmt.Errorf("record %d is FAILED (cancelled) but its completion event was not published; `reportctl publish %d` has the shim announce it: %w", id, id, err))
+		// DrainTriggers announce it.
+		errs = append(errs, fmt.Errorf("record %d is FAILED (cancelled) but its completion event was not published; `reportctl publish %d` has DrainTriggers announce it: %w", id, id, err))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -26,7 +26,7 @@ type Isolation struct {
 // KeyPrefix is the run's REDIS_KEY_PREFIX.
 func (i Isolation) KeyPrefix() string { return i.ID + ":" }
 
-// Queues maps the shim's queue variables to the run's queue names.
+// Queues maps DrainTriggers' queue variables to the run's queue names.
 func (i Isolation) Queues() map[string]string {
 	return map[string]string{
 		"TRIGGER_QUEUE":  i.ID + ".report.trigger",

@@ -1,7 +1,7 @@
 // Package stack runs the whole system on one machine: the Pub/Sub and
 // Cloud Storage emulators in-process, each function in its own
 // functions-framework process (as in production, picked by
-// FUNCTION_TARGET), the push relay, and the MQ1 shim consuming
+// FUNCTION_TARGET), the push relay, and DrainTriggers consuming
 // continuously, and the Sweep function called every few seconds, as Cloud
 // Scheduler calls it. MariaDB, Redis and RabbitMQ are the real servers.
 //
@@ -45,8 +45,8 @@ import (
 
 // Binaries built by Build.
 const (
-	FnServer = "fnserver"
-	Shim     = "shim"
+	FnServer      = "fnserver"
+	DrainTriggers = "draintriggers"
 )
 
 // Sweep names the process serving the Sweep function (a FnServer with
@@ -54,9 +54,9 @@ const (
 // Cloud Scheduler does in production; its log is sweep.log.
 const Sweep = "sweep"
 
-// Build compiles the function server and the shim into dir.
+// Build compiles the function server and DrainTriggers into dir.
 func Build(ctx context.Context, moduleRoot, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./local/cmd/fnserver", "./local/cmd/shim")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./local/cmd/fnserver", "./local/cmd/draintriggers")
 	cmd.Dir = moduleRoot
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -67,7 +67,7 @@ func Build(ctx context.Context, moduleRoot, dir string) error {
 
 // Config says how to run the stack.
 type Config struct {
-	BinDir      string // holds FnServer and Shim
+	BinDir      string // holds FnServer and DrainTriggers
 	Project     string
 	PubSubAddr  string // "127.0.0.1:8085"; port 0 picks one
 	GCSHost     string
@@ -79,7 +79,7 @@ type Config struct {
 	Duplicate   bool          // relay delivers every message twice
 	// Env is added to every process (DSNs, Redis prefix, queue names...).
 	Env []string
-	// EnvFor is added to one entry point's process (or Shim, or Sweep).
+	// EnvFor is added to one entry point's process (or DrainTriggers, or Sweep).
 	EnvFor map[string][]string
 	// SweepEvery is how often the stack calls the Sweep function;
 	// 0 means DefaultSweepEvery. Its limits are the process's
@@ -201,7 +201,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.URLs[f.EntryPoint] = url
 		routes = append(routes, relay.Route{Subscription: names.Sub(f.Subscription), URL: url, Ready: p.waitUp})
 	}
-	if _, err := s.spawn(Shim, filepath.Join(cfg.BinDir, Shim), append(append([]string{}, common...), cfg.EnvFor[Shim]...), 0); err != nil {
+	if _, err := s.spawn(DrainTriggers, filepath.Join(cfg.BinDir, DrainTriggers), append(append([]string{}, common...), cfg.EnvFor[DrainTriggers]...), 0); err != nil {
 		return nil, err
 	}
 	// The sweeper runs as the deployed Sweep function does, the same entry
@@ -276,7 +276,7 @@ func (s *Stack) proc(name string) *proc {
 }
 
 // Processes names the stack's processes: the push functions' entry points,
-// Shim and Sweep.
+// DrainTriggers and Sweep.
 func (s *Stack) Processes() []string {
 	names := make([]string, len(s.procs))
 	for i, p := range s.procs {
@@ -312,7 +312,7 @@ func (s *Stack) Instances(name string) []Instance {
 }
 
 // WaitReady waits until instance n of name (0 the first start, n after the
-// n-th restart) is ready: a function server listening, the shim started.
+// n-th restart) is ready: a function server listening, DrainTriggers started.
 // It returns an error wrapping ErrNoInstance if that instance ends before
 // it is ready or the stack closes first.
 func (s *Stack) WaitReady(ctx context.Context, name string, n int) (Instance, error) {

@@ -44,7 +44,7 @@ type Instance struct {
 	PID     int
 	Started time.Time
 	// Ready is when a function server accepted a TCP connection on its
-	// port (the shim: when it started); zero until then.
+	// port (DrainTriggers: when it started); zero until then.
 	Ready time.Time
 	// Exited is when the process ended; zero while it runs.
 	Exited time.Time
@@ -57,13 +57,13 @@ type Instance struct {
 var ErrNoInstance = errors.New("instance not ready")
 
 // proc is one supervised process: a function server on a fixed port, or
-// the shim. Its supervision loop restarts it whenever it exits, until
+// DrainTriggers. Its supervision loop restarts it whenever it exits, until
 // stop is called.
 type proc struct {
 	name   string
 	bin    string
 	env    []string
-	port   int // 0: no port to wait for (the shim)
+	port   int // 0: no port to wait for (DrainTriggers)
 	out    io.Writer
 	log    *tail // last output of every instance
 	logger *slog.Logger

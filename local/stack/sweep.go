@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fanoutexport/fanoutexport/shared/logging"
-	"github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/stuck"
 )
 
 // DefaultSweepEvery is how often the local stack calls the Sweep function
@@ -32,7 +32,7 @@ type SweepRun struct {
 	// Status is the HTTP status answered; 0 if the call got no answer.
 	Status int
 	// Result is what the sweep did, as the function reported it.
-	Result sweep.Result
+	Result stuck.Result
 	// Err is the sweep's error, or why the call failed; "" on success.
 	Err string
 }
@@ -144,7 +144,7 @@ func callSweep(ctx context.Context, client *http.Client, p *proc, url string, ev
 		return run
 	}
 	var answer struct {
-		sweep.Result
+		stuck.Result
 		Error string `json:"error"`
 	}
 	// A refused call (409 from an instance already sweeping, a 500 before

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/stuck"
 )
 
 // What the scheduler makes of each answer the Sweep function gives
@@ -37,9 +37,9 @@ func TestCallSweep(t *testing.T) {
 		errHas string
 	}{
 		{name: "swept", status: 200, body: `{"republished":[4],"lost":[1,2],"timedOut":null}`,
-			want: SweepRun{Status: 200, Result: sweep.Result{Republished: []int64{4}, Lost: []int64{1, 2}}}},
+			want: SweepRun{Status: 200, Result: stuck.Result{Republished: []int64{4}, Lost: []int64{1, 2}}}},
 		{name: "incomplete: what it did and why not all", status: 500, body: `{"republished":null,"lost":[7],"timedOut":null,"error":"redis hmget: i/o timeout"}`,
-			want: SweepRun{Status: 500, Result: sweep.Result{Lost: []int64{7}}, Err: "redis hmget: i/o timeout"}},
+			want: SweepRun{Status: 500, Result: stuck.Result{Lost: []int64{7}}, Err: "redis hmget: i/o timeout"}},
 		{name: "already sweeping", status: 409, body: "a sweep is already running on this instance\n",
 			want: SweepRun{Status: 409, Err: "409 Conflict: a sweep is already running on this instance"}},
 		{name: "200 that is not JSON", status: 200, body: "ok", want: SweepRun{Status: 200}, errHas: "answer is not JSON"},

@@ -62,11 +62,11 @@ func expect(t *testing.T) Expect {
 		}
 		switch f.EntryPoint {
 		case topology.EntryDrainTriggers:
-			// The shim splits reports into parts from estimates of
+			// DrainTriggers splits reports into parts from estimates of
 			// their SplitBy sources' databases (trigger.Planner reads
 			// DSN_{DATABASE} of each): it needs exactly those DSNs.
 			splitDSNs := splitDatabaseDSNs()
-			r.Known = append(envNames(config.Shim{}), splitDSNs...)
+			r.Known = append(envNames(config.DrainTriggers{}), splitDSNs...)
 			r.Secret = append(r.Secret, "RECORD_DSN", "AMQP_URL")
 			r.Secret = append(r.Secret, splitDSNs...)
 			r.Plain["DRAIN_FOR"] = ""
@@ -105,7 +105,7 @@ func expect(t *testing.T) Expect {
 }
 
 // splitDatabaseDSNs lists, sorted, the DSN variables of the databases the
-// reports are split by (report.SplitBy), which the shim reads.
+// reports are split by (report.SplitBy), which DrainTriggers reads.
 func splitDatabaseDSNs() []string {
 	seen := map[string]bool{}
 	var out []string
@@ -286,7 +286,7 @@ var strays = []string{
 	"local/scratch/main.go",
 	"terraform/terraform.tfvars",
 	"shared/config/testdata/dsn.go",
-	"functions/listener/wip_test.go",
+	"functions/listen/wip_test.go",
 	".git/config",
 }
 

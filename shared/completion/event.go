@@ -4,7 +4,7 @@
 // Pub/Sub's confirm before it acks its own input; a handler that finds its
 // record already final announces it again, so delivery is at least once and
 // every copy is the same except downloadUrl (a fresh signature each time).
-// The MQ1 shim forwards the events to a RabbitMQ fanout exchange
+// DrainTriggers forwards the events to a RabbitMQ fanout exchange
 // (Forwarder), so an upstream that publishes triggers on RabbitMQ hears
 // back there.
 package completion

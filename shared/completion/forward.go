@@ -27,7 +27,7 @@ const ForwarderName = "completed-forwarder"
 // forwardTimeout bounds one event's publish and confirm.
 const forwardTimeout = 30 * time.Second
 
-// Forwarder moves completion events from the shim's pull subscription
+// Forwarder moves completion events from DrainTriggers' pull subscription
 // (report-completed-amqp) to the durable fanout exchange
 // COMPLETED_EXCHANGE, which it declares: persistent, application/json,
 // message_id "{recordId}-{status}", the body unchanged. A Pub/Sub message
@@ -35,7 +35,7 @@ const forwardTimeout = 30 * time.Second
 // and comes back. RabbitMQ drops what reaches a fanout exchange with no
 // queue bound: the upstream binds its queue before it relies on events.
 type Forwarder struct {
-	Cfg config.Shim
+	Cfg config.DrainTriggers
 	Log *slog.Logger
 	// Park keeps messages that are not completion events (parking topic).
 	Park Parker
@@ -54,7 +54,7 @@ type Parker interface {
 
 // NewForwarder makes the forwarder's Pub/Sub client; PUBSUB_EMULATOR_HOST,
 // or opts, point it at the emulator.
-func NewForwarder(ctx context.Context, cfg config.Shim, park Parker, log *slog.Logger, opts ...option.ClientOption) (*Forwarder, error) {
+func NewForwarder(ctx context.Context, cfg config.DrainTriggers, park Parker, log *slog.Logger, opts ...option.ClientOption) (*Forwarder, error) {
 	c, err := pubsub.NewClient(context.WithoutCancel(ctx), cfg.PubSub.ProjectID, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub.NewClient %s: %w", cfg.PubSub.ProjectID, err)

@@ -58,7 +58,7 @@ func TestForwarderRecoversPanic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	name := testdb.UniqueName(t, "forward")
-	cfg := config.Shim{PubSub: config.PubSub{ProjectID: testenv.Project}, AMQPURL: "amqp://guest:guest@127.0.0.1:5672/",
+	cfg := config.DrainTriggers{PubSub: config.PubSub{ProjectID: testenv.Project}, AMQPURL: "amqp://guest:guest@127.0.0.1:5672/",
 		CompletedExchange: name + ".report.completed", Prefetch: 4}
 
 	conn, err := amqp.Dial(cfg.AMQPURL)

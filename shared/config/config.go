@@ -116,7 +116,7 @@ type Aggregator struct {
 	Completion    Completion
 }
 
-// DeadLetter configures the DLQ function.
+// DeadLetter configures DeadLetter.
 type DeadLetter struct {
 	Log        Log
 	PubSub     PubSub
@@ -128,8 +128,8 @@ type DeadLetter struct {
 	Storage Storage
 }
 
-// Shim configures the MQ1 shim (RabbitMQ → Pub/Sub).
-type Shim struct {
+// DrainTriggers configures the trigger consumer (RabbitMQ → Pub/Sub).
+type DrainTriggers struct {
 	Log     Log
 	PubSub  PubSub
 	DB      DB
@@ -172,14 +172,14 @@ type Shim struct {
 	// Memorystore refuses CONFIG; no check when maxmemory is 0).
 	// Memorystore runs noeviction, so writes past maxmemory would fail.
 	RedisMemoryHighWater float64 `env:"REDIS_MEMORY_HIGH_WATER, default=0.8"`
-	// CompletedExchange is the durable fanout exchange (declared by the
-	// shim) completion events are forwarded to.
+	// CompletedExchange is the durable fanout exchange (declared by DrainTriggers
+	// ) completion events are forwarded to.
 	CompletedExchange string `env:"COMPLETED_EXCHANGE, default=report.completed"`
 	Completion        Completion
 	// PartRows is the target rows of one part: a report estimated above
 	// it is split into key-range parts that run in parallel end to end
 	// (one part, today's path, at or below it). MaxParts caps the parts
-	// of one report. The shim estimates from the source databases
+	// of one report. DrainTriggers estimates from the source databases
 	// (DSN_{DATABASE}, read when a report is dispatched).
 	PartRows int64 `env:"PART_ROWS, default=250000"`
 	MaxParts int   `env:"MAX_PARTS, default=64"`
@@ -202,8 +202,8 @@ type Sweep struct {
 	// ProcessingAfter is how long a record may stay PROCESSING, with its
 	// hash, before it is FAILED.
 	ProcessingAfter time.Duration `env:"SWEEP_PROCESSING_AFTER, default=2h"`
-	// RetryDelay is the shim's: a PROCESSING record without its hash may
-	// be one whose hash creation the shim retries this far apart, so the
+	// RetryDelay is DrainTriggers': a PROCESSING record without its hash may
+	// be one whose hash creation DrainTriggers retries this far apart, so the
 	// sweeper waits longer than that before it calls the hash lost.
 	RetryDelay time.Duration `env:"RETRY_DELAY, default=60s"`
 	Completion Completion
@@ -212,7 +212,7 @@ type Sweep struct {
 // Functions lists a zero value of every function's config, for the checks
 // that compare the variables read with the README and the Terraform.
 func Functions() []any {
-	return []any{Listener{}, Aggregator{}, DeadLetter{}, Shim{}, Sweep{}}
+	return []any{Listener{}, Aggregator{}, DeadLetter{}, DrainTriggers{}, Sweep{}}
 }
 
 // localDefaults are the local stack's addresses, used only when the
@@ -421,7 +421,7 @@ func (c *DeadLetter) validate() error {
 	return c.Redis.validate()
 }
 
-func (c *Shim) validate() error {
+func (c *DrainTriggers) validate() error {
 	if c.MaxAttempts < 1 {
 		return fmt.Errorf("MAX_ATTEMPTS %d must be at least 1", c.MaxAttempts)
 	}

@@ -38,8 +38,8 @@ var (
 	defLog     = Log{Level: "INFO", TraceExporter: "none"}
 )
 
-func defaultShim() Shim {
-	return Shim{
+func defaultDrainTriggers() DrainTriggers {
+	return DrainTriggers{
 		Log: defLog, PubSub: defPubSub, DB: defDB, Redis: defRedis, Records: defRecords,
 		AMQPURL: "amqp://guest:guest@127.0.0.1:5672/", TriggerQueue: "report.trigger",
 		RetryQueue: "report.trigger.retry", RetryDelay: 60 * time.Second, MaxAttempts: 6,
@@ -67,12 +67,12 @@ func TestDefaults(t *testing.T) {
 	if diff := cmp.Diff(defaultAggregator(), agg); diff != "" {
 		t.Errorf("Aggregator defaults (-want +got):\n%s", diff)
 	}
-	var shim Shim
-	if err := Load(ctx, &shim); err != nil {
+	var drain DrainTriggers
+	if err := Load(ctx, &drain); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(defaultShim(), shim); diff != "" {
-		t.Errorf("Shim defaults (-want +got):\n%s", diff)
+	if diff := cmp.Diff(defaultDrainTriggers(), drain); diff != "" {
+		t.Errorf("DrainTriggers defaults (-want +got):\n%s", diff)
 	}
 	var dlq DeadLetter
 	if err := Load(ctx, &dlq); err != nil {
@@ -134,20 +134,20 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
-func TestShimOverrides(t *testing.T) {
+func TestDrainTriggersOverrides(t *testing.T) {
 	clean(t)
 	setenv(t, map[string]string{"AMQP_URL": "amqp://u:p@mq:5672/v", "TRIGGER_QUEUE": "q", "MAX_ATTEMPTS": "3",
 		"RETRY_DELAY": "30s", "NOT_FOUND_ATTEMPTS": "1", "SHIM_PREFETCH": "8", "DRAIN_FOR": "55s"})
-	want := defaultShim()
+	want := defaultDrainTriggers()
 	want.AMQPURL, want.TriggerQueue, want.MaxAttempts = "amqp://u:p@mq:5672/v", "q", 3
 	want.RetryDelay, want.NotFoundAttempts, want.Prefetch, want.DrainFor = 30*time.Second, 1, 8, 55*time.Second
 	want.ThrottleQueue = "q.throttled" // derived from TRIGGER_QUEUE
-	var got Shim
+	var got DrainTriggers
 	if err := Load(context.Background(), &got); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Shim (-want +got):\n%s", diff)
+		t.Errorf("DrainTriggers (-want +got):\n%s", diff)
 	}
 }
 
@@ -179,12 +179,12 @@ func TestInvalid(t *testing.T) {
 	}{
 		{"STATE_TTL below a minute", map[string]string{"STATE_TTL": "10s"}, func() any { return &Aggregator{} }, "STATE_TTL"},
 		{"STATE_TTL below a minute, listener", map[string]string{"STATE_TTL": "59s"}, func() any { return &Listener{} }, "STATE_TTL"},
-		{"STATE_TTL below a minute, shim", map[string]string{"STATE_TTL": "1s"}, func() any { return &Shim{} }, "STATE_TTL"},
+		{"STATE_TTL below a minute, DrainTriggers", map[string]string{"STATE_TTL": "1s"}, func() any { return &DrainTriggers{} }, "STATE_TTL"},
 		{"STATE_TTL not a duration", map[string]string{"STATE_TTL": "ten minutes"}, func() any { return &Aggregator{} }, "STATE_TTL: "},
 		{"CLAIM_TTL zero", map[string]string{"CLAIM_TTL": "0s"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
 		{"CLAIM_TTL negative", map[string]string{"CLAIM_TTL": "-1m"}, func() any { return &Aggregator{} }, "CLAIM_TTL"},
-		{"MAX_ATTEMPTS zero", map[string]string{"MAX_ATTEMPTS": "0"}, func() any { return &Shim{} }, "MAX_ATTEMPTS"},
-		{"NOT_FOUND_ATTEMPTS zero", map[string]string{"NOT_FOUND_ATTEMPTS": "0"}, func() any { return &Shim{} }, "NOT_FOUND_ATTEMPTS"},
+		{"MAX_ATTEMPTS zero", map[string]string{"MAX_ATTEMPTS": "0"}, func() any { return &DrainTriggers{} }, "MAX_ATTEMPTS"},
+		{"NOT_FOUND_ATTEMPTS zero", map[string]string{"NOT_FOUND_ATTEMPTS": "0"}, func() any { return &DrainTriggers{} }, "NOT_FOUND_ATTEMPTS"},
 		{"REDIS_DB not a number", map[string]string{"REDIS_DB": "one"}, func() any { return &DeadLetter{} }, "REDIS_DB: "},
 		{"REDIS_TLS not a bool", map[string]string{"REDIS_TLS": "maybe"}, func() any { return &Listener{} }, "REDIS_TLS: "},
 		{"CHUNK_BYTES not a number", map[string]string{"CHUNK_BYTES": "256k"}, func() any { return &Listener{} }, "CHUNK_BYTES: "},
@@ -192,15 +192,15 @@ func TestInvalid(t *testing.T) {
 		{"MAX_REPORT_ROWS negative, aggregator", map[string]string{"MAX_REPORT_ROWS": "-5"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS"},
 		{"MAX_REPORT_ROWS not a number", map[string]string{"MAX_REPORT_ROWS": "1e6"}, func() any { return &Aggregator{} }, "MAX_REPORT_ROWS: "},
 		{"SIGNED_URL_TTL over 7 days", map[string]string{"SIGNED_URL_TTL": "168h1s"}, func() any { return &Aggregator{} }, "SIGNED_URL_TTL"},
-		{"SIGNED_URL_TTL negative, shim", map[string]string{"SIGNED_URL_TTL": "-1s"}, func() any { return &Shim{} }, "SIGNED_URL_TTL"},
+		{"SIGNED_URL_TTL negative, DrainTriggers", map[string]string{"SIGNED_URL_TTL": "-1s"}, func() any { return &DrainTriggers{} }, "SIGNED_URL_TTL"},
 		{"SIGNED_URL_TTL not whole seconds, DLQ", map[string]string{"SIGNED_URL_TTL": "1500ms"}, func() any { return &DeadLetter{} }, "SIGNED_URL_TTL"},
 		{"SIGNED_URL_TTL over 7 days, sweep", map[string]string{"SIGNED_URL_TTL": "200h"}, func() any { return &Sweep{} }, "SIGNED_URL_TTL"},
 		{"SIGNED_URL_KEY_FILE without access ID", map[string]string{"SIGNED_URL_KEY_FILE": "/k.pem"}, func() any { return &Aggregator{} }, "SIGNED_URL_KEY_FILE"},
-		{"COMPLETED_EXCHANGE too long", map[string]string{"COMPLETED_EXCHANGE": strings.Repeat("x", 256)}, func() any { return &Shim{} }, "COMPLETED_EXCHANGE"},
-		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &Shim{} }, "LOG_LEVEL: "},
-		{"MAX_IN_FLIGHT zero", map[string]string{"MAX_IN_FLIGHT": "0"}, func() any { return &Shim{} }, "MAX_IN_FLIGHT"},
-		{"REDIS_MEMORY_HIGH_WATER above 1", map[string]string{"REDIS_MEMORY_HIGH_WATER": "1.5"}, func() any { return &Shim{} }, "REDIS_MEMORY_HIGH_WATER"},
-		{"THROTTLE_DELAY too short", map[string]string{"THROTTLE_DELAY": "1ms"}, func() any { return &Shim{} }, "THROTTLE_DELAY"},
+		{"COMPLETED_EXCHANGE too long", map[string]string{"COMPLETED_EXCHANGE": strings.Repeat("x", 256)}, func() any { return &DrainTriggers{} }, "COMPLETED_EXCHANGE"},
+		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "LOUD"}, func() any { return &DrainTriggers{} }, "LOG_LEVEL: "},
+		{"MAX_IN_FLIGHT zero", map[string]string{"MAX_IN_FLIGHT": "0"}, func() any { return &DrainTriggers{} }, "MAX_IN_FLIGHT"},
+		{"REDIS_MEMORY_HIGH_WATER above 1", map[string]string{"REDIS_MEMORY_HIGH_WATER": "1.5"}, func() any { return &DrainTriggers{} }, "REDIS_MEMORY_HIGH_WATER"},
+		{"THROTTLE_DELAY too short", map[string]string{"THROTTLE_DELAY": "1ms"}, func() any { return &DrainTriggers{} }, "THROTTLE_DELAY"},
 		{"TRACE_EXPORTER unknown", map[string]string{"TRACE_EXPORTER": "zipkin"}, func() any { return &Aggregator{} }, "TRACE_EXPORTER: "},
 	}
 	for _, tt := range tests {
@@ -231,7 +231,7 @@ func TestDeployedNeedsAddresses(t *testing.T) {
 	}{
 		{&Aggregator{}, []string{"REDIS_ADDR", "RECORD_DSN"}},
 		{&DeadLetter{}, []string{"REDIS_ADDR", "RECORD_DSN"}},
-		{&Shim{}, []string{"REDIS_ADDR", "RECORD_DSN", "AMQP_URL"}},
+		{&DrainTriggers{}, []string{"REDIS_ADDR", "RECORD_DSN", "AMQP_URL"}},
 		{&Listener{}, []string{"REDIS_ADDR"}},
 	} {
 		for _, missing := range tt.want {

@@ -54,7 +54,7 @@ func TestDSNErrorsNameTheVariable(t *testing.T) {
 	for _, cfg := range []func() any{
 		func() any { return &Aggregator{} },
 		func() any { return &DeadLetter{} },
-		func() any { return &Shim{} },
+		func() any { return &DrainTriggers{} },
 		func() any { return &Sweep{} },
 	} {
 		clean(t)

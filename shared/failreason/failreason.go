@@ -49,13 +49,13 @@ func (r *Reason) Lead() string {
 }
 
 // The reasons, in the order the README lists them: roughly where in the
-// pipeline they are met (shim, listeners, aggregator, datasets, limits,
+// pipeline they are met (DrainTriggers, listeners, Aggregate, datasets, limits,
 // state, retries exhausted, sweeper, operator).
 var (
 	UnknownType = &Reason{
 		Format: "unknown report_type %q; known types: %v",
 		Shown:  "unknown report_type {type}; known types: [{types}]",
-		Means:  "The shim read a record whose `report_type` this deployment does not define.",
+		Means:  "DrainTriggers read a record whose `report_type` this deployment does not define.",
 		Do:     "Fix the upstream's `report_type` (`withdraw_by_tag`, `withdraw_by_tag_with_payments`) and request again, or deploy the version that defines it first, then `reportctl retry ID`.",
 	}
 	InvalidParams = &Reason{
@@ -67,19 +67,19 @@ var (
 	ListenerParams = &Reason{
 		Format: "listener %s: %w",
 		Shown:  "listener {source}: {error}",
-		Means:  "A listener could not use its stage message's params, usually followed by `invalid params: …`. The shim checked them already, so the listener runs other code than the shim.",
+		Means:  "A listener could not use its stage message's params, usually followed by `invalid params: …`. DrainTriggers checked them already, so the listener runs other code than DrainTriggers.",
 		Do:     "Deploy every function from the same commit, then `reportctl retry ID`.",
 	}
 	ListenerDecode = &Reason{
 		Format: "listener %s could not decode its stage message: %w",
 		Shown:  "listener {source} could not decode its stage message: {error}",
-		Means:  "The stage message's body does not fit its schema: a publisher other than the shim, or mismatched versions.",
+		Means:  "The stage message's body does not fit its schema: a publisher other than DrainTriggers, or mismatched versions.",
 		Do:     "Check who publishes to `report-stage-1`/`report-stage-2`; deploy every function from the same commit; retry.",
 	}
 	ListenerUnknownType = &Reason{
-		Format: "listener %s does not know report type %q at stage %d (deployed version older than the shim's?)",
-		Shown:  "listener {source} does not know report type {type} at stage {n} (deployed version older than the shim's?)",
-		Means:  "The listener is older than the shim (or the report's definition differs between them).",
+		Format: "listener %s does not know report type %q at stage %d (deployed version older than DrainTriggers'?)",
+		Shown:  "listener {source} does not know report type {type} at stage {n} (deployed version older than DrainTriggers'?)",
+		Means:  "The listener is older than DrainTriggers (or the report's definition differs between them).",
 		Do:     "Deploy every function from the same commit; retry.",
 	}
 	AggregatorDecode = &Reason{
@@ -91,7 +91,7 @@ var (
 	AggregatorUnknownType = &Reason{
 		Format: "aggregator does not know report type %q (known: %v)",
 		Shown:  "aggregator does not know report type {type} (known: [{types}])",
-		Means:  "The aggregator is older than the shim or the listeners.",
+		Means:  "The aggregator is older than DrainTriggers or the listeners.",
 		Do:     "Deploy every function from the same commit; retry.",
 	}
 	Aggregator = &Reason{
@@ -139,7 +139,7 @@ var (
 	StateLost = &Reason{
 		Format: "report state lost",
 		Shown:  "report state lost",
-		Means:  "The report's hash `FileDownloadRecordEntity-{ID}` is gone from Redis before the report finished (its TTL passed, it was deleted, or Redis restarted); from the aggregator the rest names the key and stage; from `Sweep` it is the whole reason, given once the PROCESSING record has been quiet for `RETRY_DELAY` + 2 minutes (a report whose dispatch the shim is still retrying stays PROCESSING; one whose retries ran out ends `MQ1 shim could not dispatch …` instead). Nothing was uploaded.",
+		Means:  "The report's hash `FileDownloadRecordEntity-{ID}` is gone from Redis before the report finished (its TTL passed, it was deleted, or Redis restarted); from the aggregator the rest names the key and stage; from `Sweep` it is the whole reason, given once the PROCESSING record has been quiet for `RETRY_DELAY` + 2 minutes (a report whose dispatch DrainTriggers is still retrying stays PROCESSING; one whose retries ran out ends `DrainTriggers could not dispatch …` instead). Nothing was uploaded.",
 		Do:     "Retry. If it recurs, look for Redis restarts or flushes, and for stages slower than `STATE_TTL` without writes.",
 	}
 	NotOurs = &Reason{
@@ -151,13 +151,13 @@ var (
 	UnreadablePlan = &Reason{
 		Format: "the report's hash holds an unreadable plan of %d parts (%d bounds read: %v); request the export again",
 		Shown:  "the report's hash holds an unreadable plan of {n} parts ({k} bounds read: {error}); request the export again",
-		Means:  "The shim re-dispatched a report whose hash's stored plan of parts it cannot read: something else wrote the hash.",
+		Means:  "DrainTriggers re-dispatched a report whose hash's stored plan of parts it cannot read: something else wrote the hash.",
 		Do:     "Request the export again; check what else writes to the Redis keys (`REDIS_KEY_PREFIX`).",
 	}
 	DispatchExhausted = &Reason{
-		Format: "MQ1 shim could not dispatch the report after %d attempts: %v",
-		Shown:  "MQ1 shim could not dispatch the report after {n} attempts: {error}",
-		Means:  "The shim failed `MAX_ATTEMPTS` times, `RETRY_DELAY` apart, to start the report: the error names the call (database, Redis, Pub/Sub).",
+		Format: "DrainTriggers could not dispatch the report after %d attempts: %v",
+		Shown:  "DrainTriggers could not dispatch the report after {n} attempts: {error}",
+		Means:  "DrainTriggers failed `MAX_ATTEMPTS` times, `RETRY_DELAY` apart, to start the report: the error names the call (database, Redis, Pub/Sub).",
 		Do:     "Fix what the error names (reachability, credentials, quotas), then retry.",
 	}
 	DeadListener = &Reason{

@@ -168,9 +168,9 @@ func DecodeDone(data []byte) (Done, int64, error) {
 	return m, id, err
 }
 
-// Push is the JSON body Pub/Sub POSTs to a push endpoint; the local
+// Envelope is the JSON body Pub/Sub POSTs to a push endpoint; the local
 // relay encodes the same type, so both sides agree on it by construction.
-type Push struct {
+type Envelope struct {
 	Message      PushMessage `json:"message"`
 	Subscription string      `json:"subscription"`
 	// DeliveryAttempt is set when the subscription has a dead-letter policy.
@@ -256,7 +256,7 @@ func Peek(data []byte, attrs map[string]string) Header {
 }
 
 // ID returns the message ID under either key Pub/Sub sends it.
-func (p *Push) ID() string {
+func (p *Envelope) ID() string {
 	if p.Message.MessageID != "" {
 		return p.Message.MessageID
 	}
@@ -280,7 +280,7 @@ var ErrTooLarge = fmt.Errorf("%w: push body larger than %d bytes, more than Pub/
 // finally dead-letters, so even that body is kept. A body larger than
 // MaxPushBytes is refused (ErrTooLarge) without being read into memory
 // when its length is declared, and after at most MaxPushBytes otherwise.
-func ReadPush(r *http.Request) (*Push, error) {
+func ReadPush(r *http.Request) (*Envelope, error) {
 	if r.ContentLength > MaxPushBytes {
 		return nil, fmt.Errorf("%w: Content-Length %d", ErrTooLarge, r.ContentLength)
 	}
@@ -292,7 +292,7 @@ func ReadPush(r *http.Request) (*Push, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read push body: %w", err)
 	}
-	var p Push
+	var p Envelope
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("%w: push body: %v", ErrUndecodable, err)
 	}

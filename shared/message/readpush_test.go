@@ -102,7 +102,7 @@ func TestReadPushAcceptsTheLargestPubSubMessage(t *testing.T) {
 	if len(body) > message.MaxPushBytes {
 		t.Fatalf("a push of 10 MiB is %d bytes, over MaxPushBytes %d", len(body), message.MaxPushBytes)
 	}
-	var p *message.Push
+	var p *message.Envelope
 	var err error
 	alloc := allocated(func() { p, err = message.ReadPush(httptest.NewRequest("POST", "/", strings.NewReader(body))) })
 	if err != nil {

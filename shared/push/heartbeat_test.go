@@ -34,7 +34,7 @@ func TestHeartbeatKeepsTheHashAlive(t *testing.T) {
 	if _, err := st.Create(ctx, 1, "withdraw_by_tag", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	work := func(*message.Push) error {
+	work := func(*message.Envelope) error {
 		time.Sleep(3500 * time.Millisecond) // longer than the TTL, writing nothing
 		return nil
 	}

@@ -4,7 +4,7 @@
 // fault), to what Pub/Sub acts on: 2xx acks, anything else redelivers.
 //
 //   - nil: ack.
-//   - Retry: the error is noted in the report's hash for the DLQ function,
+//   - Retry: the error is noted in the report's hash for DeadLetter,
 //     and the answer is 500, so Pub/Sub redelivers (6 times, 60 s apart).
 //   - Fail: the function's Fail ends the report now with the error's text;
 //     then ack. Without a record to fail (none named, or Fail's own error
@@ -36,10 +36,10 @@ import (
 type Func interface {
 	// Handle processes one message; nil acks it, and an error's class
 	// decides the rest.
-	Handle(ctx context.Context, m *message.Push, log *slog.Logger) error
+	Handle(ctx context.Context, m *message.Envelope, log *slog.Logger) error
 	// Fail ends the report h names FAILED with reason, after Handle
 	// returned a permanent error.
-	Fail(ctx context.Context, m *message.Push, h message.Header, reason string, log *slog.Logger) error
+	Fail(ctx context.Context, m *message.Envelope, h message.Header, reason string, log *slog.Logger) error
 	ServerEnv() *serverenv.Env
 	Close() error
 }
@@ -105,7 +105,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // settle turns Handle's outcome into nil (ack) or the error to answer
 // non-2xx with.
-func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd message.Header, err error, log *slog.Logger) error {
+func (h *Handler) settle(ctx context.Context, f Func, m *message.Envelope, hd message.Header, err error, log *slog.Logger) error {
 	if err == nil {
 		return nil
 	}
@@ -128,7 +128,7 @@ func (h *Handler) settle(ctx context.Context, f Func, m *message.Push, hd messag
 		return env.Bus.Park(ctx, log, m.Message.Data, m.Message.Attributes, h.name+": "+err.Error(), h.name, m.Subscription)
 	}
 	if hd.RecordID > 0 {
-		// Leave the error for the DLQ function, which names it in the
+		// Leave the error for DeadLetter, which names it in the
 		// reason if every delivery fails.
 		if nerr := env.State.NoteError(ctx, hd.RecordID, h.name, err); nerr != nil {
 			log.Warn("could not record the error in Redis", "error", nerr)

@@ -28,20 +28,20 @@ import (
 
 // fn is a Func whose Handle is a plain function. The fail and park paths
 // need real Redis and Pub/Sub; the listener's tests cover them through this
-// handler (functions/listener TestErrorPaths).
+// handler (functions/listen TestErrorPaths).
 type fn struct {
 	serverenv.Env
-	handle func(*message.Push) error
+	handle func(*message.Envelope) error
 	fail   func() error // Fail's work; nil: not expected
-	got    *message.Push
+	got    *message.Envelope
 }
 
-func (f *fn) Handle(_ context.Context, m *message.Push, _ *slog.Logger) error {
+func (f *fn) Handle(_ context.Context, m *message.Envelope, _ *slog.Logger) error {
 	f.got = m
 	return f.handle(m)
 }
 
-func (f *fn) Fail(context.Context, *message.Push, message.Header, string, *slog.Logger) error {
+func (f *fn) Fail(context.Context, *message.Envelope, message.Header, string, *slog.Logger) error {
 	if f.fail != nil {
 		return f.fail()
 	}
@@ -56,12 +56,12 @@ func TestServe(t *testing.T) {
 	tests := []struct {
 		name   string
 		body   string
-		handle func(*message.Push) error
+		handle func(*message.Envelope) error
 		setup  error
 		want   int
 	}{
-		{"handled: ack", body, func(*message.Push) error { return nil }, nil, http.StatusNoContent},
-		{"transient error: redeliver", body, func(*message.Push) error { return errors.New("db down") }, nil, http.StatusInternalServerError},
+		{"handled: ack", body, func(*message.Envelope) error { return nil }, nil, http.StatusNoContent},
+		{"transient error: redeliver", body, func(*message.Envelope) error { return errors.New("db down") }, nil, http.StatusInternalServerError},
 		{"not push JSON", "hello", nil, nil, http.StatusBadRequest},
 		{"push without message id", `{"message":{"data":"aGk="}}`, nil, nil, http.StatusBadRequest},
 		{"setup failed: retry", body, nil, errors.New("no config"), http.StatusInternalServerError},
@@ -119,7 +119,7 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 // A panic in a function's Handle, or in its Fail, is recovered: the answer
 // is 500, so Pub/Sub redelivers (then dead-letters) the message like any
 // other error; the panic is logged with its stack and the record; a
-// Handle's panic is noted in the report's hash for the DLQ function's
+// Handle's panic is noted in the report's hash for DeadLetter's
 // reason; and the same handler goes on serving. Real Redis for the hash.
 func TestPanicIsRetried(t *testing.T) {
 	t.Parallel()
@@ -132,18 +132,18 @@ func TestPanicIsRetried(t *testing.T) {
 	tests := []struct {
 		name   string
 		id     int64
-		handle func(*message.Push) error
+		handle func(*message.Envelope) error
 		fail   func() error
 		frame  string // a function the logged stack must name
 		noted  bool   // the panic is noted in the hash (Handle's errors are; Fail's are not)
 	}{
-		{"Handle panics", 41, func(*message.Push) error { panic("boom in Handle") }, nil, "push.TestPanicIsRetried.func", true},
-		{"Handle indexes out of range", 42, func(m *message.Push) error {
+		{"Handle panics", 41, func(*message.Envelope) error { panic("boom in Handle") }, nil, "push.TestPanicIsRetried.func", true},
+		{"Handle indexes out of range", 42, func(m *message.Envelope) error {
 			var rows []string
 			_ = rows[len(m.Message.Data)] // a runtime error, not a panic call
 			return nil
 		}, nil, "push.TestPanicIsRetried.func", true},
-		{"Fail panics", 43, func(*message.Push) error { return fault.Permanentf("bad params") }, func() error { panic("boom in Fail") }, "push.(*fn).Fail", false},
+		{"Fail panics", 43, func(*message.Envelope) error { return fault.Permanentf("bad params") }, func() error { panic("boom in Fail") }, "push.(*fn).Fail", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,7 +153,7 @@ func TestPanicIsRetried(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := 0
-			f := &fn{Env: serverenv.Env{Project: "p", State: st}, fail: tt.fail, handle: func(m *message.Push) error {
+			f := &fn{Env: serverenv.Env{Project: "p", State: st}, fail: tt.fail, handle: func(m *message.Envelope) error {
 				calls++
 				if calls > 1 {
 					return nil // the redelivery finds the fault gone

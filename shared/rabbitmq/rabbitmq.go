@@ -1,7 +1,7 @@
 // Package rabbitmq holds what every RabbitMQ client of this project does
 // the same way: dial a named connection, publish and wait for the
 // broker's confirm, and run a long-lived session again, with backoff,
-// whenever it ends (the MQ1 shim's trigger consumer and its completion
+// whenever it ends (DrainTriggers' trigger consumer and its completion
 // forwarder).
 package rabbitmq
 

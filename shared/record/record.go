@@ -189,7 +189,7 @@ WHERE id = ? AND status = ? AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL ? M
 }
 
 // Touch bumps updated_at of record id if it is still in status, and
-// reports whether it did. The shim touches a PROCESSING record each time it
+// reports whether it did. DrainTriggers touches a PROCESSING record each time it
 // schedules another attempt to dispatch it, so the sweeper, which judges a
 // record by how long it has been quiet, sees a report being retried as
 // alive.

@@ -13,7 +13,7 @@ import (
 )
 
 // A key of the wrong type at FileDownloadRecordEntity-{ID} made every
-// attempt fail with WRONGTYPE, and the shim put a TTL on it. Create now
+// attempt fail with WRONGTYPE, and DrainTriggers put a TTL on it. Create now
 // refuses any key it did not make, permanently, leaving its value and
 // TTL as they were; Delete leaves it too. A hash from before the owner
 // mark, naming this record, is still ours.

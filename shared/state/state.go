@@ -127,7 +127,7 @@ func (s *Store) Create(ctx context.Context, id int64, reportType string, params 
 
 // classify makes Redis's WRONGTYPE answer, a key of another type at a
 // report's name, permanent where it is born: retrying cannot change the
-// key's type, and every path (listener, aggregator, DLQ function) then
+// key's type, and every path (listener, aggregator, DeadLetter) then
 // ends the report at once with this reason instead of waiting out its
 // retries and the TTL.
 func classify(err error, key string) error {
@@ -161,12 +161,12 @@ func (s *Store) set(ctx context.Context, id int64, pairs ...any) error {
 // record's fail_reason.
 const MaxErrorBytes = 2000
 
-// RecordError keeps who's last error in the hash for the DLQ function.
+// RecordError keeps who's last error in the hash for DeadLetter.
 func (s *Store) RecordError(ctx context.Context, id int64, who, msg string) error {
 	return s.set(ctx, id, ErrorField(who), fault.Clip(msg, MaxErrorBytes))
 }
 
-// NoteError records err as who's last error for the DLQ function, as a
+// NoteError records err as who's last error for DeadLetter, as a
 // failing handler does before answering non-2xx. It uses a short context of
 // its own, since the caller's deadline may be what failed, and a gone hash
 // (or no record ID) is not an error: there is nothing left to annotate.

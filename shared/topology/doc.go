@@ -26,7 +26,7 @@ type Document struct {
 	GoRuntime       string `json:"go_runtime"`
 	StateTTLSeconds int    `json:"state_ttl_seconds"`
 	// PushDelivery is the delivery policy of every push subscription but
-	// the DLQ function's.
+	// DeadLetter's.
 	PushDelivery Delivery               `json:"push_delivery"`
 	Functions    map[string]FunctionDoc `json:"functions"`
 	Listeners    map[string]ListenerDoc `json:"listeners"`

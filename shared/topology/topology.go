@@ -25,7 +25,7 @@ const (
 	TopicAggregate  = "report-aggregate"
 	TopicDeadLetter = "report-dead-letter"
 	// TopicParked receives messages nobody can act on (undecodable bodies,
-	// dead letters the DLQ function cannot attribute), so nothing is dropped.
+	// dead letters DeadLetter cannot attribute), so nothing is dropped.
 	TopicParked = "report-parked"
 	// TopicCompleted announces every record that became final (the
 	// completion event, package completion).
@@ -37,7 +37,7 @@ const (
 	SubAggregate  = "aggregate"
 	SubDeadLetter = "dead-letter"
 	SubParked     = "report-parked-hold"
-	// SubCompletedAMQP is the shim's pull subscription on TopicCompleted:
+	// SubCompletedAMQP is DrainTriggers' pull subscription on TopicCompleted:
 	// it forwards the events to RabbitMQ.
 	SubCompletedAMQP = "report-completed-amqp"
 )
@@ -94,8 +94,8 @@ type Function struct {
 	Slug     string // names its service accounts in Terraform
 }
 
-// Functions lists every deployed function: the shim, one listener per
-// source (from the report definitions), the aggregator, the DLQ function
+// Functions lists every deployed function: DrainTriggers, one listener per
+// source (from the report definitions), the aggregator, DeadLetter
 // and the sweeper. This is the one list the registration file, the local stack
 // and the Terraform checks read.
 func Functions() []Function {
@@ -155,9 +155,9 @@ func Topics() []string {
 // Purpose).
 var TopicPurpose = map[string]string{
 	TopicAggregate:  "listener done messages (MQ3) for the aggregator",
-	TopicDeadLetter: "messages that failed their push deliveries; the DLQ function marks the record FAILED",
+	TopicDeadLetter: "messages that failed their push deliveries; DeadLetter marks the record FAILED",
 	TopicParked:     "messages nobody can act on, held for inspection",
-	TopicCompleted:  "a record became final (SUCCESS or FAILED); the shim forwards it to RabbitMQ",
+	TopicCompleted:  "a record became final (SUCCESS or FAILED); DrainTriggers forwards it to RabbitMQ",
 }
 
 // Purpose says what topic t carries.

@@ -52,7 +52,7 @@ func TestFunctionsUnique(t *testing.T) {
 		t.Errorf("report.SourceByEntryPoint(Aggregate) found a source")
 	}
 	if len(entries) != len(report.Sources)+4 {
-		t.Errorf("topology.Functions() has %d entry points, want %d listeners + shim, aggregator, DLQ, sweeper", len(entries), len(report.Sources))
+		t.Errorf("topology.Functions() has %d entry points, want %d listeners + DrainTriggers, Aggregate, DeadLetter, Sweep", len(entries), len(report.Sources))
 	}
 }
 

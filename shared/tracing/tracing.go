@@ -1,5 +1,7 @@
-// Package tracing carries one W3C trace through every hop of a report: the
-// shim takes it from the trigger's AMQP headers (or starts it), Pub/Sub
+// Package tracing carries one W3C trace through every hop of a report: DrainTriggers
+//
+//	takes it from the trigger's AMQP headers (or starts it), Pub/Sub
+//
 // messages carry it in their attributes (traceparent, tracestate), each
 // handler runs in a span of it with child spans for its steps, and log
 // lines name it (logging.googleapis.com/trace and spanId), so Cloud

@@ -38,7 +38,7 @@ func TestTraceCrossesAHop(t *testing.T) {
 	tracing.Inject(ctx, attrs)
 	span.End()
 	if !strings.HasPrefix(attrs["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") || attrs["traceparent"] == upstream {
-		t.Fatalf("traceparent = %q; want the upstream's trace with the shim's span", attrs["traceparent"])
+		t.Fatalf("traceparent = %q; want the upstream's trace with DrainTriggers' span", attrs["traceparent"])
 	}
 
 	ctx2, span2 := tracing.Start(tracing.Extract(context.Background(), attrs), "Aggregate")

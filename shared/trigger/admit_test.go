@@ -55,7 +55,7 @@ func insertPending(t *testing.T, repo *record.Repo, n int) []int64 {
 	return ids
 }
 
-// Admissions racing from two pools (two shim instances), each trigger on
+// Admissions racing from two pools (two DrainTriggers instances), each trigger on
 // its own connection: exactly the limit goes through, however they
 // interleave; a slot freed by a final record is taken once. Against the
 // real MariaDB.

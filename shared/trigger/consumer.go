@@ -39,7 +39,7 @@ const (
 // parking queue. Retries wait in queues of ours (TTL + dead-letter back to
 // the trigger queue), so a failing trigger never blocks the ones behind it.
 type Consumer struct {
-	Cfg        config.Shim
+	Cfg        config.DrainTriggers
 	Dispatcher *Dispatcher
 	Log        *slog.Logger
 	env        *serverenv.Env
@@ -54,7 +54,7 @@ type Consumer struct {
 }
 
 // NewConsumer builds a Consumer and the clients it owns from cfg.
-func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consumer, error) {
+func NewConsumer(ctx context.Context, cfg config.DrainTriggers, log *slog.Logger) (*Consumer, error) {
 	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN, MaxConns: cfg.DB.MaxConns, TraceExporter: cfg.Log.TraceExporter,
 		Storage: cfg.Completion.SignedURLTTL > 0})
 	if err != nil {
@@ -75,7 +75,7 @@ func NewConsumer(ctx context.Context, cfg config.Shim, log *slog.Logger) (*Consu
 	return &Consumer{
 		Cfg:        cfg,
 		Dispatcher: &Dispatcher{Records: records, State: env.State, Bus: env.Bus, Limits: limits, Announce: ann, Planner: NewPlanner(cfg)},
-		Log:        log.With(logging.KeySource, "mq1-shim"),
+		Log:        log.With(logging.KeySource, "drain-triggers"),
 		env:        env,
 		mem:        mem,
 	}, nil
@@ -112,9 +112,9 @@ func DeclareTrigger(ch *amqp.Channel, queue string) error {
 // The upstream owns the trigger queue and may have declared it with
 // arguments (a quorum queue, say) that an active declaration of ours would
 // contradict, failing every session with PRECONDITION_FAILED; so a
-// deployed shim declares it passively. Off the cloud the shim declares it,
+// deployed DrainTriggers declares it passively. Off the cloud DrainTriggers declares it,
 // so `make up` works before any upstream has run.
-func Declare(ch *amqp.Channel, cfg config.Shim) error {
+func Declare(ch *amqp.Channel, cfg config.DrainTriggers) error {
 	if config.Deployed() {
 		if _, err := ch.QueueDeclarePassive(cfg.TriggerQueue, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("trigger queue %s does not exist on the broker (the upstream service declares it; check TRIGGER_QUEUE and the vhost in AMQP_URL): %w", cfg.TriggerQueue, err)
@@ -142,8 +142,8 @@ func Declare(ch *amqp.Channel, cfg config.Shim) error {
 }
 
 // throttleQueue is cfg's throttle queue; config.Load fills the default in,
-// a Shim built by hand may leave it empty.
-func throttleQueue(cfg config.Shim) string {
+// a config.DrainTriggers built by hand may leave it empty.
+func throttleQueue(cfg config.DrainTriggers) string {
 	if cfg.ThrottleQueue != "" {
 		return cfg.ThrottleQueue
 	}
@@ -158,7 +158,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // session runs one connection until it fails or ctx ends; in-flight
 // triggers finish before it returns.
 func (c *Consumer) session(ctx context.Context, consuming func()) error {
-	conn, err := rabbitmq.Dial(c.Cfg.AMQPURL, "report-mq1-shim")
+	conn, err := rabbitmq.Dial(c.Cfg.AMQPURL, "report-drain-triggers")
 	if err != nil {
 		return err
 	}

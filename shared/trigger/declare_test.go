@@ -15,7 +15,7 @@ import (
 )
 
 // The upstream owns the trigger queue and may declare it with arguments.
-// A deployed shim (K_SERVICE set) only checks that it exists, so such a
+// A deployed DrainTriggers (K_SERVICE set) only checks that it exists, so such a
 // queue works, and a missing one is named plainly; an active declaration
 // would fail every session with PRECONDITION_FAILED. Against the real
 // RabbitMQ, with queues of this test's own. Not parallel: sets K_SERVICE.
@@ -27,7 +27,7 @@ func TestDeclareTriggerPassivelyWhenDeployed(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close() }) // registered first, so it runs after the queues are deleted
 	base := fmt.Sprintf("declaretest.%d", rand.Uint64())
-	cfg := config.Shim{TriggerQueue: base + ".trigger", RetryQueue: base + ".retry", WaitQueue: base + ".wait", ParkedQueue: base + ".parked",
+	cfg := config.DrainTriggers{TriggerQueue: base + ".trigger", RetryQueue: base + ".retry", WaitQueue: base + ".wait", ParkedQueue: base + ".parked",
 		RetryDelay: 60e9, NotFoundDelay: 5e9}
 	channel := func() *amqp.Channel {
 		ch, err := conn.Channel()

@@ -1,4 +1,4 @@
-// Package trigger is the MQ1 shim's logic: it consumes report triggers
+// Package trigger is DrainTriggers' logic: it consumes report triggers
 // from RabbitMQ (with its retry, wait and parking policy), and dispatches
 // each report: it reads the record, validates it, creates the Redis hash
 // with its TTL, moves the record to PROCESSING and publishes stage 1.
@@ -141,7 +141,7 @@ type Dispatcher struct {
 	// Limits hold new reports back (see admit.go); the zero value holds
 	// none back.
 	Limits Limits
-	// Announce publishes the completion event of a record the shim makes
+	// Announce publishes the completion event of a record DrainTriggers makes
 	// FAILED, or finds final: an upstream asks again by republishing the ID.
 	Announce *completion.Announcer
 	// Planner splits each report into parts; nil makes every report one part.

@@ -31,7 +31,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Issue 7's test 4, for the shim's long-running process (local/cmd/shim:
+// Issue 7's test 4, for DrainTriggers' long-running process (local/cmd/draintriggers:
 // the trigger consumer and the completion forwarder side by side):
 // 200 reports requested at once with MAX_IN_FLIGHT=8.
 const (
@@ -104,7 +104,7 @@ func TestConsumerKeepsInFlightLimit(t *testing.T) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	var cfg config.Shim
+	var cfg config.DrainTriggers
 	if err := config.Load(ctx, &cfg); err != nil {
 		t.Fatal(err)
 	}

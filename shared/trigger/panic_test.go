@@ -70,7 +70,7 @@ func (h *panicOnCreate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // A panic in a trigger's goroutine (here in the Redis client the
 // dispatcher was given, while it creates the report's hash) must not take
-// the shim down: it is logged with its stack and the record, and the
+// DrainTriggers down: it is logged with its stack and the record, and the
 // trigger goes the way of any other dispatch error: retried through the
 // retry queue, and after MAX_ATTEMPTS the record FAILED with the reason
 // and announced. Record "once" panics on its first attempt only and is
@@ -91,7 +91,7 @@ func TestConsumerRecoversPanicInDispatch(t *testing.T) {
 		}
 	})
 	q := iso.Queues()
-	cfg := config.Shim{
+	cfg := config.DrainTriggers{
 		PubSub: config.PubSub{ProjectID: testenv.Project}, AMQPURL: iso.AMQPURL,
 		TriggerQueue: q["TRIGGER_QUEUE"], RetryQueue: q["RETRY_QUEUE"], WaitQueue: q["WAIT_QUEUE"], ParkedQueue: q["PARKED_QUEUE"], ThrottleQueue: q["THROTTLE_QUEUE"],
 		RetryDelay: 100 * time.Millisecond, MaxAttempts: 3, NotFoundDelay: 100 * time.Millisecond, NotFoundAttempts: 3, ThrottleDelay: time.Second, Prefetch: 4,
@@ -170,7 +170,7 @@ func TestConsumerRecoversPanicInDispatch(t *testing.T) {
 	}
 	want := map[string]string{
 		"once":   "PROCESSING ",
-		"always": fmt.Sprintf("FAILED MQ1 shim could not dispatch the report after 3 attempts: dispatch panicked: test dependency panics on record %d", ids["always"]),
+		"always": fmt.Sprintf("FAILED DrainTriggers could not dispatch the report after 3 attempts: dispatch panicked: test dependency panics on record %d", ids["always"]),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)

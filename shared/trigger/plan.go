@@ -12,8 +12,10 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 )
 
-// Planner splits reports into key-range parts (report.Split) with the
-// shim's PART_ROWS and MAX_PARTS, over pools of the source databases it
+// Planner splits reports into key-range parts (report.Split) with DrainTriggers'
+//
+//	PART_ROWS and MAX_PARTS, over pools of the source databases it
+//
 // opens on first use (DSN_{DATABASE}) and keeps until Close.
 type Planner struct {
 	PartRows int64
@@ -25,7 +27,7 @@ type Planner struct {
 }
 
 // NewPlanner returns the planner of cfg; nothing is opened yet.
-func NewPlanner(cfg config.Shim) *Planner {
+func NewPlanner(cfg config.DrainTriggers) *Planner {
 	return &Planner{PartRows: cfg.PartRows, MaxParts: cfg.MaxParts, MaxConns: cfg.DB.MaxConns}
 }
 

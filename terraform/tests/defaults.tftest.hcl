@@ -363,7 +363,7 @@ run "defaults" {
     error_message = "Push subscriptions without the 60 s retry backoff: ${jsonencode([for ep, s in google_pubsub_subscription.push : ep if ep != "DeadLetter" && !try(s.retry_policy[0].minimum_backoff == "60s" && s.retry_policy[0].maximum_backoff == "60s", false)])}."
   }
 
-  # The DLQ function's own subscription: retries with backoff for longer,
+  # DeadLetter's own subscription: retries with backoff for longer,
   # then parks what it cannot handle.
   assert {
     condition = try(

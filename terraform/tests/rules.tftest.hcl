@@ -94,7 +94,7 @@ run "invalid_variables" {
     throttle_delay_seconds      = 0
     redis_memory_high_water     = 1.5
     completed_exchange          = ""
-    # config.Shim: PART_ROWS at least 1, MAX_PARTS 1 to config.MaxParts.
+    # config.DrainTriggers: PART_ROWS at least 1, MAX_PARTS 1 to config.MaxParts.
     part_rows = 0
     max_parts = 1025
     # A row limit is a count; 0 turns it off.

@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
-	step("building the function server and the shim")
+	step("building the function server and DrainTriggers")
 	if err := stack.Build(ctx, ".", bin); err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	signEnv := []string{"SIGNED_URL_KEY_FILE=" + keyFile, "SIGNED_URL_ACCESS_ID=" + signing.SigningAccessID}
-	step("starting the emulators, %d functions, the push relay, the shim and the sweeper", len(topology.Functions()))
+	step("starting the emulators, %d functions, the push relay, DrainTriggers and the sweeper", len(topology.Functions()))
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Config{
 		BinDir: bin, Project: envOr("GOOGLE_CLOUD_PROJECT", "local-project"),
@@ -135,7 +135,7 @@ func run(ctx context.Context, args []string) error {
 	for _, ep := range slices.Sorted(maps.Keys(st.URLs)) {
 		fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", ep, st.URLs[ep], st.PID(ep))
 	}
-	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", stack.Shim, "(consumes RabbitMQ)", st.PID(stack.Shim))
+	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d\n", stack.DrainTriggers, "(consumes RabbitMQ)", st.PID(stack.DrainTriggers))
 	fmt.Fprintf(os.Stderr, "    %-24s %-24s pid %d, called every %s\n", stack.Sweep, st.SweepURL, st.PID(stack.Sweep), *sweepEvery)
 	fmt.Fprintln(os.Stderr, "    a process that exits is restarted on the same port, as Cloud Run replaces a crashed instance")
 	os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(st.StorageURL, "http://"))

@@ -1,7 +1,7 @@
 // Command stage2bench measures the two ways ListenPayment can read a part
 // (lookups of its pairs, or one range scan of its users merged with them)
 // on the databases a benchmark run kept (go run ./local/cmd/bench -keep):
-// it plans the report's parts as the shim does, builds each part's
+// it plans the report's parts as DrainTriggers does, builds each part's
 // (user, currency) pairs as stage 1 would, and times both reads part by
 // part, checking they give the same rows. Passes alternate the order
 // (lookups, scan, lookups, scan), so a part's pages read by one pass are

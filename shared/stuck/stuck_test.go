@@ -1,4 +1,4 @@
-package sweep_test
+package stuck_test
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/serverenv"
 	"github.com/fanoutexport/fanoutexport/shared/state"
-	"github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/stuck"
 	"github.com/fanoutexport/fanoutexport/shared/testdb"
 	"github.com/fanoutexport/fanoutexport/shared/trigger"
 )
@@ -81,8 +81,8 @@ func newEnv(t *testing.T) *env {
 	}
 }
 
-func (e *env) sweeper(log io.Writer) *sweep.Sweeper {
-	return &sweep.Sweeper{Cfg: e.cfg, Repo: e.repo, State: e.state, Log: slog.New(slog.NewJSONHandler(log, nil))}
+func (e *env) sweeper(log io.Writer) *stuck.Sweeper {
+	return &stuck.Sweeper{Cfg: e.cfg, Repo: e.repo, State: e.state, Log: slog.New(slog.NewJSONHandler(log, nil))}
 }
 
 // insert adds a record of reportType in status, last updated age ago.
@@ -136,7 +136,7 @@ func TestProcessingWithoutHashIsLost(t *testing.T) {
 	// Just made PROCESSING: its hash may be on the way, so it is left alone.
 	fresh := e.insert(t, "withdraw_by_tag", record.Processing, 0)
 	// Quiet for longer than a minute but less than RETRY_DELAY (1m) plus
-	// the margin: the shim may be retrying the hash's creation (it touches
+	// the margin: DrainTriggers may be retrying the hash's creation (it touches
 	// the record each time it schedules a retry), so it is not lost yet.
 	// The sweeper used to fail it after one quiet minute.
 	retried := e.insert(t, "withdraw_by_tag", record.Processing, 90*time.Second)
@@ -147,7 +147,7 @@ func TestProcessingWithoutHashIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(sweep.Result{Lost: []int64{stranded}}, res); diff != "" {
+	if diff := cmp.Diff(stuck.Result{Lost: []int64{stranded}}, res); diff != "" {
 		t.Errorf("Run (-want +got):\n%s", diff)
 	}
 	got := map[int64][2]string{}
@@ -156,7 +156,7 @@ func TestProcessingWithoutHashIsLost(t *testing.T) {
 		got[id] = [2]string{r.Status.String(), r.FailReason}
 	}
 	want := map[int64][2]string{
-		stranded: {"FAILED", sweep.ReasonLost},
+		stranded: {"FAILED", stuck.ReasonLost},
 		fresh:    {"PROCESSING", ""},
 		retried:  {"PROCESSING", ""},
 		finished: {"SUCCESS", ""},
@@ -185,7 +185,7 @@ func TestStuckProcessingNamesStageAndListeners(t *testing.T) {
 		}
 		return id
 	}
-	stuck := mk(3 * time.Hour)
+	overdue := mk(3 * time.Hour)
 	running := mk(time.Hour) // slow, but within the limit
 
 	var log bytes.Buffer
@@ -193,15 +193,15 @@ func TestStuckProcessingNamesStageAndListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(sweep.Result{TimedOut: []int64{stuck}}, res); diff != "" {
+	if diff := cmp.Diff(stuck.Result{TimedOut: []int64{overdue}}, res); diff != "" {
 		t.Errorf("Run (-want +got):\n%s", diff)
 	}
-	rec := e.get(t, stuck)
+	rec := e.get(t, overdue)
 	want := fmt.Sprintf("report still PROCESSING after 2h0m0s: stage 1 of 2; listeners done: %s; missing: %s", doneSrc.Name(), missingSrc.Name())
 	if rec.Status != record.Failed || rec.FailReason != want {
 		t.Errorf("stuck record = %v %q, want FAILED %q", rec.Status, rec.FailReason, want)
 	}
-	if _, err := e.state.Read(ctx, stuck, rep.StageSources()); !errors.Is(err, state.ErrGone) {
+	if _, err := e.state.Read(ctx, overdue, rep.StageSources()); !errors.Is(err, state.ErrGone) {
 		t.Errorf("hash of the FAILED record: Read = %v, want ErrGone", err)
 	}
 	if r := e.get(t, running); r.Status != record.Processing {
@@ -210,8 +210,8 @@ func TestStuckProcessingNamesStageAndListeners(t *testing.T) {
 	if _, err := e.state.Read(ctx, running, rep.StageSources()); err != nil {
 		t.Errorf("hash of the running record: %v", err)
 	}
-	if !strings.Contains(log.String(), fmt.Sprintf(`"recordId":%d`, stuck)) {
-		t.Errorf("no log line names record %d:\n%s", stuck, log.String())
+	if !strings.Contains(log.String(), fmt.Sprintf(`"recordId":%d`, overdue)) {
+		t.Errorf("no log line names record %d:\n%s", overdue, log.String())
 	}
 }
 
@@ -222,7 +222,7 @@ func TestStuckReasonAfterLastStage(t *testing.T) {
 	for _, s := range rep.SourceNames(1) {
 		done[s] = true
 	}
-	got := sweep.Stuck(rep, true, state.Snapshot{ReportType: rep.Type, Done: map[int]map[string]bool{1: done}}, time.Hour)
+	got := stuck.Stuck(rep, true, state.Snapshot{ReportType: rep.Type, Done: map[int]map[string]bool{1: done}}, time.Hour)
 	want := "report still PROCESSING after 1h0m0s: every listener of its 1 stage(s) done; the aggregator did not finish"
 	if got != want {
 		t.Errorf("Stuck = %q, want %q", got, want)
@@ -248,7 +248,7 @@ func TestPendingRepublishedOnce(t *testing.T) {
 	recent := e.insert(t, "withdraw_by_tag", record.Pending, time.Minute)
 
 	const sweepers = 4
-	results := make([]sweep.Result, sweepers)
+	results := make([]stuck.Result, sweepers)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range sweepers {
@@ -280,7 +280,7 @@ func TestPendingRepublishedOnce(t *testing.T) {
 		t.Errorf("triggers in the queue (-want +got):\n%s", diff)
 	}
 	if id, err := trigger.ParseTrigger([]byte(got[0])); err != nil || id == 0 {
-		t.Errorf("the shim reads %q as %d, %v; want a record ID", got[0], id, err)
+		t.Errorf("DrainTriggers reads %q as %d, %v; want a record ID", got[0], id, err)
 	}
 	for _, id := range append(stale, recent) {
 		if r := e.get(t, id); r.Status != record.Pending {

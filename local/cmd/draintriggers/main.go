@@ -1,4 +1,4 @@
-// Command shim runs the MQ1 shim's consumer and the completion forwarder
+// Command draintriggers runs DrainTriggers' consumer and the completion forwarder
 // continuously: the local stack's stand-in for Cloud Scheduler calling
 // DrainTriggers every minute.
 package main
@@ -26,14 +26,14 @@ func main() {
 	// The consumer's environment installs the process's tracer provider;
 	// the process flushes it when it stops (SIGTERM from the stack).
 	defer flushSpans()
-	var cfg config.Shim
+	var cfg config.DrainTriggers
 	if err := config.Load(ctx, &cfg); err != nil {
-		log.Error("shim config", "error", err)
+		log.Error("DrainTriggers config", "error", err)
 		os.Exit(1)
 	}
 	c, err := trigger.NewConsumer(ctx, cfg, log)
 	if err != nil {
-		log.Error("shim start", "error", err)
+		log.Error("DrainTriggers start", "error", err)
 		os.Exit(1)
 	}
 	defer c.Close()
@@ -49,7 +49,7 @@ func main() {
 	err = c.Run(ctx)
 	wg.Wait()
 	if err := errors.Join(err, ferr); err != nil {
-		log.Error("shim stopped", "error", err)
+		log.Error("DrainTriggers stopped", "error", err)
 		flushSpans()
 		os.Exit(1)
 	}

@@ -1,4 +1,4 @@
-package shim
+package draintriggers
 
 import (
 	"context"
@@ -31,7 +31,7 @@ const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
 // the handler reads its config from the process environment.
 func TestDrainTriggers(t *testing.T) {
 	ctx := context.Background()
-	id := testdb.UniqueName(t, "shimtest")
+	id := testdb.UniqueName(t, "draintriggerstest")
 	iso := stack.Isolation{ID: id, DSNs: testdb.Pipeline(t, id), RedisAddr: "127.0.0.1:6379", AMQPURL: amqpURL}
 	dsns := iso.DSNs
 	db, err := serverenv.OpenDB(dsns.Record)
@@ -48,7 +48,7 @@ func TestDrainTriggers(t *testing.T) {
 	srv := pstest.NewServer()
 	defer srv.Close()
 	// pstest's Publish helper creates topics on the fly only for its own
-	// calls; create the stage-1 topic the shim publishes to.
+	// calls; create the stage-1 topic DrainTriggers publishes to.
 	srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/p/topics/" + topology.StageTopic(1)})
 	// And the completion topic with the forwarder's subscription, holding
 	// one event for the drain to forward.

@@ -1,12 +1,12 @@
-// Package shim is the MQ1 shim's function: it consumes report triggers
+// Package draintriggers is DrainTriggers' function: it consumes report triggers
 // from RabbitMQ and publishes stage 1 to Pub/Sub (package trigger holds
 // the consumer and its policy). In production Cloud Scheduler calls the
 // DrainTriggers HTTP function every minute, which consumes for DRAIN_FOR
-// (50 s by default) and returns; locally local/cmd/shim runs the same
+// (50 s by default) and returns; locally local/cmd/draintriggers runs the same
 // Consumer continuously. Beside the consumer, for the same period, the
 // completion forwarder moves completion events from Pub/Sub to RabbitMQ,
 // so in production they reach RabbitMQ within about a minute.
-package shim
+package draintriggers
 
 import (
 	"context"
@@ -33,7 +33,7 @@ type Handler struct {
 // New returns the handler; clients are created on first request.
 func New() *Handler {
 	h := &Handler{consumer: serverenv.NewLazy(func(ctx context.Context) (*trigger.Consumer, error) {
-		var cfg config.Shim
+		var cfg config.DrainTriggers
 		if err := config.Load(ctx, &cfg); err != nil {
 			return nil, err
 		}
@@ -56,7 +56,7 @@ func (h *Handler) Close() error { return errors.Join(h.forwarder.Close(), h.cons
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, err := h.consumer.Get(r.Context())
 	if err != nil {
-		logging.Default.Error("shim not ready", "error", err)
+		logging.Default.Error("DrainTriggers not ready", "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -1,4 +1,4 @@
-package aggregator
+package aggregate
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fanoutexport/fanoutexport/functions/listener"
+	"github.com/fanoutexport/fanoutexport/functions/listen"
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 	"github.com/fanoutexport/fanoutexport/local/seed"
 	"github.com/fanoutexport/fanoutexport/shared/config"
@@ -122,7 +122,7 @@ func newFixture(t *testing.T) *fixture {
 
 	rep, _ := report.Lookup(typ)
 	for _, src := range rep.Stages[0] {
-		lenv, err := listener.NewEnv(ctx, config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: redisCfg,
+		lenv, err := listen.NewEnv(ctx, config.Listener{PubSub: config.PubSub{ProjectID: "p"}, Redis: redisCfg,
 			DSN: dsns.Sources[src.Database], ChunkBytes: 128}, src, opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +167,7 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-// dispatch does what the MQ1 shim does: a PROCESSING record and its hash,
+// dispatch does what DrainTriggers does: a PROCESSING record and its hash,
 // created with hashType as the report type.
 func (f *fixture) dispatch(t *testing.T, hashType string) int64 {
 	t.Helper()

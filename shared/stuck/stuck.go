@@ -1,14 +1,14 @@
-// Package sweep ends records the pipeline lost track of. Cloud Scheduler
+// Package stuck ends records the pipeline lost track of. Cloud Scheduler
 // calls the Sweep function every few minutes (the local stack runs it in a
 // loop); each run:
 //
 //   - republishes the ID of every record PENDING for longer than
-//     SWEEP_PENDING_AFTER to the trigger queue, so the shim's in-flight
+//     SWEEP_PENDING_AFTER to the trigger queue, so DrainTriggers' in-flight
 //     limit still applies, at most once per interval: the record's
 //     updated_at is bumped first, by one guarded UPDATE that only one of
 //     two concurrent sweepers can win. A PENDING record is never FAILED.
 //   - FAILs every record PROCESSING whose report hash is gone, once it
-//     has been quiet longer than the shim's retries of the hash's creation
+//     has been quiet longer than DrainTriggers' retries of the hash's creation
 //     leave it (LostAfter): "report state lost".
 //   - FAILs every record PROCESSING for longer than SWEEP_PROCESSING_AFTER
 //     with its hash, naming the stage and the listeners done and missing.
@@ -16,7 +16,7 @@
 // Every update is guarded by the record's status and age, as the
 // functions' own updates are, so a record that finishes meanwhile is left
 // alone, and a record the sweeper makes final has its hash deleted.
-package sweep
+package stuck
 
 import (
 	"context"
@@ -44,13 +44,13 @@ import (
 // ReasonLost is the fail reason of a PROCESSING record without its hash.
 var ReasonLost = failreason.StateLost.Text()
 
-// LostMargin is how much longer than the shim's RETRY_DELAY a PROCESSING
+// LostMargin is how much longer than DrainTriggers' RETRY_DELAY a PROCESSING
 // record without its hash must have been quiet before the hash counts as
 // lost (see LostAfter).
 const LostMargin = 2 * time.Minute
 
 // LostAfter is how long a PROCESSING record without its hash must have
-// been quiet before the hash counts as lost. The shim marks the record
+// been quiet before the hash counts as lost. DrainTriggers marks the record
 // PROCESSING before it creates the hash; when creating it fails (Redis
 // refusing, unreachable), it tries again RETRY_DELAY later, up to
 // MAX_ATTEMPTS times, and touches the record each time it schedules a

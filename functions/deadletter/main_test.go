@@ -1,4 +1,4 @@
-package dlq
+package deadletter
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"github.com/fanoutexport/fanoutexport/local/emulators"
 )
 
-// The DLQ function deletes a failed report's segments from Cloud Storage:
+// DeadLetter deletes a failed report's segments from Cloud Storage:
 // its tests give it fake-gcs-server through STORAGE_EMULATOR_HOST, which
 // must be set before any client is made, hence TestMain.
 func TestMain(m *testing.M) {

@@ -1,7 +1,7 @@
-// Package listener is the push handler of one source-table listener: it
+// Package listen is the push handler of one source-table listener: it
 // fetches the source's rows for a report into the Redis hash, counts
 // itself done once, and tells the aggregator.
-package listener
+package listen
 
 import (
 	"context"
@@ -57,9 +57,9 @@ func NewEnv(ctx context.Context, cfg config.Listener, source report.Source, pubs
 }
 
 // Handle fetches the source's rows for one stage message.
-func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger) error {
 	src := e.source
-	m, _, err := message.DecodeStage(push.Message.Data)
+	m, _, err := message.DecodeStage(in.Message.Data)
 	switch {
 	case errors.Is(err, message.ErrVersion):
 		// Another deployment may understand it: retry.
@@ -186,7 +186,7 @@ func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Sour
 
 // Fail ends the report at once: the listener cannot write the record, so
 // it tells the aggregator, which marks the record FAILED with reason.
-func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, _ *slog.Logger) error {
+func (e *Env) Fail(ctx context.Context, _ *message.Envelope, h message.Header, reason string, _ *slog.Logger) error {
 	reportType := h.ReportType
 	if reportType == "" {
 		reportType = "unknown"

@@ -1,4 +1,4 @@
-package listener
+package listen
 
 import (
 	"bytes"
@@ -195,7 +195,7 @@ func TestGoneHashIsNotRecreated(t *testing.T) {
 }
 
 // A message of a schema version this code does not know is retried (non-2xx)
-// and its error is kept in the hash for the DLQ function.
+// and its error is kept in the hash for DeadLetter.
 func TestUnknownVersionIsRetried(t *testing.T) {
 	t.Parallel()
 	src := report.Sources["ListenWithdraw"]
@@ -306,7 +306,7 @@ func TestErrorPaths(t *testing.T) {
 					t.Fatalf("status %d, want non-2xx (retry)", code)
 				}
 				if e, _ := f.rdb.HGet(ctx, f.state.Key(id), state.ErrorField(tt.src.Name())).Result(); e == "" {
-					t.Error("retried error not noted in the hash for the DLQ function")
+					t.Error("retried error not noted in the hash for DeadLetter")
 				}
 			case fault.Fail:
 				if code != http.StatusNoContent {

@@ -1,8 +1,8 @@
-// Package aggregator is the push handler on the aggregate topic. When every
+// Package aggregate is the push handler on the aggregate topic. When every
 // listener of a stage is done it claims the stage once, then either fans
 // out the next stage or joins the datasets, streams the CSV to Cloud
 // Storage and marks the record SUCCESS.
-package aggregator
+package aggregate
 
 import (
 	"context"
@@ -74,12 +74,12 @@ func (e *Env) workTimeout() time.Duration {
 }
 
 // Handle processes one "done" message. nil means ack.
-func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
+func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger) error {
 	// Stop before the stage claim expires: after that another message may
 	// take the stage over, and two aggregators must not work on it at once.
 	ctx, cancel := context.WithTimeout(ctx, e.workTimeout())
 	defer cancel()
-	m, id, err := message.DecodeDone(push.Message.Data)
+	m, id, err := message.DecodeDone(in.Message.Data)
 	switch {
 	case errors.Is(err, message.ErrVersion):
 		return err // a newer deployment may understand it
@@ -98,7 +98,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 	if !part.IsWhole() {
 		log = log.With("part", m.Part, "parts", m.Parts)
 	}
-	err = e.advance(ctx, id, rep, m.PartOf, push.ID(), push.DeliveryAttempt, log)
+	err = e.advance(ctx, id, rep, m.PartOf, in.ID(), in.DeliveryAttempt, log)
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
@@ -457,7 +457,7 @@ func (e *Env) gone(ctx context.Context, id int64, stage int, log *slog.Logger) e
 
 // Fail marks the record FAILED (if not final) and drops its hash and its
 // parts' segments.
-func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
+func (e *Env) Fail(ctx context.Context, _ *message.Envelope, h message.Header, reason string, log *slog.Logger) error {
 	if h.Parts > 1 {
 		reason = partReason(h, reason)
 	}

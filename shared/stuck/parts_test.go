@@ -1,4 +1,4 @@
-package sweep_test
+package stuck_test
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/fanoutexport/fanoutexport/shared/report"
 	"github.com/fanoutexport/fanoutexport/shared/state"
-	"github.com/fanoutexport/fanoutexport/shared/sweep"
+	"github.com/fanoutexport/fanoutexport/shared/stuck"
 )
 
 func TestStuckPartsNamesPartsDoneAndMissing(t *testing.T) {
@@ -29,7 +29,7 @@ func TestStuckPartsNamesPartsDoneAndMissing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tt.want, sweep.StuckParts(rep, true, state.Snapshot{Parts: tt.pr.Parts}, tt.pr, 2*time.Hour)); diff != "" {
+			if diff := cmp.Diff(tt.want, stuck.StuckParts(rep, true, state.Snapshot{Parts: tt.pr.Parts}, tt.pr, 2*time.Hour)); diff != "" {
 				t.Errorf("StuckParts (-want +got):\n%s", diff)
 			}
 		})

@@ -1,4 +1,4 @@
-package dlq
+package deadletter
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func TestSourceOfSubscription(t *testing.T) {
 	}
 }
 
-// fixture is the DLQ function over real MariaDB and Redis and pstest (for
+// fixture is DeadLetter over real MariaDB and Redis and pstest (for
 // the parking topic).
 type fixture struct {
 	h   *push.Handler
@@ -130,7 +130,7 @@ func TestReasons(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		hash  bool                         // the shim created the hash
+		hash  bool                         // DrainTriggers created the hash
 		setup func(t *testing.T, id int64) // then this ran on it
 		body  func(id int64) []byte        // the dead letter
 		attrs map[string]string            // Pub/Sub's attributes (none from pstest)

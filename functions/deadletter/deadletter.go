@@ -1,7 +1,7 @@
-// Package dlq is the push handler on the dead-letter topic: a message that
+// Package deadletter is the push handler on the dead-letter topic: a message that
 // failed every delivery ends its record FAILED with a reason naming the
 // stage and the listener (or the aggregator) that kept failing.
-package dlq
+package deadletter
 
 import (
 	"context"
@@ -28,10 +28,10 @@ import (
 	"github.com/fanoutexport/fanoutexport/shared/topology"
 )
 
-// Name is the DLQ function's name in logs and parked messages.
+// Name is DeadLetter's name in logs and parked messages.
 const Name = "dead-letter"
 
-// Env is the DLQ function's config and clients.
+// Env is DeadLetter's config and clients.
 type Env struct {
 	*serverenv.Env
 	cfg      config.DeadLetter
@@ -68,16 +68,16 @@ func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.Cli
 
 // Handle ends the dead letter's record FAILED with a reason naming who
 // failed. A dead letter that names no record is parked.
-func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) error {
-	h := message.Peek(push.Message.Data, push.Message.Attributes)
+func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger) error {
+	h := message.Peek(in.Message.Data, in.Message.Attributes)
 	if h.RecordID <= 0 {
 		return fault.Parkf("dead letter that names no record")
 	}
-	reason, err := e.reason(ctx, h, push.Message.Attributes)
+	reason, err := e.reason(ctx, h, in.Message.Attributes)
 	if err != nil {
 		return err
 	}
-	return e.Fail(ctx, push, h, reason, log)
+	return e.Fail(ctx, in, h, reason, log)
 }
 
 // Fail marks the record FAILED with reason and drops its hash and its
@@ -85,7 +85,7 @@ func (e *Env) Handle(ctx context.Context, push *message.Push, log *slog.Logger) 
 // the record is announced before the dead letter is acked. The report's
 // other parts stop where they are: their listeners and the aggregator
 // find the hash gone and the record final.
-func (e *Env) Fail(ctx context.Context, _ *message.Push, h message.Header, reason string, log *slog.Logger) error {
+func (e *Env) Fail(ctx context.Context, _ *message.Envelope, h message.Header, reason string, log *slog.Logger) error {
 	ok, err := e.records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
