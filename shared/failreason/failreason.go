@@ -56,7 +56,7 @@ var (
 		Format: "unknown report_type %q; known types: %v",
 		Shown:  "unknown report_type {type}; known types: [{types}]",
 		Means:  "DrainTriggers read a record whose `report_type` this deployment does not define.",
-		Do:     "Fix the upstream's `report_type` (`withdraw_by_tag`, `withdraw_by_tag_with_payments`) and request again, or deploy the version that defines it first, then `reportctl retry ID`.",
+		Do:     "Fix the upstream's `report_type` to one of the known types the reason lists (each defined in `shared/report`) and request again, or deploy the version that defines it first, then `reportctl retry ID`.",
 	}
 	InvalidParams = &Reason{
 		Format: "invalid params: %s",
