@@ -3,10 +3,8 @@ package seed
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/csv"
-	"encoding/hex"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -24,30 +22,7 @@ import (
 // reference query agrees. The README says so where it describes the report.
 func TestMatchingFollowsCollation(t *testing.T) {
 	ctx := context.Background()
-	admin := openDB(t, "")
-	if err := admin.PingContext(ctx); err != nil {
-		if testing.Short() {
-			t.Skipf("MariaDB not reachable (%v); skipped in -short mode", err)
-		}
-		t.Fatalf("MariaDB not reachable at %q (set SEED_TEST_DSN_BASE): %v", dsnBase(), err)
-	}
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "seedmatch_" + hex.EncodeToString(rnd[:])
-	userName, fundName := prefix+"_user", prefix+"_fund"
-	for _, name := range []string{userName, fundName} {
-		if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
-			t.Fatalf("create database %s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-				t.Errorf("drop database %s: %v", name, err)
-			}
-		})
-	}
-	userDB, fundDB := openDB(t, userName), openDB(t, fundName)
+	admin, userName, fundName, userDB, fundDB := throwawayDatabases(t, "seedmatch")
 	for _, s := range []struct {
 		db    *sql.DB
 		stmts []string

@@ -237,31 +237,7 @@ func countRows(t *testing.T, db *sql.DB, table string) int {
 // MariaDB and checks every golden file against one cross-database query.
 func TestOracle(t *testing.T) {
 	ctx := context.Background()
-	admin := openDB(t, "")
-	if err := admin.PingContext(ctx); err != nil {
-		if testing.Short() {
-			t.Skipf("MariaDB not reachable (%v); skipped in -short mode", err)
-		}
-		t.Fatalf("MariaDB not reachable at %q (set SEED_TEST_DSN_BASE): %v", dsnBase(), err)
-	}
-
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "seedtest_" + hex.EncodeToString(rnd[:])
-	userName, fundName := prefix+"_user", prefix+"_fund"
-	for _, name := range []string{userName, fundName} {
-		if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
-			t.Fatalf("create database %s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-				t.Errorf("drop database %s: %v", name, err)
-			}
-		})
-	}
-	userDB, fundDB := openDB(t, userName), openDB(t, fundName)
+	admin, userName, fundName, userDB, fundDB := throwawayDatabases(t, "seedtest")
 	for _, ddl := range []struct {
 		db   *sql.DB
 		stmt string
@@ -298,4 +274,37 @@ func TestOracle(t *testing.T) {
 			}
 		}
 	}
+}
+
+// throwawayDatabases creates two empty databases named {prefix}_{random}_user
+// and _fund on the local MariaDB, dropped when t ends, and returns the
+// server connection, their names and connections to each. It fails
+// (skips under -short) when MariaDB is not reachable.
+func throwawayDatabases(t *testing.T, prefix string) (admin *sql.DB, userName, fundName string, userDB, fundDB *sql.DB) {
+	t.Helper()
+	ctx := context.Background()
+	admin = openDB(t, "")
+	if err := admin.PingContext(ctx); err != nil {
+		if testing.Short() {
+			t.Skipf("MariaDB not reachable (%v); skipped in -short mode", err)
+		}
+		t.Fatalf("MariaDB not reachable at %q (set SEED_TEST_DSN_BASE): %v", dsnBase(), err)
+	}
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatal(err)
+	}
+	base := prefix + "_" + hex.EncodeToString(rnd[:])
+	userName, fundName = base+"_user", base+"_fund"
+	for _, name := range []string{userName, fundName} {
+		if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
+			t.Fatalf("create database %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+				t.Errorf("drop database %s: %v", name, err)
+			}
+		})
+	}
+	return admin, userName, fundName, openDB(t, userName), openDB(t, fundName)
 }
