@@ -300,6 +300,21 @@ func (m *merger) drain(bounded bool, limit int64) error {
 	}
 }
 
+// appendTime appends t (UTC) as TimeLayout does, without time.Format's
+// layout parsing: this runs once per DATETIME field of every row a listener
+// reads. Years outside 0-9999 (not a DATETIME) go through AppendFormat.
+func appendTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(b, byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), 'T')
+	b = append(b, byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':')
+	return append(b, byte('0'+sec/10), byte('0'+sec%10), 'Z')
+}
+
 // estimateRows is the rows EXPLAIN expects q to read.
 func estimateRows(ctx context.Context, db *sql.DB, q Query) (float64, error) {
 	return explainRows(db.QueryContext(ctx, "EXPLAIN "+q.SQL, q.Args...))
@@ -353,24 +368,34 @@ func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWrite
 			dest[i] = &raw[i]
 		}
 	}
+	// Each row's fields are laid end to end in buf, then made one string
+	// and sliced: one allocation per row, not one per field.
 	rec := make([]string, len(src.Columns))
+	ends := make([]int, len(src.Columns))
+	var buf []byte
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("scan %s: %w", src.Name(), err)
 		}
+		buf = buf[:0]
 		for i, c := range src.Columns {
 			switch c.Kind {
 			case Time:
-				rec[i] = times[i].UTC().Format(TimeLayout)
+				buf = appendTime(buf, times[i].UTC())
 			case Int:
 				// Validate while the row is at hand: the joins parse keys.
 				if _, err := strconv.ParseInt(string(raw[i]), 10, 64); err != nil {
 					return fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, raw[i]))
 				}
-				rec[i] = string(raw[i])
+				buf = append(buf, raw[i]...)
 			default:
-				rec[i] = string(raw[i])
+				buf = append(buf, raw[i]...)
 			}
+			ends[i] = len(buf)
+		}
+		whole, start := string(buf), 0
+		for i, end := range ends {
+			rec[i], start = whole[start:end], end
 		}
 		if err := out.Write(rec); err != nil {
 			return err
