@@ -98,7 +98,7 @@ func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger
 	if !part.IsWhole() {
 		log = log.With("part", m.Part, "parts", m.Parts)
 	}
-	err = e.advance(ctx, id, rep, m.PartOf, in.ID(), in.DeliveryAttempt, log)
+	err = e.advance(ctx, id, rep, m.PartOf, m.Chunks, in.ID(), in.DeliveryAttempt, log)
 	if errors.Is(err, state.ErrGone) {
 		return e.gone(ctx, id, m.Stage, log)
 	}
@@ -118,7 +118,7 @@ func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger
 // advance takes the next step of the message's part if the part's
 // highest complete stage has not taken it. A one-part report's part is
 // the whole report, under the hash's names of a report before parts.
-func (e *Env) advance(ctx context.Context, id int64, rep report.Report, po message.PartOf, msgID string, deliveryAttempt int, log *slog.Logger) error {
+func (e *Env) advance(ctx context.Context, id int64, rep report.Report, po message.PartOf, chunks string, msgID string, deliveryAttempt int, log *slog.Logger) error {
 	part := state.Part{Index: po.Part, Count: po.Parts}
 	snap, err := e.State.ReadPart(ctx, id, part, rep.StageSources())
 	if err != nil {
@@ -158,7 +158,7 @@ func (e *Env) advance(ctx context.Context, id int64, rep report.Report, po messa
 	}
 	reads := chosenAttempts(rep, snap)
 	if n < len(rep.Stages) {
-		return e.nextStage(ctx, id, rep, po, n, snap.Params, reads, msgID, deliveryAttempt, log)
+		return e.nextStage(ctx, id, rep, po, chunks, n, snap.Params, reads, msgID, deliveryAttempt, log)
 	}
 	if part.IsWhole() {
 		return e.finish(ctx, id, rep, e.State.Reader(id, reads), log)
@@ -185,7 +185,7 @@ func chosenAttempts(rep report.Report, snap state.Snapshot) map[string]int64 {
 // took the stage over may have committed first: then its input counts and
 // ours is dropped), and fans out stage n+1 for the part — or, when stage n
 // found nothing, finishes the part at once.
-func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, po message.PartOf, n int, params []byte, reads map[string]int64, msgID string, deliveryAttempt int, log *slog.Logger) error {
+func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, po message.PartOf, chunks string, n int, params []byte, reads map[string]int64, msgID string, deliveryAttempt int, log *slog.Logger) error {
 	ctx, span := tracing.Start(ctx, "hand over to the next stage")
 	defer span.End()
 	part := state.Part{Index: po.Part, Count: po.Parts}
@@ -193,7 +193,7 @@ func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, po mes
 	if err != nil {
 		return err
 	}
-	next, err := rep.Between(ctx, n, e.State.PartWriter(id, part, state.PartInputField(part, n+1), attempt, reads), e.Cfg.ChunkBytes)
+	next, err := rep.Between(ctx, n, e.State.PartWriter(id, part, state.PartInputField(part, n+1), attempt, reads), e.Cfg.ChunkBytes, dataset.CodecNamed(chunks))
 	if errors.Is(err, state.ErrSuperseded) {
 		next, err = true, nil // another aggregator committed its input
 	}
@@ -221,7 +221,7 @@ func (e *Env) nextStage(ctx context.Context, id int64, rep report.Report, po mes
 		}
 	}
 	msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: n + 1,
-		Sources: rep.SourceNames(n + 1), Params: params, PartOf: po}
+		Sources: rep.SourceNames(n + 1), Params: params, Chunks: chunks, PartOf: po}
 	if _, err := e.Bus.PublishJSON(ctx, topology.StageTopic(n+1), msg, msg.Attributes()); err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger
 		}
 	}
 	part := state.Part{Index: m.Part, Count: m.Parts}
-	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name(), PartOf: m.PartOf}
+	done := message.Done{RecordID: m.RecordID, ReportType: m.ReportType, Stage: m.Stage, Source: src.Name(), Chunks: m.Chunks, PartOf: m.PartOf}
 	if !part.IsWhole() {
 		log = log.With("part", m.Part, "parts", m.Parts, "bounds", bounds.Describe(src.Key))
 	}
@@ -157,6 +157,7 @@ func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Sour
 	defer span.End()
 	store := e.State.PartWriter(m.RecordID, part, state.PartDoneField(part, m.Stage, src.Name()), attempt, reads)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
+	out.SetCodec(dataset.CodecNamed(m.Chunks))
 	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it (a
 	// part past it is a report past it; the aggregator sums the parts).
 	start := time.Now()

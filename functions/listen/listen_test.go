@@ -178,6 +178,55 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 	}
 }
 
+// A report dispatched by this version (Chunks "s2") gets S2 chunks; one
+// the previous version dispatched (no Chunks, message version 2) gets
+// DEFLATE, which that version's aggregator reads. The done message passes
+// Chunks on, so the report's next stage keeps its codec.
+func TestChunkCodecFollowsTheReport(t *testing.T) {
+	t.Parallel()
+	src := report.Sources["ListenWithdraw"]
+	f := newFixture(t, src)
+	ctx := context.Background()
+	rep, _ := report.Lookup("withdraw_by_tag")
+	p, err := report.ParseParams([]byte(seed.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, _ := json.Marshal(p)
+	for i, tc := range []struct {
+		v      int
+		chunks string
+		format byte
+	}{{message.SchemaVersion, message.ChunksS2, byte(dataset.S2)}, {2, "", byte(dataset.Deflate)}} {
+		id := int64(20 + i)
+		if _, err := f.state.Create(ctx, id, "withdraw_by_tag", []byte(seed.Params)); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(message.Stage{V: tc.v, RecordID: id, ReportType: "withdraw_by_tag", Stage: 1, Sources: rep.SourceNames(1), Params: norm, Chunks: tc.chunks})
+		if code := f.post(t, fmt.Sprint("codec", i), b, 1); code != http.StatusNoContent {
+			t.Fatalf("v%d: status %d", tc.v, code)
+		}
+		snap, err := f.state.Read(ctx, id, [][]string{{src.Name()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := state.AttemptName(src.Dataset(), snap.Attempts[1][src.Name()])
+		chunks, _ := f.rdb.HGet(ctx, f.state.Key(id), dataset.ChunksField(name)).Int64()
+		if chunks < 2 {
+			t.Fatalf("v%d: %d chunks, want several", tc.v, chunks)
+		}
+		for c := range chunks {
+			data, err := f.rdb.HGet(ctx, f.state.Key(id), dataset.ChunkField(name, c)).Bytes()
+			if err != nil || len(data) == 0 || data[0] != tc.format {
+				t.Fatalf("v%d chunk %d: %.1q, %v; want format byte %d", tc.v, c, data, err, tc.format)
+			}
+		}
+		if got := f.dones(t, 1); len(got) != 1 || got[0].Chunks != tc.chunks {
+			t.Errorf("v%d: done messages %+v, want one with chunks %q", tc.v, got, tc.chunks)
+		}
+	}
+}
+
 // A late message for a report whose hash is gone never recreates it.
 func TestGoneHashIsNotRecreated(t *testing.T) {
 	t.Parallel()

@@ -234,26 +234,19 @@ func (e *env) uploadsNow(id int64) int {
 	return len(objs)
 }
 
-// Two deployments' messages side by side: a report the previous version
-// dispatched (its hash without parts, its stage-1 message at schema
-// version 1, byte for byte as that version wrote it) drains on this
-// version as one part, while a report of this version runs in many parts
-// at the same time. Both end SUCCESS with the golden CSV.
+// Deployments' messages side by side: reports the previous versions
+// dispatched (a hash without parts; a stage-1 message at schema version 1,
+// and one at version 2, without Chunks, byte for byte as those versions
+// wrote them) drain on this version as one part each, while a report of
+// this version runs in many parts at the same time. All end SUCCESS with
+// the golden CSV. (The old reports' datasets are DEFLATE, which a version-2
+// aggregator reads, the new one's S2: listen's TestChunkCodecFollowsTheReport.)
 func TestMessageVersionsSideBySide(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{envFor: partsEnv(2)})
 	ctx := context.Background()
 	const typ = "withdraw_by_tag_with_payments"
 
-	// The previous version's dispatch: PROCESSING, a hash without parts,
-	// a version-1 stage message.
-	old, err := e.client.Records.Insert(ctx, typ, []byte(seed.Params))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.Records.MarkProcessing(ctx, old); err != nil {
-		t.Fatal(err)
-	}
 	p, err := report.ParseParams([]byte(seed.Params))
 	if err != nil {
 		t.Fatal(err)
@@ -262,24 +255,41 @@ func TestMessageVersionsSideBySide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.State.Create(ctx, old, typ, norm); err != nil {
-		t.Fatal(err)
-	}
 	c, err := pubsub.NewClient(ctx, "e2e-project", emulators.PubSubOptions(e.stack.PubSubAddr)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	v1 := fmt.Sprintf(`{"v":1,"recordId":%d,"reportType":%q,"stage":1,"sources":["plt_user.vs_user_tag_relation","plt_fund.vs_withdraw"],"params":%s}`, old, typ, norm)
-	attrs := map[string]string{"schemaVersion": "1", "kind": "stage", "recordId": fmt.Sprint(old), "reportType": typ, "stage": "1"}
-	if _, err := c.Publisher(topology.StageTopic(1)).Publish(ctx, &pubsub.Message{Data: []byte(v1), Attributes: attrs}).Get(ctx); err != nil {
-		t.Fatal(err)
+	var olds []int64
+	for _, v := range []int{1, 2} {
+		// The previous version's dispatch: PROCESSING, a hash without
+		// parts, its stage-1 message.
+		old, err := e.client.Records.Insert(ctx, typ, []byte(seed.Params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.Records.MarkProcessing(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.State.Create(ctx, old, typ, norm); err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf(`{"v":1,"recordId":%d,"reportType":%q,"stage":1,"sources":["plt_user.vs_user_tag_relation","plt_fund.vs_withdraw"],"params":%s}`, old, typ, norm)
+		attrs := map[string]string{"schemaVersion": "1", "kind": "stage", "recordId": fmt.Sprint(old), "reportType": typ, "stage": "1"}
+		if v == 2 {
+			body = fmt.Sprintf(`{"v":2,"recordId":%d,"reportType":%q,"stage":1,"sources":["plt_user.vs_user_tag_relation","plt_fund.vs_withdraw"],"params":%s,"part":0,"parts":1}`, old, typ, norm)
+			attrs["schemaVersion"], attrs["part"] = "2", "0/1"
+		}
+		if _, err := c.Publisher(topology.StageTopic(1)).Publish(ctx, &pubsub.Message{Data: []byte(body), Attributes: attrs}).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+		olds = append(olds, old)
 	}
 	// This version's report, in many parts, meanwhile.
 	cur := e.request(typ, seed.Params)
 
 	want := string(seed.Golden(seed.GoldenWithdrawByTagWithPayments))
-	for _, id := range []int64{old, cur} {
+	for _, id := range append(olds, cur) {
 		rec := e.wait(id, 90*time.Second)
 		if rec.Status != record.Success {
 			t.Errorf("record %d: %s %q, want SUCCESS", id, rec.Status, rec.FailReason)
@@ -299,8 +309,10 @@ func TestMessageVersionsSideBySide(t *testing.T) {
 	if n := dispatchedParts(t, e, cur); n < 4 {
 		t.Errorf("this version's report ran in %d parts, want many", n)
 	}
-	if n := countLogLines(t, e, "Aggregate", old, "part's segment written"); n != 0 {
-		t.Errorf("the previous version's report wrote %d segments, want none (one part: one upload)", n)
+	for _, old := range olds {
+		if n := countLogLines(t, e, "Aggregate", old, "part's segment written"); n != 0 {
+			t.Errorf("the previous version's report %d wrote %d segments, want none (one part: one upload)", old, n)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
@@ -59,12 +60,12 @@ func encodeRows(rows [][]string) []byte {
 	return b
 }
 
-// The codec changed from compress/flate to klauspost/compress/flate under
-// the same format byte: during a deployment the old and the new functions
-// read each other's chunks. Chunks the previous version wrote (the
-// standard library's DEFLATE) read back the same rows, and every chunk
-// this version writes inflates with the standard library to exactly the
-// rows' encoding.
+// Chunks of both codecs read back. A DEFLATE chunk of the versions before
+// S2 (the standard library's encoder, the format byte 1) reads back the same
+// rows; a Writer set to Deflate, as a listener is for a report the previous
+// deployment dispatched, writes chunks that the standard library inflates to
+// exactly the rows' encoding, so that deployment's aggregator reads them;
+// and S2 chunks (the default) decode to the same encoding.
 func TestChunksReadableAcrossCodecs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -111,12 +112,17 @@ func TestChunksReadableAcrossCodecs(t *testing.T) {
 		t.Parallel()
 		st := &chunkStore{MemStore: dataset.NewMemStore()}
 		w := dataset.NewWriter(ctx, st, "d", limit)
+		w.SetCodec(dataset.Deflate)
 		for _, r := range rows {
 			if err := w.Write(r); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := w.Close(); err != nil {
+		chunks, n, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Finish(ctx, "d", chunks, n); err != nil {
 			t.Fatal(err)
 		}
 		if len(st.chunks) < 2 {
@@ -136,6 +142,52 @@ func TestChunksReadableAcrossCodecs(t *testing.T) {
 		if !bytes.Equal(raw, encodeRows(rows)) {
 			t.Errorf("the chunks inflated with compress/flate are not the rows' encoding (%d bytes, want %d)", len(raw), len(encodeRows(rows)))
 		}
+		got, err := readAll(ctx, st, "d", 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(rows, got); diff != "" {
+			t.Errorf("rows (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("S2, the default", func(t *testing.T) {
+		t.Parallel()
+		st := &chunkStore{MemStore: dataset.NewMemStore()}
+		w := dataset.NewWriter(ctx, st, "d", limit)
+		for _, r := range rows {
+			if err := w.Write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		chunks, n, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Finish(ctx, "d", chunks, n); err != nil {
+			t.Fatal(err)
+		}
+		var raw []byte
+		for i, c := range st.chunks {
+			if c[0] != byte(dataset.S2) {
+				t.Fatalf("chunk %d format byte %d, want %d", i, c[0], dataset.S2)
+			}
+			b, err := s2.Decode(nil, c[1:])
+			if err != nil {
+				t.Fatalf("chunk %d: s2: %v", i, err)
+			}
+			raw = append(raw, b...)
+		}
+		if !bytes.Equal(raw, encodeRows(rows)) {
+			t.Errorf("the chunks decoded with s2 are not the rows' encoding (%d bytes, want %d)", len(raw), len(encodeRows(rows)))
+		}
+		got, err := readAll(ctx, st, "d", 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(rows, got); diff != "" {
+			t.Errorf("rows (-want +got):\n%s", diff)
+		}
 	})
 }
 
@@ -146,12 +198,19 @@ func BenchmarkChunkCodec(b *testing.B) {
 	ctx := context.Background()
 	rows := withdrawRows(200_000)
 	raw := int64(len(encodeRows(rows)))
+	for _, codec := range []dataset.Codec{dataset.Deflate, dataset.S2} {
+		b.Run(fmt.Sprint("codec=", codec), func(b *testing.B) { benchmarkCodec(b, ctx, rows, raw, codec) })
+	}
+}
+
+func benchmarkCodec(b *testing.B, ctx context.Context, rows [][]string, raw int64, codec dataset.Codec) {
 	b.Run("write", func(b *testing.B) {
 		b.SetBytes(raw)
 		var stored int64
 		for b.Loop() {
 			st := &chunkStore{MemStore: dataset.NewMemStore()}
 			w := dataset.NewWriter(ctx, st, "d", 0)
+			w.SetCodec(codec)
 			for _, r := range rows {
 				if err := w.Write(r); err != nil {
 					b.Fatal(err)
@@ -169,7 +228,18 @@ func BenchmarkChunkCodec(b *testing.B) {
 	})
 	b.Run("read", func(b *testing.B) {
 		st := dataset.NewMemStore()
-		if err := st.Put(ctx, "d", 0, rows); err != nil {
+		w := dataset.NewWriter(ctx, st, "d", 0)
+		w.SetCodec(codec)
+		for _, r := range rows {
+			if err := w.Write(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		chunks, n, err := w.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Finish(ctx, "d", chunks, n); err != nil {
 			b.Fatal(err)
 		}
 		b.SetBytes(raw)

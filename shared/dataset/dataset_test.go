@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
@@ -69,7 +70,8 @@ func (s *sizes) PutChunk(ctx context.Context, name string, i int64, data []byte)
 	return s.MemStore.PutChunk(ctx, name, i, data)
 }
 
-// chunk is a chunk in the stored format: format byte 1, then DEFLATE.
+// chunk is a DEFLATE chunk, as the previous versions stored them (and a
+// Writer with SetCodec(Deflate) still does): format byte 1, then DEFLATE.
 func chunk(raw []byte) []byte {
 	var b bytes.Buffer
 	b.WriteByte(1)
@@ -79,11 +81,15 @@ func chunk(raw []byte) []byte {
 	return b.Bytes()
 }
 
+// inflate decodes a stored chunk of either format, without the reader.
 func inflate(data []byte) ([]byte, error) {
-	if len(data) == 0 || data[0] != 1 {
-		return nil, fmt.Errorf("chunk format %v, want 1", data[:min(1, len(data))])
+	switch {
+	case len(data) > 0 && data[0] == byte(dataset.S2):
+		return s2.Decode(nil, data[1:])
+	case len(data) > 0 && data[0] == byte(dataset.Deflate):
+		return io.ReadAll(flate.NewReader(bytes.NewReader(data[1:])))
 	}
-	return io.ReadAll(flate.NewReader(bytes.NewReader(data[1:])))
+	return nil, fmt.Errorf("chunk format %v, want 1 or 2", data[:min(1, len(data))])
 }
 
 // Chunks are stored compressed: repetitive rows take far less than their size.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
@@ -18,7 +19,7 @@ import (
 // fields and rows recorded rows. With deflate set, the bytes are the rows'
 // encoding and are compressed first, so the fuzzer reaches the row
 // decoding; otherwise they are the stored chunk itself (format byte and
-// DEFLATE stream). Nothing panics; every refusal is ErrCorrupt; the
+// DEFLATE or S2). Nothing panics; every refusal is ErrCorrupt; the
 // reader's buffer never grows past MaxChunkBytes+1 and reading makes a
 // bounded number of allocations, however far the chunk would inflate;
 // what reads cleanly writes and reads back the same.
@@ -33,7 +34,7 @@ func FuzzChunk(f *testing.F) {
 	// The reader's error cases.
 	add([]byte{2, 9, '1'}, true, 2, 1)                                                     // a field overruns the chunk
 	add([]byte{2, 0x80}, true, 2, 1)                                                       // truncated length
-	add([]byte{2, 2, 1, '1', 1, 'a'}, false, 2, 1)                                         // unknown format
+	add([]byte{3, 2, 1, '1', 1, 'a'}, false, 2, 1)                                         // unknown format
 	add([]byte{1, 0xff, 0xff, 0xff}, false, 2, 1)                                          // not DEFLATE
 	add([]byte{2, 1, '1', 1, 'a'}, true, 2, 2)                                             // fewer rows than recorded
 	add([]byte{2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, true, 2, 1) // a length past 2^63
@@ -43,6 +44,11 @@ func FuzzChunk(f *testing.F) {
 	b, n := bomb(f, 2*dataset.MaxChunkBytes)
 	add(b, false, 2, uint16(min(n, 65535)))
 	add(chunk(encode(rowsOfSize(dataset.MaxChunkBytes+1))), false, 1, 10281)
+	// S2 chunks: valid; a header claiming 4 GiB; 2 MB of valid rows.
+	s2chunk := func(raw []byte) []byte { return append([]byte{byte(dataset.S2)}, s2.Encode(nil, raw)...) }
+	add(s2chunk(encode(awkward)), false, 3, uint16(len(awkward)))
+	add([]byte{byte(dataset.S2), 0xff, 0xff, 0xff, 0xff, 0x0f, 0}, false, 2, 1)
+	add(s2chunk(bytes.Repeat([]byte{2, 1, '1', 1, 'a'}, 2*dataset.MaxChunkBytes/5)), false, 2, 65535)
 	// Exactly the limit, in the smallest rows that each cost a string.
 	add(chunk(bytes.Repeat([]byte{1, 2, 'a', 'b'}, dataset.MaxChunkBytes/4)), false, 1, 65535)
 	f.Fuzz(func(t *testing.T, data []byte, deflate bool, width uint8, rows uint16) {

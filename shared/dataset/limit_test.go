@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 )
 
@@ -87,6 +89,10 @@ func TestChunkLimit(t *testing.T) {
 		rows := rowsOfSize(n)
 		return chunkOf{chunk(encode(rows)), int64(len(rows))}
 	}
+	wholeS2 := func(n int) chunkOf {
+		rows := rowsOfSize(n)
+		return chunkOf{append([]byte{byte(dataset.S2)}, s2.Encode(nil, encode(rows))...), int64(len(rows))}
+	}
 	tests := []struct {
 		name    string
 		chunk   func(t *testing.T) chunkOf
@@ -98,6 +104,16 @@ func TestChunkLimit(t *testing.T) {
 		{"16 MB of valid rows from 80 KB", func(t *testing.T) chunkOf {
 			d, n := bomb(t, 16<<20)
 			return chunkOf{d, n}
+		}, 2, dataset.ErrCorrupt},
+		{"S2: exactly the limit", func(*testing.T) chunkOf { return wholeS2(maxChunk) }, 1, nil},
+		{"S2: one byte past the limit", func(*testing.T) chunkOf { return wholeS2(maxChunk + 1) }, 1, dataset.ErrCorrupt},
+		{"S2: 16 MB of valid rows", func(t *testing.T) chunkOf {
+			row := []byte{2, 1, '1', 1, 'a'}
+			raw := bytes.Repeat(row, 16<<20/len(row))
+			return chunkOf{append([]byte{byte(dataset.S2)}, s2.Encode(nil, raw)...), int64(len(raw) / len(row))}
+		}, 2, dataset.ErrCorrupt},
+		{"S2: a header claiming 4 GiB, no body", func(*testing.T) chunkOf {
+			return chunkOf{[]byte{byte(dataset.S2), 0xff, 0xff, 0xff, 0xff, 0x0f}, 1}
 		}, 2, dataset.ErrCorrupt},
 	}
 	for _, tt := range tests {

@@ -16,10 +16,13 @@ import (
 )
 
 // SchemaVersion is the version this code writes. Version 2 added the
-// part (Part, Parts, Bounds); version 1 messages, written by the previous
-// deployment, are still read, as the one part of a one-part report, so a
-// deployment drains the reports started before it.
-const SchemaVersion = 2
+// part (Part, Parts, Bounds); version 1 messages are still read, as the one
+// part of a one-part report. Version 3 added Chunks: a report dispatched
+// with Chunks "s2" stores its datasets as S2 chunks, which version 2 cannot
+// read, so version 2 must refuse its messages (and it does: it retries a
+// version it does not know). Versions 1 and 2 are read, so a deployment
+// drains the reports started before it.
+const SchemaVersion = 3
 
 // MinSchemaVersion is the oldest version this code still reads.
 const MinSchemaVersion = 1
@@ -50,8 +53,17 @@ type Stage struct {
 	Stage      int             `json:"stage"`
 	Sources    []string        `json:"sources"` // the listeners expected to answer
 	Params     json.RawMessage `json:"params"`  // normalised report params
+	// Chunks names the codec of the report's datasets: ChunksS2, or empty
+	// for DEFLATE (a report the previous deployment dispatched). Set at
+	// dispatch and passed on by every message of the report, so a report
+	// is S2 throughout or DEFLATE throughout, whichever version of each
+	// function handles it.
+	Chunks string `json:"chunks,omitempty"`
 	PartOf
 }
+
+// ChunksS2 is Chunks for datasets of S2 chunks (dataset.CodecNamed).
+const ChunksS2 = "s2"
 
 // PartOf names one part of a report: Part (from 0) of Parts, and the
 // part's key range as the report package encodes it (opaque here). A
@@ -87,6 +99,7 @@ type Done struct {
 	// Failure, when set, is a permanent error: the record must end FAILED
 	// with this reason, without retrying.
 	Failure string `json:"failure,omitempty"`
+	Chunks  string `json:"chunks,omitempty"` // the stage message's, passed on
 	PartOf
 }
 

@@ -18,6 +18,7 @@ func TestStageRoundTrip(t *testing.T) {
 	want := message.Stage{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag", Stage: 1,
 		Sources: []string{"plt_user.vs_user_tag_relation", "plt_fund.vs_withdraw"},
 		Params:  json.RawMessage(`{"tagIds":[3,10],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}`),
+		Chunks:  message.ChunksS2,
 		PartOf:  message.PartOf{Part: 3, Parts: 7, Bounds: json.RawMessage(`{"lo":100,"hi":200}`)}}
 	b, err := json.Marshal(want)
 	if err != nil {
@@ -30,7 +31,7 @@ func TestStageRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DecodeStage (-want +got):\n%s", diff)
 	}
-	wantAttrs := map[string]string{"schemaVersion": "2", "kind": "stage", "recordId": "1111", "reportType": "withdraw_by_tag", "stage": "1", "part": "3/7"}
+	wantAttrs := map[string]string{"schemaVersion": "3", "kind": "stage", "recordId": "1111", "reportType": "withdraw_by_tag", "stage": "1", "part": "3/7"}
 	if diff := cmp.Diff(wantAttrs, want.Attributes()); diff != "" {
 		t.Errorf("Stage.Attributes (-want +got):\n%s", diff)
 	}
@@ -39,7 +40,7 @@ func TestStageRoundTrip(t *testing.T) {
 func TestDoneRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, want := range []message.Done{
-		{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag_with_payments", Stage: 2, Source: "plt_fund.vs_payment", PartOf: message.Whole},
+		{V: message.SchemaVersion, RecordID: 1111, ReportType: "withdraw_by_tag_with_payments", Stage: 2, Source: "plt_fund.vs_payment", Chunks: message.ChunksS2, PartOf: message.Whole},
 		{V: message.SchemaVersion, RecordID: 9223372036854775807, ReportType: "withdraw_by_tag", Stage: 1, Source: "plt_fund.vs_withdraw", Failure: `bad "params"` + "\n日本語",
 			PartOf: message.PartOf{Part: 0, Parts: 2, Bounds: json.RawMessage(`{"hi":5}`)}},
 	} {
@@ -107,7 +108,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"recordId negative", `{"v":1,"recordId":-4,"reportType":"r","stage":1}`, true, 0, message.ErrUndecodable},
 		{"recordId a string", `{"v":1,"recordId":"7","reportType":"r","stage":1}`, true, 0, message.ErrUndecodable},
 		{"no version", `{"recordId":7,"reportType":"r","stage":1}`, true, 7, message.ErrUndecodable},
-		{"newer version", `{"v":3,"recordId":7,"reportType":"r","stage":1,"future":true}`, true, 7, message.ErrVersion},
+		{"newer version", `{"v":4,"recordId":7,"reportType":"r","stage":1,"future":true}`, true, 7, message.ErrVersion},
 		{"older version", `{"v":0,"recordId":7,"reportType":"r","stage":1,"source":"s"}`, false, 7, message.ErrVersion},
 		{"stage without reportType", `{"v":1,"recordId":7,"stage":1}`, true, 7, message.ErrUndecodable},
 		{"stage 0", `{"v":1,"recordId":7,"reportType":"r","stage":0}`, true, 7, message.ErrUndecodable},

@@ -111,7 +111,7 @@ func generatedStore(t *testing.T, r Report, users int) *dataset.MemStore {
 			}
 		}
 		if n+1 < len(r.Stages) {
-			next, err := r.Between(ctx, n+1, st, 1<<10)
+			next, err := r.Between(ctx, n+1, st, 1<<10, dataset.S2)
 			if err != nil || !next {
 				t.Fatalf("Between(%d) = %v, %v; want true, nil", n+1, next, err)
 			}

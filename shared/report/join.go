@@ -182,11 +182,12 @@ func joinWithdrawals(ctx context.Context, st dataset.Store, yield func(withdrawR
 
 // writeStage1Pairs writes the distinct (user, currency) pairs of the
 // stage-1 join for the vs_payment listener.
-func writeStage1Pairs(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int) (bool, error) {
+func writeStage1Pairs(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int, codec dataset.Codec) (bool, error) {
 	if n != 1 {
 		return false, fmt.Errorf("withdraw_by_tag_with_payments has no stage %d to prepare", n+1)
 	}
 	w := dataset.NewWriter(ctx, st, stage1Pairs, chunkBytes)
+	w.SetCodec(codec)
 	var user int64
 	var userSet bool
 	var currencies []string

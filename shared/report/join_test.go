@@ -70,7 +70,7 @@ func join(st dataset.Store, typ string) ([][]string, error) {
 
 func between(st dataset.WriteStore, limit int) (bool, error) {
 	r, _ := Lookup("withdraw_by_tag_with_payments")
-	return r.Between(context.Background(), 1, st, limit)
+	return r.Between(context.Background(), 1, st, limit, dataset.S2)
 }
 
 const t0 = "2026-01-05T10:00:00Z"
@@ -305,7 +305,7 @@ func TestBetweenHasOnlyStage1(t *testing.T) {
 	t.Parallel()
 	st := load(t, 64, fixture{dsTags: tagRows, dsWithdraw: withdrawRows})
 	r, _ := Lookup("withdraw_by_tag_with_payments")
-	if _, err := r.Between(context.Background(), 2, st, 64); err == nil {
+	if _, err := r.Between(context.Background(), 2, st, 64, dataset.S2); err == nil {
 		t.Errorf("Between(stage 2) returned no error")
 	}
 }

@@ -27,7 +27,7 @@ type Report struct {
 	// Between runs when stage n < len(Stages) is complete: it writes the
 	// next stage's input datasets into st and says whether the next stage
 	// has anything to do (false skips straight to Join).
-	Between func(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int) (next bool, err error)
+	Between func(ctx context.Context, n int, st dataset.WriteStore, chunkBytes int, codec dataset.Codec) (next bool, err error)
 	// Join streams the CSV rows, in order, from the finished datasets.
 	Join func(ctx context.Context, st dataset.Store, emit func(row []string) error) error
 	// SplitBy says how Split estimates the report's rows to cut its key

@@ -255,7 +255,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, id int64, behind bool, log *s
 	}
 	for i, b := range bounds {
 		msg := message.Stage{V: message.SchemaVersion, RecordID: id, ReportType: rep.Type, Stage: 1,
-			Sources: rep.SourceNames(1), Params: norm, PartOf: message.PartOf{Part: i, Parts: parts, Bounds: b}}
+			Sources: rep.SourceNames(1), Params: norm, Chunks: message.ChunksS2, PartOf: message.PartOf{Part: i, Parts: parts, Bounds: b}}
 		msgID, err := d.Bus.PublishJSON(ctx, topology.StageTopic(1), msg, msg.Attributes())
 		if err != nil {
 			return 0, err
