@@ -144,6 +144,27 @@ func (w *Writer) Write(row []string) error {
 		w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(f))))
 		w.buf.WriteString(f)
 	}
+	return w.added(prev)
+}
+
+// WriteJoined appends one row whose fields lie end to end in fields, field
+// i ending at ends[i]: the row Write would get from the fields as strings,
+// without making them.
+func (w *Writer) WriteJoined(fields []byte, ends []int) error {
+	prev := w.buf.Len()
+	w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(ends))))
+	start := 0
+	for _, end := range ends {
+		w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(end-start)))
+		w.buf.Write(fields[start:end])
+		start = end
+	}
+	return w.added(prev)
+}
+
+// added takes the row encoded in buf from prev on: it refuses a row no
+// chunk can hold, and puts the chunk when the row fills it.
+func (w *Writer) added(prev int) error {
 	if n := w.buf.Len() - prev; n > MaxChunkBytes {
 		w.buf.Truncate(prev)
 		return fmt.Errorf("%w: %s row %d: %d bytes encoded, at most %d", ErrRowTooLarge, w.name, w.rows, n, MaxChunkBytes)

@@ -425,3 +425,40 @@ func TestEmptySingleFieldRows(t *testing.T) {
 		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
+
+// WriteJoined stores exactly what Write stores for the same fields,
+// chunk for chunk, empty fields and limits included.
+func TestWriteJoinedIsWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rows := append(slices.Clone(awkward), []string{}, []string{"", "", ""}, []string{strings.Repeat("x", 300), "y", ""})
+	for _, limit := range []int{1, 40, 0} {
+		a, b := &chunkStore{MemStore: dataset.NewMemStore()}, &chunkStore{MemStore: dataset.NewMemStore()}
+		wa, wb := dataset.NewWriter(ctx, a, "d", limit), dataset.NewWriter(ctx, b, "d", limit)
+		for _, r := range rows {
+			var fields []byte
+			var ends []int
+			for _, f := range r {
+				fields = append(fields, f...)
+				ends = append(ends, len(fields))
+			}
+			if err := wa.Write(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := wb.WriteJoined(fields, ends); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ca, na, errA := wa.Close()
+		cb, nb, errB := wb.Close()
+		if errA != nil || errB != nil || ca != cb || na != nb {
+			t.Fatalf("limit %d: Close = %d, %d, %v and %d, %d, %v", limit, ca, na, errA, cb, nb, errB)
+		}
+		if len(a.chunks) < 2 && limit != 0 {
+			t.Errorf("limit %d: %d chunks, want several", limit, len(a.chunks))
+		}
+		if diff := cmp.Diff(a.chunks, b.chunks); diff != "" {
+			t.Errorf("limit %d: chunks (-Write +WriteJoined):\n%s", limit, diff)
+		}
+	}
+}

@@ -300,6 +300,25 @@ func (m *merger) drain(bounded bool, limit int64) error {
 	}
 }
 
+// scanError explains a row that did not scan: an Int column whose value is
+// not a 64-bit integer (the row, scanned again as bytes, names it) is
+// permanent; any other scan error is returned as it was.
+func scanError(rows *sql.Rows, src Source, err error) error {
+	raw := make([]sql.RawBytes, len(src.Columns))
+	dest := make([]any, len(src.Columns))
+	for i := range dest {
+		dest[i] = &raw[i]
+	}
+	if rows.Scan(dest...) == nil {
+		for i, c := range src.Columns {
+			if _, perr := strconv.ParseInt(string(raw[i]), 10, 64); c.Kind == Int && perr != nil {
+				return fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, raw[i]))
+			}
+		}
+	}
+	return fmt.Errorf("scan %s: %w", src.Name(), err)
+}
+
 // appendTime appends t (UTC) as TimeLayout does, without time.Format's
 // layout parsing: this runs once per DATETIME field of every row a listener
 // reads. Years outside 0-9999 (not a DATETIME) go through AppendFormat.
@@ -352,30 +371,51 @@ func (s *rowSink) Write(rec []string) error {
 	return nil
 }
 
+// writeJoined is Write of a row whose fields lie end to end in fields.
+func (s *rowSink) writeJoined(fields []byte, ends []int) error {
+	if s.max > 0 && s.rows >= s.max {
+		return RowLimitError(s.max)
+	}
+	if err := s.out.WriteJoined(fields, ends); err != nil {
+		return err
+	}
+	s.rows++
+	return nil
+}
+
 func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWriter) error {
 	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", src.Name(), err)
 	}
 	defer rows.Close()
+	// Int columns scan into int64 (the joins parse keys: a value that is
+	// not one fails the scan, and is then read as bytes for the reason),
+	// Time columns into time.Time, the rest as bytes.
 	raw := make([]sql.RawBytes, len(src.Columns))
+	ints := make([]int64, len(src.Columns))
 	times := make([]time.Time, len(src.Columns))
 	dest := make([]any, len(src.Columns))
 	for i, c := range src.Columns {
-		if c.Kind == Time {
+		switch c.Kind {
+		case Time:
 			dest[i] = &times[i]
-		} else {
+		case Int:
+			dest[i] = &ints[i]
+		default:
 			dest[i] = &raw[i]
 		}
 	}
-	// Each row's fields are laid end to end in buf, then made one string
-	// and sliced: one allocation per row, not one per field.
+	// Each row's fields are laid end to end in buf. The dataset takes them
+	// so; any other writer gets them as one string, sliced: one allocation
+	// per row, not one per field.
+	sink, direct := out.(*rowSink)
 	rec := make([]string, len(src.Columns))
 	ends := make([]int, len(src.Columns))
 	var buf []byte
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("scan %s: %w", src.Name(), err)
+			return scanError(rows, src, err)
 		}
 		buf = buf[:0]
 		for i, c := range src.Columns {
@@ -383,15 +423,17 @@ func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWrite
 			case Time:
 				buf = appendTime(buf, times[i].UTC())
 			case Int:
-				// Validate while the row is at hand: the joins parse keys.
-				if _, err := strconv.ParseInt(string(raw[i]), 10, 64); err != nil {
-					return fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, raw[i]))
-				}
-				buf = append(buf, raw[i]...)
+				buf = strconv.AppendInt(buf, ints[i], 10)
 			default:
 				buf = append(buf, raw[i]...)
 			}
 			ends[i] = len(buf)
+		}
+		if direct {
+			if err := sink.writeJoined(buf, ends); err != nil {
+				return err
+			}
+			continue
 		}
 		whole, start := string(buf), 0
 		for i, end := range ends {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
+	"github.com/fanoutexport/fanoutexport/shared/fault"
 	"github.com/fanoutexport/fanoutexport/shared/report"
 )
 
@@ -263,6 +264,33 @@ func TestRunQueryError(t *testing.T) {
 	}
 	if _, _, err := run(t, db, withdraw, report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}, nil, 0); err == nil {
 		t.Errorf("query on a missing table: no error")
+	}
+}
+
+// A key that is not a 64-bit integer (a column of the wrong type, a NULL,
+// a value past int64) fails the fetch for good, naming the source, the
+// column and the value; the rows before it are no reason to retry.
+func TestRunNotAnInteger(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []any{"7x", nil, "9223372036854775808", "1.5"} {
+		t.Run(fmt.Sprint(bad), func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			if _, err := db.Exec("ALTER TABLE vs_withdraw MODIFY user_id VARCHAR(32) NULL"); err != nil {
+				t.Fatal(err)
+			}
+			insert(t, db, "INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES (?, ?, 1.00, 'USD', 'SUCCESS', '2026-01-05')",
+				[]any{1, "5"}, []any{2, bad})
+			_, _, err := run(t, db, withdraw, report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}, nil, 0)
+			value := ""
+			if s, ok := bad.(string); ok {
+				value = s
+			}
+			want := fmt.Sprintf("plt_fund.vs_withdraw.user_id: %q is not an integer", value)
+			if err == nil || !strings.Contains(err.Error(), want) || fault.ClassOf(err) != fault.Fail {
+				t.Errorf("fetch: %v (class %v); want a permanent error saying %s", err, fault.ClassOf(err), want)
+			}
+		})
 	}
 }
 
