@@ -108,87 +108,69 @@ func TestChunksReadableAcrossCodecs(t *testing.T) {
 		}
 	})
 
-	t.Run("read by the previous version", func(t *testing.T) {
-		t.Parallel()
-		st := &chunkStore{MemStore: dataset.NewMemStore()}
-		w := dataset.NewWriter(ctx, st, "d", limit)
-		w.SetCodec(dataset.Deflate)
-		for _, r := range rows {
-			if err := w.Write(r); err != nil {
+	for _, tc := range []struct {
+		name   string
+		codec  dataset.Codec // 0: the default
+		format dataset.Codec
+		decode func([]byte) ([]byte, error) // by the codec's own library
+	}{
+		{"read by the previous version", dataset.Deflate, dataset.Deflate, func(c []byte) ([]byte, error) {
+			return io.ReadAll(flate.NewReader(bytes.NewReader(c)))
+		}},
+		{"S2, the default", 0, dataset.S2, func(c []byte) ([]byte, error) { return s2.Decode(nil, c) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := &chunkStore{MemStore: dataset.NewMemStore()}
+			writeAll(t, ctx, st, limit, tc.codec, rows)
+			if len(st.chunks) < 2 {
+				t.Fatalf("%d chunks, want several", len(st.chunks))
+			}
+			var raw []byte
+			for i, c := range st.chunks {
+				if c[0] != byte(tc.format) {
+					t.Fatalf("chunk %d format byte %d, want %d", i, c[0], tc.format)
+				}
+				b, err := tc.decode(c[1:])
+				if err != nil {
+					t.Fatalf("chunk %d: %v", i, err)
+				}
+				raw = append(raw, b...)
+			}
+			if !bytes.Equal(raw, encodeRows(rows)) {
+				t.Errorf("the chunks decoded by the codec's library are not the rows' encoding (%d bytes, want %d)", len(raw), len(encodeRows(rows)))
+			}
+			got, err := readAll(ctx, st, "d", 6)
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		chunks, n, err := w.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Finish(ctx, "d", chunks, n); err != nil {
-			t.Fatal(err)
-		}
-		if len(st.chunks) < 2 {
-			t.Fatalf("%d chunks, want several", len(st.chunks))
-		}
-		var raw []byte
-		for i, c := range st.chunks {
-			if c[0] != 1 {
-				t.Fatalf("chunk %d format byte %d, want 1", i, c[0])
+			if diff := cmp.Diff(rows, got); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
 			}
-			b, err := io.ReadAll(flate.NewReader(bytes.NewReader(c[1:])))
-			if err != nil {
-				t.Fatalf("chunk %d: compress/flate: %v", i, err)
-			}
-			raw = append(raw, b...)
-		}
-		if !bytes.Equal(raw, encodeRows(rows)) {
-			t.Errorf("the chunks inflated with compress/flate are not the rows' encoding (%d bytes, want %d)", len(raw), len(encodeRows(rows)))
-		}
-		got, err := readAll(ctx, st, "d", 6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(rows, got); diff != "" {
-			t.Errorf("rows (-want +got):\n%s", diff)
-		}
-	})
+		})
+	}
+}
 
-	t.Run("S2, the default", func(t *testing.T) {
-		t.Parallel()
-		st := &chunkStore{MemStore: dataset.NewMemStore()}
-		w := dataset.NewWriter(ctx, st, "d", limit)
-		for _, r := range rows {
-			if err := w.Write(r); err != nil {
-				t.Fatal(err)
-			}
+// writeAll writes rows as dataset "d" of st, chunks of limit bytes, with
+// codec (0: the default), and finishes it.
+func writeAll(tb testing.TB, ctx context.Context, st dataset.WriteStore, limit int, codec dataset.Codec, rows [][]string) {
+	tb.Helper()
+	w := dataset.NewWriter(ctx, st, "d", limit)
+	if codec != 0 {
+		w.SetCodec(codec)
+	}
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			tb.Fatal(err)
 		}
-		chunks, n, err := w.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Finish(ctx, "d", chunks, n); err != nil {
-			t.Fatal(err)
-		}
-		var raw []byte
-		for i, c := range st.chunks {
-			if c[0] != byte(dataset.S2) {
-				t.Fatalf("chunk %d format byte %d, want %d", i, c[0], dataset.S2)
-			}
-			b, err := s2.Decode(nil, c[1:])
-			if err != nil {
-				t.Fatalf("chunk %d: s2: %v", i, err)
-			}
-			raw = append(raw, b...)
-		}
-		if !bytes.Equal(raw, encodeRows(rows)) {
-			t.Errorf("the chunks decoded with s2 are not the rows' encoding (%d bytes, want %d)", len(raw), len(encodeRows(rows)))
-		}
-		got, err := readAll(ctx, st, "d", 6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(rows, got); diff != "" {
-			t.Errorf("rows (-want +got):\n%s", diff)
-		}
-	})
+	}
+	chunks, n, err := w.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := st.Finish(ctx, "d", chunks, n); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // BenchmarkChunkCodec is the measurement behind the codec: CPU to write
@@ -228,20 +210,7 @@ func benchmarkCodec(b *testing.B, ctx context.Context, rows [][]string, raw int6
 	})
 	b.Run("read", func(b *testing.B) {
 		st := dataset.NewMemStore()
-		w := dataset.NewWriter(ctx, st, "d", 0)
-		w.SetCodec(codec)
-		for _, r := range rows {
-			if err := w.Write(r); err != nil {
-				b.Fatal(err)
-			}
-		}
-		chunks, n, err := w.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := st.Finish(ctx, "d", chunks, n); err != nil {
-			b.Fatal(err)
-		}
+		writeAll(b, ctx, st, 0, codec, rows)
 		b.SetBytes(raw)
 		for b.Loop() {
 			r, err := dataset.Open(ctx, st, "d", 6)
