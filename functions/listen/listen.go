@@ -157,7 +157,8 @@ func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Sour
 	defer span.End()
 	store := e.State.PartWriter(m.RecordID, part, state.PartDoneField(part, m.Stage, src.Name()), attempt, reads)
 	out := dataset.NewWriter(ctx, store, src.Dataset(), e.cfg.ChunkBytes)
-	out.SetCodec(dataset.CodecNamed(m.Chunks))
+	codec := dataset.CodecNamed(m.Chunks)
+	out.SetCodec(codec)
 	// MAX_REPORT_ROWS: stop streaming as soon as the dataset passes it (a
 	// part past it is a report past it; the aggregator sums the parts).
 	start := time.Now()
@@ -178,7 +179,7 @@ func (e *Env) fetchAttempt(ctx context.Context, m message.Stage, src report.Sour
 	if err != nil {
 		return err
 	}
-	log.Info("fetched", "rows", rows, "chunks", chunks, "attempt", attempt, "counted", d.Counted, state.FieldDoneCount, d.Count)
+	log.Info("fetched", "rows", rows, "chunks", chunks, "codec", codec.String(), "attempt", attempt, "counted", d.Counted, state.FieldDoneCount, d.Count)
 	if d.Attempt != attempt {
 		return fmt.Errorf("%w: attempt %d counts", state.ErrSuperseded, d.Attempt)
 	}

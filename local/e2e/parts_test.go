@@ -314,6 +314,19 @@ func TestMessageVersionsSideBySide(t *testing.T) {
 			t.Errorf("the previous version's report %d wrote %d segments, want none (one part: one upload)", old, n)
 		}
 	}
+	// The codec is the report's from dispatch to the last stage: the
+	// stage-2 listener's datasets too (the aggregator passed it on).
+	for _, proc := range []string{"ListenWithdraw", "ListenPayment"} {
+		for _, id := range append(olds, cur) {
+			want := "deflate"
+			if id == cur {
+				want = "s2"
+			}
+			if got := fetchedCodecs(t, e, proc, id); len(got) != 1 || got[want] == 0 {
+				t.Errorf("record %d: %s fetched with codecs %v, want %s only", id, proc, got, want)
+			}
+		}
+	}
 }
 
 // More parts than one compose request takes (32 sources): 90 more tagged

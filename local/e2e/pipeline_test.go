@@ -277,6 +277,28 @@ func countLogLines(t *testing.T, e *env, proc string, id int64, msg string) int 
 	return n
 }
 
+// fetchedCodecs counts proc's "fetched" lines for record id by the codec
+// they name.
+func fetchedCodecs(t *testing.T, e *env, proc string, id int64) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.logDir, proc+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var l struct {
+			Message  string `json:"message"`
+			RecordID int64  `json:"recordId"`
+			Codec    string `json:"codec"`
+		}
+		if json.Unmarshal(line, &l) == nil && l.RecordID == id && l.Message == "fetched" {
+			n[l.Codec]++
+		}
+	}
+	return n
+}
+
 // A listener whose every delivery fails: exactly 6 POSTs, then pstest's
 // dead-letter policy, DeadLetter, and the record FAILED naming it.
 func TestListenerFailingEveryTime(t *testing.T) {

@@ -121,6 +121,17 @@ func NewWriter(ctx context.Context, store Store, name string, limit int) *Writer
 	return &Writer{ctx: ctx, store: store, name: name, limit: limit, codec: S2}
 }
 
+// String is the codec's name in logs: "s2" or "deflate".
+func (c Codec) String() string {
+	switch c {
+	case S2:
+		return "s2"
+	case Deflate:
+		return "deflate"
+	}
+	return fmt.Sprintf("codec(%d)", byte(c))
+}
+
 // CodecNamed is the codec a report's messages name (their Chunks): "s2"
 // is S2; anything else, an empty name above all (a report the previous
 // deployment dispatched, whose aggregator may read only DEFLATE), is
