@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -198,5 +199,39 @@ func waitServing(t *testing.T, url string, exited <-chan struct{}, out *syncBuff
 			t.Fatalf("the function server did not serve within 60 s: %v; output:\n%s", err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FNSERVER_PPROF serves net/http/pprof beside the function, at the address
+// the log names: a CPU profile of a function in the local stack.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childMain+"=fnserver", "PORT="+port, "FUNCTION_TARGET="+topology.EntrySweep,
+		"FNSERVER_PPROF=127.0.0.1:0")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	waitServing(t, "http://127.0.0.1:"+port+"/", exited, &out)
+	_, rest, ok := strings.Cut(out.String(), "pprof serving")
+	_, url, ok2 := strings.Cut(rest, "url=")
+	if !ok || !ok2 {
+		t.Fatalf("no pprof address logged; output:\n%s", out.String())
+	}
+	url = strings.Fields(url)[0]
+	resp, err := http.Get(url + "profile?seconds=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || len(b) == 0 {
+		t.Errorf("%sprofile: %s, %d bytes", url, resp.Status, len(b))
 	}
 }
