@@ -137,7 +137,7 @@ func (c Codec) String() string {
 // deployment dispatched, whose aggregator may read only DEFLATE), is
 // Deflate.
 func CodecNamed(name string) Codec {
-	if name == "s2" {
+	if name == S2.String() {
 		return S2
 	}
 	return Deflate
@@ -222,7 +222,7 @@ func (w *Writer) put(raw []byte) error {
 			w.zbuf = append(make([]byte, 0, need), w.zbuf...)
 		}
 		w.zbuf = w.zbuf[:1+len(s2.Encode(w.zbuf[1:need], raw))]
-	default:
+	case Deflate:
 		b := bytes.NewBuffer(w.zbuf)
 		if w.zw == nil {
 			w.zw, _ = flate.NewWriter(b, flate.BestSpeed) // only fails for a bad level
@@ -236,6 +236,8 @@ func (w *Writer) put(raw []byte) error {
 			return fmt.Errorf("dataset %s: compress: %w", w.name, err)
 		}
 		w.zbuf = b.Bytes()
+	default:
+		return fmt.Errorf("dataset %s: unknown codec %v", w.name, w.codec)
 	}
 	if err := w.store.PutChunk(w.ctx, w.name, w.chunks, w.zbuf); err != nil {
 		return err
