@@ -150,9 +150,9 @@ func (w *Writer) SetCodec(c Codec) { w.codec = c }
 // Write appends one row.
 func (w *Writer) Write(row []string) error {
 	prev := w.buf.Len()
-	w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(row))))
+	w.length(len(row))
 	for _, f := range row {
-		w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(f))))
+		w.length(len(f))
 		w.buf.WriteString(f)
 	}
 	return w.added(prev)
@@ -163,14 +163,23 @@ func (w *Writer) Write(row []string) error {
 // without making them.
 func (w *Writer) WriteJoined(fields []byte, ends []int) error {
 	prev := w.buf.Len()
-	w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(len(ends))))
+	w.length(len(ends))
 	start := 0
 	for _, end := range ends {
-		w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(end-start)))
+		w.length(end - start)
 		w.buf.Write(fields[start:end])
 		start = end
 	}
 	return w.added(prev)
+}
+
+// length appends n as a uvarint: one byte below 128, as most are.
+func (w *Writer) length(n int) {
+	if n < 0x80 {
+		w.buf.WriteByte(byte(n))
+		return
+	}
+	w.buf.Write(binary.AppendUvarint(w.scratch[:0], uint64(n)))
 }
 
 // added takes the row encoded in buf from prev on: it refuses a row no
@@ -401,6 +410,12 @@ func (r *Reader) decodeS2(src []byte) ([]byte, error) {
 }
 
 func (r *Reader) uvarint() (uint64, error) {
+	// Field lengths and counts are almost always under 128: one byte.
+	if len(r.chunk) > 0 && r.chunk[0] < 0x80 {
+		v := uint64(r.chunk[0])
+		r.chunk = r.chunk[1:]
+		return v, nil
+	}
 	v, k := binary.Uvarint(r.chunk)
 	if k <= 0 {
 		return 0, fmt.Errorf("%w: %s chunk %d row %d: bad length", ErrCorrupt, r.name, r.next-1, r.seen)
