@@ -6,8 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,20 +36,9 @@ func partsEnv(partRows int) func(*env) map[string][]string {
 // dispatchedParts reads DrainTriggers' log: the parts record id was split into.
 func dispatchedParts(t *testing.T, e *env, id int64) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.logDir, "draintriggers.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	parts := 0
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var l struct {
-			Message  string `json:"message"`
-			RecordID int64  `json:"recordId"`
-			Parts    int    `json:"parts"`
-		}
-		if json.Unmarshal(line, &l) == nil && l.RecordID == id && l.Message == "report dispatched" {
-			parts = l.Parts
-		}
+	for _, l := range logLines(t, e, "draintriggers", id, "report dispatched") {
+		parts = l.Parts
 	}
 	return parts
 }

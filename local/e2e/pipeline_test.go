@@ -256,45 +256,46 @@ func waitSettled(t *testing.T, e *env, seen *deliveries, subs []string) {
 	}
 }
 
-// countLogLines counts proc's log lines about record id whose message is
-// msg, read from the structured fields of its log file.
-func countLogLines(t *testing.T, e *env, proc string, id int64, msg string) int {
+// logLine is one line of a process's structured log: the fields the
+// tests read.
+type logLine struct {
+	Message  string `json:"message"`
+	RecordID int64  `json:"recordId"`
+	Parts    int    `json:"parts"`
+	Codec    string `json:"codec"`
+}
+
+// logLines returns proc's log lines about record id whose message is msg,
+// in order, read from the structured fields of its log file.
+func logLines(t *testing.T, e *env, proc string, id int64, msg string) []logLine {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(e.logDir, proc+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var out []logLine
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		var l struct {
-			Message  string `json:"message"`
-			RecordID int64  `json:"recordId"`
-		}
+		var l logLine
 		if json.Unmarshal(line, &l) == nil && l.RecordID == id && l.Message == msg {
-			n++
+			out = append(out, l)
 		}
 	}
-	return n
+	return out
+}
+
+// countLogLines counts proc's log lines about record id whose message is msg.
+func countLogLines(t *testing.T, e *env, proc string, id int64, msg string) int {
+	t.Helper()
+	return len(logLines(t, e, proc, id, msg))
 }
 
 // fetchedCodecs counts proc's "fetched" lines for record id by the codec
 // they name.
 func fetchedCodecs(t *testing.T, e *env, proc string, id int64) map[string]int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.logDir, proc+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := map[string]int{}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var l struct {
-			Message  string `json:"message"`
-			RecordID int64  `json:"recordId"`
-			Codec    string `json:"codec"`
-		}
-		if json.Unmarshal(line, &l) == nil && l.RecordID == id && l.Message == "fetched" {
-			n[l.Codec]++
-		}
+	for _, l := range logLines(t, e, proc, id, "fetched") {
+		n[l.Codec]++
 	}
 	return n
 }
