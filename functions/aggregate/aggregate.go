@@ -34,11 +34,8 @@ import (
 // Env is the aggregator's config and clients.
 type Env struct {
 	*serverenv.Env
-	Cfg     config.Aggregator
-	Records *record.Repo
-	Store   *output.Store
-	// Announce publishes the completion event of a record made (or found) final.
-	Announce *completion.Announcer
+	completion.Finisher
+	Cfg config.Aggregator
 }
 
 // New returns the push handler; clients are created on first request.
@@ -54,17 +51,12 @@ func New() *push.Handler {
 
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.Aggregator, pubsubOpts ...option.ClientOption) (*Env, error) {
-	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
+	env, fin, err := completion.SetupFinisher(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
+		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter}, cfg.Completion, cfg.Storage.Bucket)
 	if err != nil {
 		return nil, err
 	}
-	records := record.NewRepo(env.DB)
-	ann, err := completion.NewAnnouncer(records, env.Bus, env.Storage, cfg.Completion)
-	if err != nil {
-		return nil, errors.Join(err, env.Close())
-	}
-	return &Env{Env: env, Cfg: cfg, Records: records, Store: output.NewStore(env.Storage, cfg.Storage.Bucket), Announce: ann}, nil
+	return &Env{Env: env, Finisher: fin, Cfg: cfg}, nil
 }
 
 // workTimeout is how long one message may work: the claim's lifetime less

@@ -34,10 +34,8 @@ const Name = "dead-letter"
 // Env is DeadLetter's config and clients.
 type Env struct {
 	*serverenv.Env
-	cfg      config.DeadLetter
-	records  *record.Repo
-	announce *completion.Announcer
-	store    *output.Store // the failed report's segments are deleted
+	completion.Finisher
+	cfg config.DeadLetter
 }
 
 // New returns the push handler; clients are created on first request.
@@ -53,17 +51,12 @@ func New() *push.Handler {
 
 // NewEnv creates the clients for cfg.
 func NewEnv(ctx context.Context, cfg config.DeadLetter, pubsubOpts ...option.ClientOption) (*Env, error) {
-	env, err := serverenv.Setup(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
-		MaxConns: cfg.DB.MaxConns, Storage: true, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter})
+	env, fin, err := completion.SetupFinisher(ctx, serverenv.Options{PubSub: cfg.PubSub, Redis: cfg.Redis, DSN: cfg.Records.DSN,
+		MaxConns: cfg.DB.MaxConns, PubSubOptions: pubsubOpts, TraceExporter: cfg.Log.TraceExporter}, cfg.Completion, cfg.Storage.Bucket)
 	if err != nil {
 		return nil, err
 	}
-	records := record.NewRepo(env.DB)
-	ann, err := completion.NewAnnouncer(records, env.Bus, env.Storage, cfg.Completion)
-	if err != nil {
-		return nil, errors.Join(err, env.Close())
-	}
-	return &Env{Env: env, cfg: cfg, records: records, announce: ann, store: output.NewStore(env.Storage, cfg.Storage.Bucket)}, nil
+	return &Env{Env: env, Finisher: fin, cfg: cfg}, nil
 }
 
 // Handle ends the dead letter's record FAILED with a reason naming who
@@ -86,12 +79,12 @@ func (e *Env) Handle(ctx context.Context, in *message.Envelope, log *slog.Logger
 // other parts stop where they are: their listeners and the aggregator
 // find the hash gone and the record final.
 func (e *Env) Fail(ctx context.Context, _ *message.Envelope, h message.Header, reason string, log *slog.Logger) error {
-	ok, err := e.records.MarkFailed(ctx, h.RecordID, reason)
+	ok, err := e.Records.MarkFailed(ctx, h.RecordID, reason)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		err := e.announce.Announce(ctx, h.RecordID, log)
+		err := e.Announce.Announce(ctx, h.RecordID, log)
 		if errors.Is(err, record.ErrNotFound) {
 			// Deleted while its report ran: permanent. Drop the hash now
 			// rather than keep it alive through retries, and park.
@@ -103,12 +96,12 @@ func (e *Env) Fail(ctx context.Context, _ *message.Envelope, h message.Header, r
 	}
 	log.Error("report FAILED", "reason", reason)
 	e.deleteState(ctx, h.RecordID, log)
-	if n, err := e.store.DeletePrefix(ctx, output.SegmentPrefix(h.RecordID)); err != nil {
+	if n, err := e.Store.DeletePrefix(ctx, output.SegmentPrefix(h.RecordID)); err != nil {
 		log.Warn("could not delete the report's segments", "error", err)
 	} else if n > 0 {
 		log.Info("deleted the failed report's segments", "objects", n)
 	}
-	return e.announce.Ended(ctx, h.RecordID, log)
+	return e.Announce.Ended(ctx, h.RecordID, log)
 }
 
 func (e *Env) deleteState(ctx context.Context, id int64, log *slog.Logger) {

@@ -200,11 +200,11 @@ func TestReasons(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			id, err := f.env.records.Insert(ctx, typ, []byte(seed.Params))
+			id, err := f.env.Records.Insert(ctx, typ, []byte(seed.Params))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+			if ok, err := f.env.Records.MarkProcessing(ctx, id); err != nil || !ok {
 				t.Fatalf("MarkProcessing = %v, %v", ok, err)
 			}
 			if tt.hash {
@@ -218,7 +218,7 @@ func TestReasons(t *testing.T) {
 			if code := f.post(t, tt.body(id), tt.attrs); code != http.StatusNoContent {
 				t.Fatalf("answered %d, want 204", code)
 			}
-			rec, err := f.env.records.Get(ctx, id)
+			rec, err := f.env.Records.Get(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,17 +241,17 @@ func TestFinalRecordUnchanged(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	id, err := f.env.records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	id, err := f.env.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+	if ok, err := f.env.Records.MarkProcessing(ctx, id); err != nil || !ok {
 		t.Fatalf("MarkProcessing = %v, %v", ok, err)
 	}
-	if ok, err := f.env.records.MarkSuccess(ctx, id, "gs://b/o.csv", 7); err != nil || !ok {
+	if ok, err := f.env.Records.MarkSuccess(ctx, id, "gs://b/o.csv", 7); err != nil || !ok {
 		t.Fatalf("MarkSuccess = %v, %v", ok, err)
 	}
-	before, err := f.env.records.Get(ctx, id)
+	before, err := f.env.Records.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestFinalRecordUnchanged(t *testing.T) {
 	if code := f.post(t, body, nil); code != http.StatusNoContent {
 		t.Fatalf("answered %d, want 204", code)
 	}
-	after, err := f.env.records.Get(ctx, id)
+	after, err := f.env.Records.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,11 +299,11 @@ func TestDeletedRecordIsParked(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	id, err := f.env.records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
+	id, err := f.env.Records.Insert(ctx, "withdraw_by_tag", []byte(seed.Params))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := f.env.records.MarkProcessing(ctx, id); err != nil || !ok {
+	if ok, err := f.env.Records.MarkProcessing(ctx, id); err != nil || !ok {
 		t.Fatalf("MarkProcessing = %v, %v", ok, err)
 	}
 	if ok, err := f.env.State.Create(ctx, id, "withdraw_by_tag", []byte(seed.Params)); err != nil || !ok {
