@@ -6,6 +6,7 @@ package report
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -300,25 +301,6 @@ func (m *merger) drain(bounded bool, limit int64) error {
 	}
 }
 
-// scanError explains a row that did not scan: an Int column whose value is
-// not a 64-bit integer (the row, scanned again as bytes, names it) is
-// permanent; any other scan error is returned as it was.
-func scanError(rows *sql.Rows, src Source, err error) error {
-	raw := make([]sql.RawBytes, len(src.Columns))
-	dest := make([]any, len(src.Columns))
-	for i := range dest {
-		dest[i] = &raw[i]
-	}
-	if rows.Scan(dest...) == nil {
-		for i, c := range src.Columns {
-			if _, perr := strconv.ParseInt(string(raw[i]), 10, 64); c.Kind == Int && perr != nil {
-				return fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, raw[i]))
-			}
-		}
-	}
-	return fmt.Errorf("scan %s: %w", src.Name(), err)
-}
-
 // appendTime appends t (UTC) as TimeLayout does, without time.Format's
 // layout parsing: this runs once per DATETIME field of every row a listener
 // reads. Years outside 0-9999 (not a DATETIME) go through AppendFormat.
@@ -383,49 +365,70 @@ func (s *rowSink) writeJoined(fields []byte, ends []int) error {
 	return nil
 }
 
+// runQuery runs q and passes its rows to out. It reads through the
+// driver's own rows rather than database/sql's Scan: Scan converts each
+// value again (by reflection for an int64 into an int64) and was a fifth of
+// a listener's CPU; each value is now used as the driver hands it over,
+// converted as Scan would have (appendValue). A connection found broken
+// before any row was read is replaced once, as database/sql would.
 func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWriter) error {
-	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
+	for attempt := 0; ; attempt++ {
+		read := false
+		err := withConn(ctx, db, func(c any) error { return queryConn(ctx, c, src, q, out, &read) })
+		if attempt == 0 && !read && errors.Is(err, driver.ErrBadConn) {
+			continue
+		}
+		return err
+	}
+}
+
+// withConn runs f on one of db's driver connections.
+func withConn(ctx context.Context, db *sql.DB, f func(driverConn any) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(f)
+}
+
+// queryConn is runQuery on one driver connection; read says whether any
+// row (or the end) was read.
+func queryConn(ctx context.Context, c any, src Source, q Query, out rowWriter, read *bool) error {
+	args, err := namedArgs(c, q.Args)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", src.Name(), err)
 	}
+	rows, closeStmt, err := driverQuery(ctx, c, q.SQL, args)
+	if err != nil {
+		return fmt.Errorf("query %s: %w", src.Name(), err)
+	}
+	defer closeStmt()
 	defer rows.Close()
-	// Int columns scan into int64 (the joins parse keys: a value that is
-	// not one fails the scan, and is then read as bytes for the reason),
-	// Time columns into time.Time, the rest as bytes.
-	raw := make([]sql.RawBytes, len(src.Columns))
-	ints := make([]int64, len(src.Columns))
-	times := make([]time.Time, len(src.Columns))
-	dest := make([]any, len(src.Columns))
-	for i, c := range src.Columns {
-		switch c.Kind {
-		case Time:
-			dest[i] = &times[i]
-		case Int:
-			dest[i] = &ints[i]
-		default:
-			dest[i] = &raw[i]
-		}
+	if n := len(rows.Columns()); n != len(src.Columns) {
+		return fault.Permanent(fmt.Errorf("query %s: %d columns, want %d", src.Name(), n, len(src.Columns)))
 	}
 	// Each row's fields are laid end to end in buf. The dataset takes them
 	// so; any other writer gets them as one string, sliced: one allocation
 	// per row, not one per field.
 	sink, direct := out.(*rowSink)
+	dest := make([]driver.Value, len(src.Columns))
 	rec := make([]string, len(src.Columns))
 	ends := make([]int, len(src.Columns))
 	var buf []byte
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return scanError(rows, src, err)
+	for {
+		err := rows.Next(dest)
+		*read = true
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", src.Name(), err)
 		}
 		buf = buf[:0]
 		for i, c := range src.Columns {
-			switch c.Kind {
-			case Time:
-				buf = appendTime(buf, times[i].UTC())
-			case Int:
-				buf = strconv.AppendInt(buf, ints[i], 10)
-			default:
-				buf = append(buf, raw[i]...)
+			if buf, err = appendValue(buf, src, c, dest[i]); err != nil {
+				return err
 			}
 			ends[i] = len(buf)
 		}
@@ -443,8 +446,111 @@ func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWrite
 			return err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", src.Name(), err)
+}
+
+// namedArgs converts args as database/sql would for the connection.
+func namedArgs(c any, args []any) ([]driver.NamedValue, error) {
+	checker, _ := c.(driver.NamedValueChecker)
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		err := driver.ErrSkip
+		if checker != nil {
+			err = checker.CheckNamedValue(&named[i])
+		}
+		if errors.Is(err, driver.ErrSkip) {
+			named[i].Value, err = driver.DefaultParameterConverter.ConvertValue(a)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("argument %d: %w", i+1, err)
+		}
 	}
-	return nil
+	return named, nil
+}
+
+// driverQuery runs query on the driver connection c: directly, or (the
+// MySQL driver's way with arguments) as a prepared statement, closed by
+// closeStmt once the rows are.
+func driverQuery(ctx context.Context, c any, query string, args []driver.NamedValue) (rows driver.Rows, closeStmt func(), err error) {
+	closeStmt = func() {}
+	if qc, ok := c.(driver.QueryerContext); ok {
+		rows, err = qc.QueryContext(ctx, query, args)
+		if !errors.Is(err, driver.ErrSkip) {
+			return rows, closeStmt, err
+		}
+	}
+	pc, ok := c.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, closeStmt, fmt.Errorf("driver connection %T cannot prepare with a context", c)
+	}
+	stmt, err := pc.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, closeStmt, err
+	}
+	sq, ok := stmt.(driver.StmtQueryContext)
+	if !ok {
+		stmt.Close()
+		return nil, closeStmt, fmt.Errorf("driver statement %T cannot query with a context", stmt)
+	}
+	if rows, err = sq.QueryContext(ctx, args); err != nil {
+		stmt.Close()
+		return nil, closeStmt, err
+	}
+	return rows, func() { stmt.Close() }, nil
+}
+
+// appendValue appends the driver's value v of column c as the dataset
+// holds it, converted as database/sql's Scan converted it before:
+//   - Int: an int64 as is, any other value (bytes, a float, NULL) only if
+//     its text parses as a 64-bit integer, as Scan into an int64 did;
+//     otherwise the fetch fails for good, naming the value;
+//   - Time: a time.Time (parseTime) in UTC as TimeLayout; anything else is
+//     the error Scan into a time.Time gave;
+//   - Text: the value's bytes as Scan into sql.RawBytes gave them (NULL
+//     is empty, numbers in Go's shortest form, a time as RFC 3339).
+func appendValue(b []byte, src Source, c Column, v driver.Value) ([]byte, error) {
+	switch c.Kind {
+	case Int:
+		if n, ok := v.(int64); ok {
+			return strconv.AppendInt(b, n, 10), nil
+		}
+		text := string(appendText(nil, v))
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return b, fault.Permanent(failreason.NotInteger.Errorf(src.Name(), c.Name, text))
+		}
+		return strconv.AppendInt(b, n, 10), nil
+	case Time:
+		t, ok := v.(time.Time)
+		if !ok {
+			return b, fmt.Errorf("scan %s: column %s: %T is not a time", src.Name(), c.Name, v)
+		}
+		return appendTime(b, t.UTC()), nil
+	}
+	return appendText(b, v), nil
+}
+
+// appendText appends v as database/sql's Scan into sql.RawBytes does.
+func appendText(b []byte, v driver.Value) []byte {
+	switch v := v.(type) {
+	case []byte:
+		return append(b, v...)
+	case string:
+		return append(b, v...)
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case uint64:
+		return strconv.AppendUint(b, v, 10)
+	case float64:
+		return strconv.AppendFloat(b, v, 'g', -1, 64)
+	case float32:
+		return strconv.AppendFloat(b, float64(v), 'g', -1, 32)
+	case bool:
+		return strconv.AppendBool(b, v)
+	case time.Time:
+		return v.AppendFormat(b, time.RFC3339Nano)
+	case nil:
+		return b
+	}
+	return fmt.Append(b, v)
 }
