@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/s2"
@@ -275,7 +276,7 @@ type Reader struct {
 	seen   int64
 	chunk  []byte // the rest of the current chunk
 	row    []string
-	bounds [][2]int
+	fields [][]byte
 	raw    []byte        // the current chunk, inflated
 	zr     io.ReadCloser // reused decompressor
 }
@@ -295,7 +296,42 @@ func (r *Reader) Rows() int64 { return r.rows }
 // Next returns the next row, or io.EOF after the last one. The slice is
 // reused by the following call.
 func (r *Reader) Next() ([]string, error) {
-	for len(r.chunk) == 0 {
+	fields, err := r.NextBytes()
+	if err != nil {
+		return nil, err
+	}
+	r.row = Strings(r.row[:0], fields)
+	return r.row, nil
+}
+
+// Strings appends fields to dst as strings: one allocation for the whole
+// row (the fields lie end to end), sliced, not one per field.
+func Strings(dst []string, fields [][]byte) []string {
+	n := 0
+	for _, f := range fields {
+		n += len(f)
+	}
+	var whole strings.Builder
+	whole.Grow(n)
+	for _, f := range fields {
+		whole.Write(f)
+	}
+	s, start := whole.String(), 0
+	for _, f := range fields {
+		dst = append(dst, s[start:start+len(f)])
+		start += len(f)
+	}
+	return dst
+}
+
+// NextBytes is Next without strings: the fields are slices of the
+// reader's buffer, valid only until the following call. A caller that
+// keeps few of the rows it reads (a join) makes strings of those alone.
+func (r *Reader) NextBytes() ([][]byte, error) {
+	// The chunk is walked in a local and stored back once: a field of the
+	// Reader written per field costs a GC write barrier each time.
+	chunk := r.chunk
+	for len(chunk) == 0 {
 		if r.next >= r.chunks {
 			if r.seen != r.rows {
 				return nil, fmt.Errorf("%w: %s: read %d rows, %d recorded", ErrCorrupt, r.name, r.seen, r.rows)
@@ -307,40 +343,32 @@ func (r *Reader) Next() ([]string, error) {
 			return nil, err
 		}
 		r.next++
-		if r.chunk, err = r.inflate(data); err != nil {
+		if chunk, err = r.inflate(data); err != nil {
 			return nil, err
 		}
 	}
-	n, err := r.uvarint()
-	if err != nil {
-		return nil, err
+	n, chunk, ok := uvarint(chunk)
+	if !ok {
+		return nil, r.badLength()
 	}
 	if int(n) != r.width {
 		return nil, fmt.Errorf("%w: %s chunk %d row %d: %d fields, want %d", ErrCorrupt, r.name, r.next-1, r.seen, n, r.width)
 	}
-	// Find the fields' extents first, then make one string of the whole
-	// row and slice it: one allocation per row, not per field.
-	r.bounds = r.bounds[:0]
-	data := r.chunk
+	fields := r.fields[:0]
 	for range n {
-		l, err := r.uvarint()
-		if err != nil {
-			return nil, err
+		var l uint64
+		if l, chunk, ok = uvarint(chunk); !ok {
+			return nil, r.badLength()
 		}
-		if l > uint64(len(r.chunk)) {
+		if l > uint64(len(chunk)) {
 			return nil, fmt.Errorf("%w: %s chunk %d row %d: field overruns the chunk", ErrCorrupt, r.name, r.next-1, r.seen)
 		}
-		start := len(data) - len(r.chunk)
-		r.bounds = append(r.bounds, [2]int{start, start + int(l)})
-		r.chunk = r.chunk[l:]
+		fields = append(fields, chunk[:l:l])
+		chunk = chunk[l:]
 	}
-	whole := string(data[:len(data)-len(r.chunk)])
-	r.row = r.row[:0]
-	for _, b := range r.bounds {
-		r.row = append(r.row, whole[b[0]:b[1]])
-	}
+	r.chunk, r.fields = chunk, fields
 	r.seen++
-	return r.row, nil
+	return fields, nil
 }
 
 // inflate decompresses a chunk into the reader's reused buffer, which
@@ -409,19 +437,21 @@ func (r *Reader) decodeS2(src []byte) ([]byte, error) {
 	return buf, nil
 }
 
-func (r *Reader) uvarint() (uint64, error) {
+// uvarint reads a length or count off the front of b.
+func uvarint(b []byte) (uint64, []byte, bool) {
 	// Field lengths and counts are almost always under 128: one byte.
-	if len(r.chunk) > 0 && r.chunk[0] < 0x80 {
-		v := uint64(r.chunk[0])
-		r.chunk = r.chunk[1:]
-		return v, nil
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), b[1:], true
 	}
-	v, k := binary.Uvarint(r.chunk)
+	v, k := binary.Uvarint(b)
 	if k <= 0 {
-		return 0, fmt.Errorf("%w: %s chunk %d row %d: bad length", ErrCorrupt, r.name, r.next-1, r.seen)
+		return 0, b, false
 	}
-	r.chunk = r.chunk[k:]
-	return v, nil
+	return v, b[k:], true
+}
+
+func (r *Reader) badLength() error {
+	return fmt.Errorf("%w: %s chunk %d row %d: bad length", ErrCorrupt, r.name, r.next-1, r.seen)
 }
 
 // MemStore is an in-memory Store for unit tests and benchmarks of the joins.

@@ -17,15 +17,18 @@ import (
 const stage1Pairs = "aggregate.stage1.user_id"
 
 // keyReader walks a dataset ordered by an integer key in its first column
-// and checks that order, since every merge below depends on it.
+// and checks that order, since every merge below depends on it. Its row is
+// bytes, valid until the next advance; strings makes them strings, for the
+// rows a join keeps.
 type keyReader struct {
-	r    *dataset.Reader
-	name string
-	row  []string
-	key  int64
-	prev int64
-	n    int64
-	eof  bool
+	r      *dataset.Reader
+	name   string
+	fields [][]byte
+	row    []string
+	key    int64
+	prev   int64
+	n      int64
+	eof    bool
 }
 
 func openKeyed(ctx context.Context, st dataset.Store, name string, width int) (*keyReader, error) {
@@ -38,24 +41,31 @@ func openKeyed(ctx context.Context, st dataset.Store, name string, width int) (*
 }
 
 func (k *keyReader) advance() error {
-	row, err := k.r.Next()
+	fields, err := k.r.NextBytes()
 	if errors.Is(err, io.EOF) {
-		k.eof, k.row = true, nil
+		k.eof, k.fields = true, nil
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	key, err := strconv.ParseInt(row[0], 10, 64)
+	key, err := strconv.ParseInt(string(fields[0]), 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: %s row %d: key %q is not an integer", dataset.ErrCorrupt, k.name, k.n, row[0])
+		return fmt.Errorf("%w: %s row %d: key %q is not an integer", dataset.ErrCorrupt, k.name, k.n, fields[0])
 	}
 	if k.n > 0 && key < k.prev {
 		return fmt.Errorf("%w: %s row %d: key %d after %d, not in key order", dataset.ErrCorrupt, k.name, k.n, key, k.prev)
 	}
-	k.row, k.key, k.prev = row, key, key
+	k.fields, k.key, k.prev = fields, key, key
 	k.n++
 	return nil
+}
+
+// strings is the current row as strings (one allocation), reused by the
+// next call.
+func (k *keyReader) strings() []string {
+	k.row = dataset.Strings(k.row[:0], k.fields)
+	return k.row
 }
 
 // tagLookup answers "which requested tags has user u" for ascending u.
@@ -85,7 +95,7 @@ func (t *tagLookup) get(user int64) (string, bool, error) {
 		if t.buf.Len() > 0 {
 			t.buf.WriteByte(';')
 		}
-		t.buf.WriteString(t.k.row[1])
+		t.buf.Write(t.k.fields[1])
 		if err := t.k.advance(); err != nil {
 			return "", false, err
 		}
@@ -114,7 +124,7 @@ func joinTagged(ctx context.Context, st dataset.Store, src Source, yield func(us
 			return err
 		}
 		if ok {
-			if err := yield(rows.key, t, rows.row); err != nil {
+			if err := yield(rows.key, t, rows.strings()); err != nil {
 				return err
 			}
 		}
@@ -252,7 +262,8 @@ func joinWithPayments(ctx context.Context, st dataset.Store, emit func([]string)
 				}
 			}
 			for !pay.eof && pay.key == r.user {
-				sums[pay.row[1]] = [2]string{pay.row[2], pay.row[3]}
+				row := pay.strings()
+				sums[row[1]] = [2]string{row[2], row[3]}
 				if err := pay.advance(); err != nil {
 					return err
 				}
