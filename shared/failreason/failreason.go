@@ -106,6 +106,12 @@ var (
 		Means:  "A listener read a value that is not an integer from a key or integer column (`user_id`, `tag_id`, `withdraw_id`, a count): the source table's column type or data is not what the report expects.",
 		Do:     "Fix the row or the column's type in the source database, then retry.",
 	}
+	NotTime = &Reason{
+		Format: "%s.%s: %q is not a date and time",
+		Shown:  "{source}.{column}: \"{value}\" is not a date and time",
+		Means:  "A listener read a NULL or a value of another type (text, a number) from a date-and-time column (`created_at`): the source table's column type or data is not what the report expects.",
+		Do:     "Fix the row or the column's type (`DATETIME`) in the source database, then retry.",
+	}
 	BadInput = &Reason{
 		Format: "input %s: bad user_id %q",
 		Shown:  "input aggregate.stage1.user_id: bad user_id \"{value}\"",
@@ -189,7 +195,7 @@ var (
 // All is every reason, in the README's order.
 var All = []*Reason{
 	UnreadablePlan, UnknownType, InvalidParams, ListenerParams, ListenerDecode, ListenerUnknownType,
-	AggregatorDecode, AggregatorUnknownType, Aggregator, NotInteger, BadInput,
+	AggregatorDecode, AggregatorUnknownType, Aggregator, NotInteger, NotTime, BadInput,
 	DatasetMissing, DatasetCorrupt, RowTooLarge, RowLimit, StateLost, NotOurs,
 	DispatchExhausted, DeadListener, DeadAggregator, Stuck, Cancelled,
 }

@@ -504,8 +504,9 @@ func driverQuery(ctx context.Context, c any, query string, args []driver.NamedVa
 //   - Int: an int64 as is, any other value (bytes, a float, NULL) only if
 //     its text parses as a 64-bit integer, as Scan into an int64 did;
 //     otherwise the fetch fails for good, naming the value;
-//   - Time: a time.Time (parseTime) in UTC as TimeLayout; anything else is
-//     the error Scan into a time.Time gave;
+//   - Time: a time.Time (parseTime) in UTC as TimeLayout; anything else
+//     (NULL, text: a column of another type) fails the fetch for good,
+//     where Scan's error was retried to the dead-letter queue;
 //   - Text: the value's bytes as Scan into sql.RawBytes gave them (NULL
 //     is empty, numbers in Go's shortest form, a time as RFC 3339).
 func appendValue(b []byte, src Source, c Column, v driver.Value) ([]byte, error) {
@@ -523,7 +524,7 @@ func appendValue(b []byte, src Source, c Column, v driver.Value) ([]byte, error)
 	case Time:
 		t, ok := v.(time.Time)
 		if !ok {
-			return b, fmt.Errorf("scan %s: column %s: %T is not a time", src.Name(), c.Name, v)
+			return b, fault.Permanent(failreason.NotTime.Errorf(src.Name(), c.Name, appendText(nil, v)))
 		}
 		return appendTime(b, t.UTC()), nil
 	}

@@ -294,6 +294,24 @@ func TestRunNotAnInteger(t *testing.T) {
 	}
 }
 
+// A time column that holds no DATETIME (text, a NULL: the column's type is
+// not what the report expects) fails the fetch for good, naming the value,
+// rather than being retried to the dead-letter queue.
+func TestRunNotATime(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	if _, err := db.Exec("ALTER TABLE vs_withdraw MODIFY created_at VARCHAR(32) NULL"); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, db, "INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES (?, ?, 1.00, 'USD', 'SUCCESS', ?)",
+		[]any{1, 5, "2026-01-05 10:00:00"})
+	_, _, err := run(t, db, withdraw, report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}, nil, 0)
+	want := `plt_fund.vs_withdraw.created_at: "2026-01-05 10:00:00" is not a date and time`
+	if err == nil || !strings.Contains(err.Error(), want) || fault.ClassOf(err) != fault.Fail {
+		t.Errorf("fetch: %v (class %v); want a permanent error saying %s", err, fault.ClassOf(err), want)
+	}
+}
+
 // The currency column's own collation decides equality, whatever the
 // connection's: a binary collation tells "usd" from "USD", a case-insensitive
 // one other than the connection's does not, and neither is an error.
