@@ -267,6 +267,36 @@ func TestRunQueryError(t *testing.T) {
 	}
 }
 
+// A pooled connection the server has dropped (KILL, as a restart or an
+// idle timeout would) is replaced: the next fetch reads every row, as
+// database/sql's own queries did before Fetch read the driver's rows.
+func TestRunAfterConnectionKilled(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	db.SetMaxOpenConns(1)
+	insert(t, db, "INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES (?, ?, 1.00, 'USD', 'SUCCESS', '2026-01-05')",
+		[]any{1, 5}, []any{2, 6})
+	p := report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}
+	for round := range 3 {
+		var id int64
+		if err := db.QueryRow("SELECT CONNECTION_ID()").Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		admin, err := sql.Open("mysql", testdb.Server())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Exec("KILL CONNECTION " + strconv.FormatInt(id, 10)); err != nil {
+			t.Fatal(err)
+		}
+		admin.Close()
+		rows, _, err := run(t, db, withdraw, p, nil, 0)
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("round %d: fetch after KILL of the pooled connection: %d rows, %v; want 2 rows", round, len(rows), err)
+		}
+	}
+}
+
 // A key that is not a 64-bit integer (a column of the wrong type, a NULL,
 // a value past int64) fails the fetch for good, naming the source, the
 // column and the value; the rows before it are no reason to retry.
