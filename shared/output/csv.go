@@ -165,6 +165,10 @@ func needsQuotes(v string) bool {
 			return true
 		}
 	}
+	if c := v[0]; c < utf8.RuneSelf {
+		// unicode.IsSpace of an ASCII byte, without decoding a rune.
+		return c == ' ' || '\t' <= c && c <= '\r'
+	}
 	r, _ := utf8.DecodeRuneInString(v)
 	return unicode.IsSpace(r)
 }

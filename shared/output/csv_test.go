@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -281,6 +282,15 @@ func FuzzCSVFramingIsEncodingCSV(f *testing.F) {
 		f.Add(seed, uint8(0))
 		f.Add(seed, uint8(0xff))
 		f.Add(seed, uint8(0x55))
+	}
+	// Every ASCII byte leading a cell (needsQuotes decides a leading space
+	// from the byte alone), 8 cells a seed.
+	for c := 1; c < utf8.RuneSelf; c += 8 {
+		var cells []string
+		for b := c; b < c+8 && b < utf8.RuneSelf; b++ {
+			cells = append(cells, string(rune(b))+"x")
+		}
+		f.Add(strings.Join(cells, "\x00"), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, in string, escape uint8) {
 		cells := strings.Split(in, "\x00")
