@@ -615,3 +615,87 @@ func TestFetchConvertsAsScan(t *testing.T) {
 		t.Errorf("Fetch and Scan differ (-Scan +Fetch):\n%s", diff)
 	}
 }
+
+// ListenWithdraw's queries read no table page: a part of a split report
+// reads its users on idx_user, in key order (no sort), and a one-part
+// report's narrow time range is covered too (idx_created), so a small
+// report does not read its rows from disk once big reports have filled
+// the buffer pool with idx_user.
+func TestWithdrawQueriesAreCovered(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	var values []string
+	var args []any
+	for i := range 5000 {
+		values = append(values, "(?, ?, 1.00, 'USD', 'SUCCESS', ?)")
+		args = append(args, i+1, i%500+1, jan1.Add(time.Duration(i)*37*time.Minute))
+	}
+	if _, err := db.Exec("INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES "+strings.Join(values, ","), args...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("ANALYZE TABLE vs_withdraw"); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := int64(100), int64(300)
+	wide := report.Params{TagIDs: []int64{1}, From: jan1, To: jan1.AddDate(0, 6, 0)}
+	narrow := report.Params{TagIDs: []int64{1}, From: jan1.AddDate(0, 1, 0), To: jan1.AddDate(0, 1, 0).Add(3 * time.Hour)}
+	for _, tt := range []struct {
+		name    string
+		p       report.Params
+		b       report.Bounds
+		wantKey string // "" for any
+	}{
+		{"first part", wide, report.Bounds{Hi: &hi}, "idx_user"},
+		{"middle part", wide, report.Bounds{Lo: &lo, Hi: &hi}, "idx_user"},
+		{"last part", wide, report.Bounds{Lo: &hi}, "idx_user"},
+		{"one-part small report", narrow, report.Bounds{}, ""},
+	} {
+		q, err := withdraw.Build(tt.p, tt.b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, extra := explain(t, db, q)
+		// "Using index" exactly: "Using index condition" reads the table.
+		covered := slices.Contains(strings.Split(extra, "; "), "Using index")
+		if tt.wantKey == "" && !covered {
+			t.Errorf("%s: EXPLAIN key %q, Extra %q; want a covering index (Using index)", tt.name, key, extra)
+		}
+		if tt.wantKey != "" && (key != tt.wantKey || !covered || strings.Contains(extra, "filesort")) {
+			t.Errorf("%s: EXPLAIN key %q, Extra %q; want %s, covering, without a filesort", tt.name, key, extra, tt.wantKey)
+		}
+	}
+}
+
+// explain is the key and Extra of q's EXPLAIN (one table).
+func explain(t *testing.T, db *sql.DB, q report.Query) (key, extra string) {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN "+q.SQL, q.Args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rows.Next() {
+		t.Fatalf("EXPLAIN %s: no row", q.SQL)
+	}
+	vals := make([]sql.NullString, len(cols))
+	dest := make([]any, len(cols))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cols {
+		switch c {
+		case "key":
+			key = vals[i].String
+		case "Extra":
+			extra = vals[i].String
+		}
+	}
+	return key, extra
+}

@@ -170,22 +170,24 @@ var withdraw = addSource(Source{
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		pred, bargs := and(b.Predicate("user_id"))
 		return Query{
-			SQL: "SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw " +
-				"WHERE created_at >= ? AND created_at < ?" + pred + " ORDER BY user_id, id",
+			SQL: "SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw" +
+				withdrawIndex(b) + " WHERE created_at >= ? AND created_at < ?" + pred + " ORDER BY user_id, id",
 			Args: append([]any{p.From, p.To}, bargs...),
 		}, nil
 	},
-	// idx_user covers the query, so a part (a range of users) is read from
-	// the index alone, in order: on 10M withdrawals a part of 248,908 rows
-	// took 64 s through (user_id, id) and a row lookup each (the table is
-	// larger than the buffer pool), and 2.0 s covered. report.Split counts
-	// key ranges on it.
-	// idx_created stays (created_at) alone. Covering the query with it
-	// made a small report's narrow range read no table page (10M: 20 small
-	// queries 2.99 s → 0.36 s), but the optimizer then read a big report's
-	// first part (user_id < hi) through it, the whole time range plus a
-	// filesort, instead of that part's users on idx_user: MariaDB's CPU for
-	// a 1M withdraw_by_tag went 0.45 → 1.6 s and the report 2.0 → 3.0 s.
+	// Both indexes cover the query, so neither reads a table page:
+	//   - idx_user, for a part (a range of users), read in order: on 10M
+	//     withdrawals a part of 248,908 rows took 64 s through (user_id, id)
+	//     and a row lookup each (the table is larger than the buffer pool),
+	//     and 2.0 s covered. report.Split counts key ranges on it.
+	//   - idx_created, for a one-part report's time range: a small report's
+	//     20 rows came from 20 table pages on disk once big reports had
+	//     filled the buffer pool with idx_user (10M: 20 small queries 2.99 s,
+	//     0.36 s covered).
+	// A part names idx_user (withdrawIndex): with both covering, the
+	// optimizer once read a big report's first part (user_id < hi) on
+	// idx_created, the whole time range plus a filesort (1M withdraw_by_tag
+	// 2.0 → 3.0 s).
 	DDL: `CREATE TABLE IF NOT EXISTS vs_withdraw (
   id BIGINT NOT NULL PRIMARY KEY,
   user_id BIGINT NOT NULL,
@@ -193,10 +195,24 @@ var withdraw = addSource(Source{
   currency CHAR(3) NOT NULL,
   status VARCHAR(16) NOT NULL,
   created_at DATETIME NOT NULL,
-  KEY idx_created (created_at),
+  KEY idx_created (created_at, user_id, id, amount, currency, status),
   KEY idx_user (user_id, id, created_at, amount, currency, status)
 )`,
 })
+
+// withdrawIndex is the index hint of a ListenWithdraw query: a part of a
+// split report reads its users on idx_user, the index Split counted it on
+// (byWithdrawals), in key order; a one-part report (no bounds) leaves the
+// choice to the optimizer, which takes idx_created for a narrow time range.
+func withdrawIndex(b Bounds) string {
+	if b.Lo == nil && b.Hi == nil {
+		return ""
+	}
+	return " FORCE INDEX (" + withdrawKeyIndex + ")"
+}
+
+// withdrawKeyIndex is vs_withdraw's (user_id, …) index.
+const withdrawKeyIndex = "idx_user"
 
 // paymentBatch pairs per statement (3 params each): measured on 20k pairs,
 // the join below takes 0.41 s at 200 and 0.32 s at 1000 per pair batch,
