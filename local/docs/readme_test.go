@@ -16,12 +16,12 @@ func TestReadmeReasonTableIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := WithReasonTable(string(b))
+	want, err := WithTables(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, string(b)); diff != "" {
-		t.Errorf("README.md's troubleshooting table is stale: run go generate ./local/docs (-want +got):\n%s", diff)
+		t.Errorf("README.md's troubleshooting or source-index table is stale: run go generate ./local/docs (-want +got):\n%s", diff)
 	}
 }
 
@@ -43,5 +43,24 @@ func TestWithReasonTable(t *testing.T) {
 	}
 	if _, err := WithReasonTable("no markers"); err == nil {
 		t.Error("WithReasonTable without markers: no error")
+	}
+}
+
+// TestIndexTable: every index a source's DDL or Indexes declares is a row,
+// with the functions that read its table.
+func TestIndexTable(t *testing.T) {
+	t.Parallel()
+	got := IndexTable()
+	for _, want := range []string{
+		"| `plt_fund.vs_withdraw` | `idx_user` | `(user_id, id, created_at, amount, currency, status)` | `ListenWithdraw` |",
+		"| `plt_fund.vs_payment` | `idx_user_paid` | `(user_id, id, status, created_at, amount, currency)` | `ListenPayment`, `ListenPaymentRange` |",
+		"| `plt_user.vs_user_tag_relation` | `idx_tag_user` | `(tag_id, user_id)` | `ListenUserTagRelation` |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("index table lacks %s:\n%s", want, got)
+		}
+	}
+	if _, err := WithIndexTable("no markers"); err == nil {
+		t.Error("WithIndexTable without markers: no error")
 	}
 }
