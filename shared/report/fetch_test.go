@@ -616,52 +616,65 @@ func TestFetchConvertsAsScan(t *testing.T) {
 	}
 }
 
-// ListenWithdraw's queries read no table page: a part of a split report
-// reads its users on idx_user, in key order (no sort), and a one-part
-// report's narrow time range is covered too (idx_created), so a small
-// report does not read its rows from disk once big reports have filled
-// the buffer pool with idx_user.
-func TestWithdrawQueriesAreCovered(t *testing.T) {
+// The range listeners' queries read no table page: a part of a split
+// report reads its users on the key index Split counted it on, in key
+// order (no sort), and a one-part report's narrow time range is covered
+// too (idx_created), so a small report does not read its rows from disk
+// once big reports have filled the buffer pool with the key index.
+func TestRangeQueriesAreCovered(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
-	var values []string
-	var args []any
-	for i := range 5000 {
-		values = append(values, "(?, ?, 1.00, 'USD', 'SUCCESS', ?)")
-		args = append(args, i+1, i%500+1, jan1.Add(time.Duration(i)*37*time.Minute))
+	paymentRange := report.Sources["ListenPaymentRange"]
+	for _, x := range paymentRange.Indexes {
+		if _, err := db.Exec("ALTER TABLE vs_payment ADD INDEX " + x.Name + " " + x.Columns); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := db.Exec("INSERT INTO vs_withdraw (id, user_id, amount, currency, status, created_at) VALUES "+strings.Join(values, ","), args...); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("ANALYZE TABLE vs_withdraw"); err != nil {
-		t.Fatal(err)
+	for _, table := range []string{"vs_withdraw", "vs_payment"} {
+		var values []string
+		var args []any
+		for i := range 5000 {
+			values = append(values, "(?, ?, 1.00, 'USD', ?, ?)")
+			args = append(args, i+1, i%500+1, []string{"SUCCESS", "FAILED"}[i%7/6], jan1.Add(time.Duration(i)*37*time.Minute))
+		}
+		if _, err := db.Exec("INSERT INTO "+table+" (id, user_id, amount, currency, status, created_at) VALUES "+strings.Join(values, ","), args...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec("ANALYZE TABLE " + table); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lo, hi := int64(100), int64(300)
 	wide := report.Params{TagIDs: []int64{1}, From: jan1, To: jan1.AddDate(0, 6, 0)}
 	narrow := report.Params{TagIDs: []int64{1}, From: jan1.AddDate(0, 1, 0), To: jan1.AddDate(0, 1, 0).Add(3 * time.Hour)}
-	for _, tt := range []struct {
-		name    string
-		p       report.Params
-		b       report.Bounds
-		wantKey string // "" for any
-	}{
-		{"first part", wide, report.Bounds{Hi: &hi}, "idx_user"},
-		{"middle part", wide, report.Bounds{Lo: &lo, Hi: &hi}, "idx_user"},
-		{"last part", wide, report.Bounds{Lo: &hi}, "idx_user"},
-		{"one-part small report", narrow, report.Bounds{}, ""},
-	} {
-		q, err := withdraw.Build(tt.p, tt.b, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, extra := explain(t, db, q)
-		// "Using index" exactly: "Using index condition" reads the table.
-		covered := slices.Contains(strings.Split(extra, "; "), "Using index")
-		if tt.wantKey == "" && !covered {
-			t.Errorf("%s: EXPLAIN key %q, Extra %q; want a covering index (Using index)", tt.name, key, extra)
-		}
-		if tt.wantKey != "" && (key != tt.wantKey || !covered || strings.Contains(extra, "filesort")) {
-			t.Errorf("%s: EXPLAIN key %q, Extra %q; want %s, covering, without a filesort", tt.name, key, extra, tt.wantKey)
+	for _, src := range []struct {
+		report.Source
+		key string
+	}{{withdraw, "idx_user"}, {paymentRange, "idx_user_paid"}} {
+		for _, tt := range []struct {
+			name    string
+			p       report.Params
+			b       report.Bounds
+			wantKey string // "" for any
+		}{
+			{"first part", wide, report.Bounds{Hi: &hi}, src.key},
+			{"middle part", wide, report.Bounds{Lo: &lo, Hi: &hi}, src.key},
+			{"last part", wide, report.Bounds{Lo: &hi}, src.key},
+			{"one-part small report", narrow, report.Bounds{}, ""},
+		} {
+			q, err := src.Build(tt.p, tt.b, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, extra := explain(t, db, q)
+			// "Using index" exactly: "Using index condition" reads the table.
+			covered := slices.Contains(strings.Split(extra, "; "), "Using index")
+			if tt.wantKey == "" && !covered {
+				t.Errorf("%s %s: EXPLAIN key %q, Extra %q; want a covering index (Using index)", src.EntryPoint, tt.name, key, extra)
+			}
+			if tt.wantKey != "" && (key != tt.wantKey || !covered || strings.Contains(extra, "filesort")) {
+				t.Errorf("%s %s: EXPLAIN key %q, Extra %q; want %s, covering, without a filesort", src.EntryPoint, tt.name, key, extra, tt.wantKey)
+			}
 		}
 	}
 }
