@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/fanoutexport/fanoutexport/shared/dataset"
 	"github.com/fanoutexport/fanoutexport/shared/failreason"
 
@@ -375,11 +377,22 @@ func runQuery(ctx context.Context, db *sql.DB, src Source, q Query, out rowWrite
 	for attempt := 0; ; attempt++ {
 		read := false
 		err := withConn(ctx, db, func(c any) error { return queryConn(ctx, c, src, q, out, &read) })
-		if attempt == 0 && !read && errors.Is(err, driver.ErrBadConn) {
+		switch {
+		case attempt == 0 && !read && errors.Is(err, driver.ErrBadConn):
+			continue
+		case !read && q.Unhinted != "" && noSuchIndex(err):
+			q.SQL, q.Unhinted = q.Unhinted, ""
 			continue
 		}
 		return err
 	}
+}
+
+// noSuchIndex says err is MariaDB's "Key … doesn't exist in table" (an
+// index hint naming an index the table, or view, does not have).
+func noSuchIndex(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1176
 }
 
 // withConn runs f on one of db's driver connections.

@@ -644,7 +644,7 @@ func TestRangeQueriesAreCovered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lo, hi := int64(100), int64(300)
+	one, lo, hi := int64(1), int64(100), int64(300)
 	wide := report.Params{TagIDs: []int64{1}, From: jan1, To: jan1.AddDate(0, 6, 0)}
 	narrow := report.Params{TagIDs: []int64{1}, From: jan1.AddDate(0, 1, 0), To: jan1.AddDate(0, 1, 0).Add(3 * time.Hour)}
 	for _, src := range []struct {
@@ -660,6 +660,10 @@ func TestRangeQueriesAreCovered(t *testing.T) {
 			{"first part", wide, report.Bounds{Hi: &hi}, src.key},
 			{"middle part", wide, report.Bounds{Lo: &lo, Hi: &hi}, src.key},
 			{"last part", wide, report.Bounds{Lo: &hi}, src.key},
+			// Where idx_created would be the cheaper read (most users, a
+			// narrow time), a part still keeps to its key index, as
+			// before idx_created covered the query.
+			{"part of most users, narrow time", narrow, report.Bounds{Lo: &one}, src.key},
 			{"one-part small report", narrow, report.Bounds{}, ""},
 		} {
 			q, err := src.Build(tt.p, tt.b, nil)
@@ -676,6 +680,41 @@ func TestRangeQueriesAreCovered(t *testing.T) {
 				t.Errorf("%s %s: EXPLAIN key %q, Extra %q; want %s, covering, without a filesort", src.EntryPoint, tt.name, key, extra, tt.wantKey)
 			}
 		}
+	}
+}
+
+// A part's index hint is about speed only: where the table is a view (or
+// its index has another name) the part reads the same rows unhinted.
+func TestPartReadsAView(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	for _, q := range []string{
+		"RENAME TABLE vs_withdraw TO withdraw_rows",
+		"CREATE VIEW vs_withdraw AS SELECT * FROM withdraw_rows",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(t, db, "INSERT INTO withdraw_rows (id, user_id, amount, currency, status, created_at) VALUES (?, ?, 1.00, 'USD', 'SUCCESS', '2026-01-05')",
+		[]any{1, 5}, []any{2, 6}, []any{3, 7})
+	lo, hi := int64(6), int64(8)
+	p := report.Params{TagIDs: []int64{3}, From: jan1, To: feb1}
+	q, err := withdraw.Build(p, report.Bounds{Lo: &lo, Hi: &hi}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(q.SQL, "FORCE INDEX") || q.Unhinted == "" {
+		t.Fatalf("a part's query %q has no hint and fallback", q.SQL)
+	}
+	ctx := context.Background()
+	out := dataset.NewMemStore()
+	w := dataset.NewWriter(ctx, out, withdraw.Dataset(), 0)
+	if err := report.FetchLimit(ctx, db, withdraw, p, report.Bounds{Lo: &lo, Hi: &hi}, nil, w, 0); err != nil {
+		t.Fatalf("fetch of a part from a view: %v", err)
+	}
+	if _, rows, err := w.Close(); err != nil || rows != 2 {
+		t.Errorf("fetch of users [6, 8) from a view: %d rows, %v; want 2", rows, err)
 	}
 }
 

@@ -20,18 +20,9 @@ var paymentRange = addSource(Source{
 	EntryPoint: "ListenPaymentRange", Subscription: "listen-payment-range", Slug: "pay-range",
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		pred, bargs := and(b.Predicate("user_id"))
-		// A part of a split report reads its users on the index Split
-		// counted it on, in key order; one part (no bounds) leaves the
-		// choice to the optimizer, idx_created for a narrow time range.
-		hint := ""
-		if b.Lo != nil || b.Hi != nil {
-			hint = " FORCE INDEX (" + paymentKeyIndex + ")"
-		}
-		return Query{
-			SQL: "SELECT user_id, id, amount, currency, created_at FROM vs_payment" + hint +
-				" WHERE status = 'SUCCESS' AND created_at >= ? AND created_at < ?" + pred + " ORDER BY user_id, id",
-			Args: append([]any{p.From, p.To}, bargs...),
-		}, nil
+		return partQuery("SELECT user_id, id, amount, currency, created_at FROM vs_payment", "idx_user_paid",
+			"WHERE status = 'SUCCESS' AND created_at >= ? AND created_at < ?"+pred+" ORDER BY user_id, id",
+			b, append([]any{p.From, p.To}, bargs...)), nil
 	},
 	DDL: payment.DDL,
 	// Both indexes cover the query, as vs_withdraw's: idx_user_paid reads a
@@ -39,14 +30,12 @@ var paymentRange = addSource(Source{
 	// and the time range on idx_created; idx_created reads a one-part
 	// report's time range without a table page (10M: a small report's
 	// payments came from disk once big reports had filled the buffer pool).
+	// A part keeps to idx_user_paid (partQuery).
 	Indexes: []Index{
 		{Name: "idx_created", Columns: "(created_at, status, user_id, id, amount, currency)"},
-		{Name: paymentKeyIndex, Columns: "(user_id, id, status, created_at, amount, currency)"},
+		{Name: "idx_user_paid", Columns: "(user_id, id, status, created_at, amount, currency)"},
 	},
 })
-
-// paymentKeyIndex is vs_payment's (user_id, id, …) index.
-const paymentKeyIndex = "idx_user_paid"
 
 func init() {
 	addReport(Report{
@@ -62,7 +51,7 @@ func init() {
 		// Every CSV row is one of the payments the listener reads.
 		SplitBy: &SplitBy{
 			Source:   paymentRange,
-			KeyIndex: paymentKeyIndex,
+			KeyIndex: "idx_user_paid",
 			Filter: func(p Params) RangeFilter {
 				return RangeFilter{Column: "created_at", Index: "idx_created", From: p.From, To: p.To}
 			},

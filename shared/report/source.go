@@ -30,6 +30,10 @@ type Column struct {
 type Query struct {
 	SQL  string
 	Args []any
+	// Unhinted, if set, is SQL without its index hint, run instead when
+	// the database has no index of that name on the table (a view, or an
+	// index named otherwise): the hint is about speed, never the result.
+	Unhinted string
 }
 
 // Source is one table a listener reads. Table and column names come only
@@ -169,11 +173,9 @@ var withdraw = addSource(Source{
 	EntryPoint: "ListenWithdraw", Subscription: "listen-withdraw", Slug: "withdraw",
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		pred, bargs := and(b.Predicate("user_id"))
-		return Query{
-			SQL: "SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw" +
-				withdrawIndex(b) + " WHERE created_at >= ? AND created_at < ?" + pred + " ORDER BY user_id, id",
-			Args: append([]any{p.From, p.To}, bargs...),
-		}, nil
+		return partQuery("SELECT user_id, id, amount, currency, status, created_at FROM vs_withdraw", "idx_user",
+			"WHERE created_at >= ? AND created_at < ?"+pred+" ORDER BY user_id, id",
+			b, append([]any{p.From, p.To}, bargs...)), nil
 	},
 	// Both indexes cover the query, so neither reads a table page:
 	//   - idx_user, for a part (a range of users), read in order: on 10M
@@ -184,10 +186,7 @@ var withdraw = addSource(Source{
 	//     20 rows came from 20 table pages on disk once big reports had
 	//     filled the buffer pool with idx_user (10M: 20 small queries 2.99 s,
 	//     0.36 s covered).
-	// A part names idx_user (withdrawIndex): with both covering, the
-	// optimizer once read a big report's first part (user_id < hi) on
-	// idx_created, the whole time range plus a filesort (1M withdraw_by_tag
-	// 2.0 → 3.0 s).
+	// A part keeps to idx_user (partQuery).
 	DDL: `CREATE TABLE IF NOT EXISTS vs_withdraw (
   id BIGINT NOT NULL PRIMARY KEY,
   user_id BIGINT NOT NULL,
@@ -200,19 +199,23 @@ var withdraw = addSource(Source{
 )`,
 })
 
-// withdrawIndex is the index hint of a ListenWithdraw query: a part of a
-// split report reads its users on idx_user, the index Split counted it on
-// (byWithdrawals), in key order; a one-part report (no bounds) leaves the
-// choice to the optimizer, which takes idx_created for a narrow time range.
-func withdrawIndex(b Bounds) string {
-	if b.Lo == nil && b.Hi == nil {
-		return ""
+// partQuery is a range listener's statement (ListenWithdraw,
+// ListenPaymentRange) "SELECT … FROM table" + rest for bounds b. A part of
+// a split report reads its users on index, the (user_id, …) index Split
+// counted it on, in key order: with idx_created covering the query too,
+// the optimizer once read a part on idx_created instead, the whole time
+// range plus a sort of it (1M withdraw_by_tag 2.0 → 3.0 s), and on
+// vs_payment it may sort a part read on idx_user_currency. A one-part
+// report (no bounds) has no hint, so a small report's narrow time range
+// is read on idx_created. Without the index (a view, another name) the
+// statement runs unhinted (Query.Unhinted).
+func partQuery(selectFrom, index, rest string, b Bounds, args []any) Query {
+	q := Query{SQL: selectFrom + " " + rest, Args: args}
+	if b.Lo != nil || b.Hi != nil {
+		q.SQL, q.Unhinted = selectFrom+" FORCE INDEX ("+index+") "+rest, q.SQL
 	}
-	return " FORCE INDEX (" + withdrawKeyIndex + ")"
+	return q
 }
-
-// withdrawKeyIndex is vs_withdraw's (user_id, …) index.
-const withdrawKeyIndex = "idx_user"
 
 // paymentBatch pairs per statement (3 params each): measured on 20k pairs,
 // the join below takes 0.41 s at 200 and 0.32 s at 1000 per pair batch,
