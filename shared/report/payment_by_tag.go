@@ -20,7 +20,7 @@ var paymentRange = addSource(Source{
 	EntryPoint: "ListenPaymentRange", Subscription: "listen-payment-range", Slug: "pay-range",
 	Build: func(p Params, b Bounds, _ [][]string) (Query, error) {
 		pred, bargs := and(b.Predicate("user_id"))
-		return partQuery("SELECT user_id, id, amount, currency, created_at FROM vs_payment", "idx_user_paid",
+		return partQuery("SELECT user_id, id, amount, currency, created_at FROM vs_payment", paymentKeyIndex,
 			"WHERE status = 'SUCCESS' AND created_at >= ? AND created_at < ?"+pred+" ORDER BY user_id, id",
 			b, append([]any{p.From, p.To}, bargs...)), nil
 	},
@@ -33,9 +33,13 @@ var paymentRange = addSource(Source{
 	// A part keeps to idx_user_paid (partQuery).
 	Indexes: []Index{
 		{Name: "idx_created", Columns: "(created_at, status, user_id, id, amount, currency)"},
-		{Name: "idx_user_paid", Columns: "(user_id, id, status, created_at, amount, currency)"},
+		{Name: paymentKeyIndex, Columns: "(user_id, id, status, created_at, amount, currency)"},
 	},
 })
+
+// paymentKeyIndex is vs_payment's (user_id, id, …) index: Split counts a
+// payment_by_tag report's parts on it, and each part is read on it.
+const paymentKeyIndex = "idx_user_paid"
 
 func init() {
 	addReport(Report{
@@ -51,7 +55,7 @@ func init() {
 		// Every CSV row is one of the payments the listener reads.
 		SplitBy: &SplitBy{
 			Source:   paymentRange,
-			KeyIndex: "idx_user_paid",
+			KeyIndex: paymentKeyIndex,
 			Filter: func(p Params) RangeFilter {
 				return RangeFilter{Column: "created_at", Index: "idx_created", From: p.From, To: p.To}
 			},

@@ -204,7 +204,7 @@ var withdrawColumns = []output.Column{
 // users or not, so they are what a part's work grows with.
 var byWithdrawals = &SplitBy{
 	Source:   withdraw,
-	KeyIndex: "idx_user",
+	KeyIndex: withdrawKeyIndex,
 	Filter: func(p Params) RangeFilter {
 		return RangeFilter{Column: "created_at", Index: "idx_created", From: p.From, To: p.To}
 	},
